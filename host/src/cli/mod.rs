@@ -1,0 +1,69 @@
+//! The command line: argument parsing and dispatch. Each subcommand group
+//! lives in its own file; all of them print through this module's helpers
+//! so errors look the same everywhere: `tend: <one line>` on stderr.
+
+mod plugins;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a step or run that failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for bad input: arguments, files, names.
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "tend", version, about = "Runbook automation where every step is a sandboxed WebAssembly component")]
+pub struct Cli {
+    /// Directory of extra plugins (*.wasm components, named by file stem).
+    #[arg(long, global = true, env = "TEND_PLUGINS", value_name = "DIR", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/tend/components).
+    #[arg(long, global = true, env = "TEND_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Log filter for tend's own log on stderr, e.g. "info" or "tend=debug".
+    #[arg(long, global = true, env = "TEND_LOG", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, inspect and call plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        match &cli.command {
+            Command::Plugins(cmd) => plugins::run(&cli, cmd).await,
+        }
+    })
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Prints `tend: <message>` (first line only) on stderr and returns `code`.
+pub(crate) fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    let message = message.to_string();
+    let line = message.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+    eprintln!("tend: {line}");
+    ExitCode::from(code)
+}

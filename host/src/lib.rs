@@ -1,0 +1,7 @@
+//! tend: runbook automation where every step is a sandboxed WebAssembly
+//! component. The `tend` binary (src/main.rs) is a thin shell over this
+//! library so tests and benchmarks drive the same code.
+
+pub mod cli;
+pub mod runtime;
+pub mod units;

@@ -1,0 +1,549 @@
+//! The plugin runtime: knows the installed plugins (built-in and from a
+//! plugins directory), compiles each once per engine, and runs one step in
+//! a fresh sandboxed store, returning a [`StepRecord`] whatever the guest
+//! does. Knows nothing of runbooks, schedules or the database: callers
+//! pass grants, limits and a [`StateStore`].
+
+pub mod bindings;
+pub mod caps;
+pub mod engine;
+pub mod grants;
+pub mod limits;
+pub mod output;
+pub mod record;
+pub mod sandbox;
+
+use anyhow::Context as _;
+use bindings::{PluginPre, types};
+use caps::secrets::{self, SecretSource};
+use caps::state::StateStore;
+use engine::{CompileCache, EPOCH_TICK};
+use grants::Grants;
+use limits::Limits;
+use record::{ErrorKind, Finding, LogLevel, LogLine, Metric, Outcome, Severity, StepOutput, StepRecord, TrapKind};
+use sandbox::StepState;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store, Trap};
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+/// Shared services the capabilities use.
+#[derive(Clone)]
+pub struct Services {
+    pub state: Arc<dyn StateStore>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub http: reqwest::Client,
+    pub system: Arc<caps::system::Sampler>,
+}
+
+/// How to build a [`Runtime`]. Every field has a default.
+pub struct RuntimeConfig {
+    /// Directory of extra plugins (`*.wasm`, one component each, named by
+    /// file stem). By default none.
+    pub plugin_dir: Option<PathBuf>,
+    /// Where precompiled components are cached. By default
+    /// [`CompileCache::default_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling allocator when the address space allows. By default true.
+    pub pooling: bool,
+    /// Runbook state. By default in memory for the life of the process.
+    pub state: Arc<dyn StateStore>,
+    /// Secret values. By default from `TEND_SECRET_<NAME>` variables.
+    pub secrets: Arc<dyn SecretSource>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            plugin_dir: None,
+            cache_dir: CompileCache::default_dir(),
+            pooling: true,
+            state: Arc::new(caps::state::MemoryState::default()),
+            secrets: Arc::new(caps::secrets::EnvSecrets),
+        }
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Builtin,
+    File(PathBuf),
+}
+
+/// An installed plugin's component bytes, before compilation.
+#[derive(Debug, Clone)]
+pub struct PluginSource {
+    /// Name runbooks use: the built-in's name or the file stem.
+    pub name: String,
+    pub origin: Origin,
+    pub bytes: Arc<[u8]>,
+    /// blake3 of `bytes`, hex.
+    pub digest: String,
+}
+
+impl PluginSource {
+    fn new(name: String, origin: Origin, bytes: Arc<[u8]>) -> Self {
+        let digest = blake3::hash(&bytes).to_hex().to_string();
+        PluginSource { name, origin, bytes, digest }
+    }
+
+    /// Reads a component file; its plugin name is the file stem.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin file {}", path.display()))?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .with_context(|| format!("plugin file {} has no name", path.display()))?;
+        Ok(PluginSource::new(name, Origin::File(path.to_path_buf()), bytes.into()))
+    }
+}
+
+/// What `describe()` returned, with the schema parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub config_schema: Option<serde_json::Value>,
+    pub capabilities: Vec<String>,
+}
+
+/// Where a call sits in a run (the contract's `step-context`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepContext {
+    pub run_id: String,
+    pub step_id: String,
+    pub runbook: String,
+    pub attempt: u32,
+    pub iteration: u32,
+}
+
+/// One plugin call: context, JSON config and input, grants and limits.
+#[derive(Debug, Clone, Default)]
+pub struct StepCall {
+    pub ctx: StepContext,
+    /// The step's config as JSON text.
+    pub config: String,
+    /// The step's input as JSON text.
+    pub input: String,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+/// A plugin compiled for one engine, ready to instantiate.
+struct Loaded {
+    pre: PluginPre<StepState>,
+    info: PluginInfo,
+}
+
+/// An engine with its linker and the plugins compiled for it.
+struct EngineSlot {
+    engine: Engine,
+    linker: Linker<StepState>,
+    /// Compiled plugins by digest.
+    loaded: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Loaded>>>>>,
+}
+
+/// Runs plugin steps. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    services: Services,
+    cache: CompileCache,
+    plugins: BTreeMap<String, PluginSource>,
+    /// Problems with files in the plugin directory; those plugins are skipped.
+    pub load_warnings: Vec<String>,
+    /// One engine per distinct wasm stack size (the stack is engine-wide in
+    /// wasmtime); the default stack's engine is created up front.
+    engines: Mutex<HashMap<usize, Arc<EngineSlot>>>,
+    default_pooled: bool,
+}
+
+impl Runtime {
+    /// Creates the runtime: the default engine, the built-in plugins, and
+    /// the plugins of `config.plugin_dir`. Compiles nothing yet.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let services = Services {
+            state: config.state,
+            secrets: config.secrets,
+            http: caps::http::client()?,
+            system: Arc::default(),
+        };
+        let mut plugins = BTreeMap::new();
+        for (name, bytes) in BUILTIN_PLUGINS {
+            plugins.insert(name.to_string(), PluginSource::new(name.to_string(), Origin::Builtin, Arc::from(*bytes)));
+        }
+        let mut load_warnings = Vec::new();
+        if let Some(dir) = &config.plugin_dir {
+            scan_plugin_dir(dir, &mut plugins, &mut load_warnings);
+        }
+        let (engine, pooled) = engine::new_engine(Limits::DEFAULT_STACK, config.pooling)?;
+        let slot = Arc::new(EngineSlot { linker: sandbox::linker(&engine)?, engine, loaded: Mutex::default() });
+        Ok(Runtime {
+            services,
+            cache: CompileCache::new(config.cache_dir),
+            plugins,
+            load_warnings,
+            engines: Mutex::new(HashMap::from([(Limits::DEFAULT_STACK, slot)])),
+            default_pooled: pooled,
+        })
+    }
+
+    /// Whether the default engine uses the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.default_pooled
+    }
+
+    /// Installed plugins, by name.
+    pub fn plugins(&self) -> impl Iterator<Item = &PluginSource> {
+        self.plugins.values()
+    }
+
+    /// An installed plugin by name.
+    pub fn plugin(&self, name: &str) -> Option<&PluginSource> {
+        self.plugins.get(name)
+    }
+
+    /// An installed plugin by name, or a `.wasm` file by path. The error
+    /// lists the installed plugins.
+    pub fn resolve(&self, name_or_path: &str) -> anyhow::Result<PluginSource> {
+        if let Some(p) = self.plugins.get(name_or_path) {
+            return Ok(p.clone());
+        }
+        let path = Path::new(name_or_path);
+        if name_or_path.ends_with(".wasm") || path.components().count() > 1 {
+            return PluginSource::from_file(path);
+        }
+        let names: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
+        anyhow::bail!("plugin {name_or_path:?} is not installed (installed: {})", names.join(", "))
+    }
+
+    /// The plugin's `describe()` record (compiling it first if needed).
+    pub async fn describe(&self, source: &PluginSource) -> anyhow::Result<PluginInfo> {
+        let slot = self.engine(Limits::DEFAULT_STACK)?;
+        Ok(self.load(&slot, source).await?.info.clone())
+    }
+
+    /// Compiles (or loads from cache) every installed plugin, so the first
+    /// steps do not pay for it. Returns the problems found.
+    pub async fn preload(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for source in self.plugins.values() {
+            if let Err(e) = self.describe(source).await {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        problems
+    }
+
+    /// Runs one step. `Err` only for problems before the guest runs
+    /// (limits out of range, a plugin that does not load, a granted
+    /// directory that cannot be opened); everything the guest does ends in
+    /// a [`StepRecord`].
+    pub async fn call(&self, source: &PluginSource, call: StepCall) -> anyhow::Result<StepRecord> {
+        call.limits.check().map_err(anyhow::Error::msg)?;
+        let slot = self.engine(call.limits.stack_bytes)?;
+        let loaded = self.load(&slot, source).await?;
+        let start = Instant::now();
+        let deadline = start + call.limits.timeout;
+        let state = sandbox::step_state(&self.services, &call.ctx.runbook, &call.grants, &call.limits, deadline)
+            .map_err(anyhow::Error::msg)?;
+        let mut store = Store::new(&slot.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = call.limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+        store.set_epoch_deadline(ticks.max(1));
+        store.epoch_deadline_trap();
+
+        let ctx = types::StepContext {
+            run_id: call.ctx.run_id.clone(),
+            step_id: call.ctx.step_id.clone(),
+            runbook: call.ctx.runbook.clone(),
+            attempt: call.ctx.attempt,
+            iteration: call.ctx.iteration,
+        };
+        let run = async {
+            let plugin = loaded.pre.instantiate_async(&mut store).await?;
+            plugin.tend_plugin_step().call_run(&mut store, &ctx, &call.config, &call.input).await
+        };
+        // The epoch deadline stops a guest running wasm; this timeout also
+        // stops one blocked in a host call (a sleep, a slow HTTP request).
+        let result = tokio::time::timeout(call.limits.timeout + 2 * EPOCH_TICK, run).await;
+        let duration = start.elapsed();
+        Ok(finish(store.into_data(), result, &call.limits, duration, source, &loaded.info))
+    }
+
+    /// The engine for a stack size, created on first use.
+    fn engine(&self, stack_bytes: usize) -> anyhow::Result<Arc<EngineSlot>> {
+        let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = engines.get(&stack_bytes) {
+            return Ok(slot.clone());
+        }
+        // Only the default engine pools: each pool reserves terabytes of
+        // address space, and custom stacks are rare.
+        let (engine, _) = engine::new_engine(stack_bytes, false)?;
+        let slot = Arc::new(EngineSlot { linker: sandbox::linker(&engine)?, engine, loaded: Mutex::default() });
+        engines.insert(stack_bytes, slot.clone());
+        Ok(slot)
+    }
+
+    /// Compiles a plugin for an engine once, checks its imports against
+    /// the linker and reads its `describe()` record.
+    async fn load(&self, slot: &Arc<EngineSlot>, source: &PluginSource) -> anyhow::Result<Arc<Loaded>> {
+        let cell = {
+            let mut loaded = slot.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            loaded.entry(source.digest.clone()).or_default().clone()
+        };
+        let loaded = cell
+            .get_or_try_init(|| async {
+                let what = describe_origin(source);
+                let (engine, cache, bytes) = (slot.engine.clone(), self.cache.clone(), source.bytes.clone());
+                let component = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes))
+                    .await?
+                    .with_context(|| format!("{what} is not a valid WebAssembly component"))?;
+                let pre = slot
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("{what} needs imports tend does not provide"))?;
+                let pre = PluginPre::new(pre)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("{what} does not implement the tend:plugin/plugin world"))?;
+                let info = self.read_info(&slot.engine, &pre, source).await?;
+                anyhow::Ok(Arc::new(Loaded { pre, info }))
+            })
+            .await?;
+        Ok(loaded.clone())
+    }
+
+    /// Calls `describe()` in a sandbox with no grants and default limits.
+    async fn read_info(&self, engine: &Engine, pre: &PluginPre<StepState>, source: &PluginSource) -> anyhow::Result<PluginInfo> {
+        let what = describe_origin(source);
+        let limits = Limits { timeout: Duration::from_secs(10), ..Limits::default() };
+        let deadline = Instant::now() + limits.timeout;
+        let state = sandbox::step_state(&self.services, "", &Grants::default(), &limits, deadline).map_err(anyhow::Error::msg)?;
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64);
+        store.epoch_deadline_trap();
+        let info = tokio::time::timeout(limits.timeout, async {
+            let plugin = pre.instantiate_async(&mut store).await?;
+            plugin.tend_plugin_step().call_describe(&mut store).await
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: describe() did not return within 10s"))?
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{what}: describe() failed"))?;
+        let config_schema = match &info.config_schema {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .with_context(|| format!("{what}: describe() returned a config-schema that is not valid JSON"))?,
+            ),
+        };
+        if info.name != source.name {
+            anyhow::bail!(
+                "{what} describes itself as {:?}; rename the file to {}.wasm",
+                info.name,
+                info.name
+            );
+        }
+        Ok(PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema,
+            capabilities: info.capabilities,
+        })
+    }
+}
+
+fn describe_origin(source: &PluginSource) -> String {
+    match &source.origin {
+        Origin::Builtin => format!("built-in plugin {:?}", source.name),
+        Origin::File(path) => format!("plugin file {}", path.display()),
+    }
+}
+
+/// Adds every `*.wasm` file of `dir`; a name taken by a built-in plugin,
+/// or an unreadable file, becomes a warning.
+fn scan_plugin_dir(dir: &Path, plugins: &mut BTreeMap<String, PluginSource>, warnings: &mut Vec<String>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            warnings.push(format!("plugin directory {}: {e}", dir.display()));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        match PluginSource::from_file(&path) {
+            Ok(source) if plugins.contains_key(&source.name) => warnings.push(format!(
+                "plugin file {}: the name {:?} is taken by a built-in plugin; rename the file",
+                path.display(),
+                source.name
+            )),
+            Ok(source) => {
+                plugins.insert(source.name.clone(), source);
+            }
+            Err(e) => warnings.push(format!("{e:#}")),
+        }
+    }
+}
+
+type RunResult = Result<wasmtime::Result<Result<types::StepOutput, types::StepError>>, tokio::time::error::Elapsed>;
+
+/// Turns what the call returned and what the sandbox saw into the record.
+fn finish(
+    state: StepState,
+    result: RunResult,
+    limits: &Limits,
+    duration: Duration,
+    source: &PluginSource,
+    info: &PluginInfo,
+) -> StepRecord {
+    let secrets = &state.caps.secrets.revealed;
+    let redact = |s: &str| secrets::redact(s, secrets);
+    let (stdout, stdout_dropped) = state.stdout.contents();
+    let (stderr, stderr_dropped) = state.stderr.contents();
+    let denials = state.caps.denials.list();
+    let timeout = || Outcome::Trap { trap: TrapKind::Timeout { limit_ms: limits.timeout.as_millis() as u64 } };
+
+    let mut output = None;
+    let mut outcome = match result {
+        Err(_elapsed) => timeout(),
+        Ok(Err(err)) => Outcome::Trap { trap: classify_trap(&err, state.limiter.hit_limit, limits, &stderr) },
+        Ok(Ok(Err(step_error))) => {
+            let (kind, message) = match step_error {
+                types::StepError::InvalidConfig(m) => (ErrorKind::InvalidConfig, m),
+                types::StepError::Retryable(m) => (ErrorKind::Retryable, m),
+                types::StepError::Failed(m) => (ErrorKind::Failed, m),
+            };
+            Outcome::PluginError { kind, message: redact(&message) }
+        }
+        Ok(Ok(Ok(out))) => match convert_output(out, limits, &redact) {
+            Ok(o) => {
+                output = Some(o);
+                Outcome::Ok
+            }
+            Err(message) => Outcome::Trap { trap: TrapKind::InvalidOutput { message } },
+        },
+    };
+    if let Outcome::Trap { trap: TrapKind::Timeout { .. } } = outcome {
+        // A timeout stays a timeout even if the guest was refused something.
+    } else if !outcome.is_ok()
+        && !matches!(outcome, Outcome::Trap { trap: TrapKind::OutOfMemory { .. } | TrapKind::StackOverflow })
+        && let Some(first) = denials.first()
+    {
+        let grant = first.split(':').next().unwrap_or("").to_string();
+        let detail = match &outcome {
+            Outcome::PluginError { message, .. } => format!("{first}; the plugin then failed: {message}"),
+            other => format!("{first}; then {other}"),
+        };
+        outcome = Outcome::Trap { trap: TrapKind::DeniedCapability { grant, message: detail } };
+    }
+
+    let mut logs: Vec<LogLine> = state
+        .caps
+        .log
+        .lines
+        .iter()
+        .map(|l| LogLine { level: l.level, message: redact(&l.message) })
+        .collect();
+    for (level, text, dropped) in [(LogLevel::Stdout, stdout, stdout_dropped), (LogLevel::Stderr, stderr, stderr_dropped)] {
+        logs.extend(text.lines().map(|l| LogLine { level, message: redact(l) }));
+        if dropped > 0 {
+            logs.push(LogLine { level, message: format!("[{dropped} more bytes dropped]") });
+        }
+    }
+    StepRecord {
+        plugin: info.name.clone(),
+        plugin_digest: source.digest.clone(),
+        outcome,
+        output,
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        peak_memory_bytes: state.limiter.peak(),
+        logs,
+        logs_dropped: state.caps.log.dropped + stdout_dropped + stderr_dropped,
+        denials,
+    }
+}
+
+/// Names a trap: timeout, out of memory, stack overflow, panic, exit.
+fn classify_trap(err: &wasmtime::Error, hit_memory_limit: bool, limits: &Limits, stderr: &str) -> TrapKind {
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return TrapKind::Exit { code: exit.0 };
+    }
+    let oom = TrapKind::OutOfMemory { limit_bytes: limits.memory_bytes };
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => TrapKind::Timeout { limit_ms: limits.timeout.as_millis() as u64 },
+        Some(Trap::StackOverflow) => TrapKind::StackOverflow,
+        Some(_) if hit_memory_limit => oom,
+        Some(Trap::UnreachableCodeReached) => TrapKind::Panic { message: panic_message(stderr) },
+        Some(trap) => TrapKind::Other { message: trap.to_string() },
+        None if hit_memory_limit => oom,
+        None => TrapKind::Other { message: format!("{err:#}") },
+    }
+}
+
+/// The panic message a Rust guest printed to stderr, else a generic one.
+fn panic_message(stderr: &str) -> String {
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        if line.contains("panicked at") {
+            let msg: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
+            if !msg.is_empty() {
+                return msg.join(" ");
+            }
+            return line.to_string();
+        }
+    }
+    "the guest aborted (wasm unreachable instruction)".to_string()
+}
+
+fn convert_output(out: types::StepOutput, limits: &Limits, redact: &dyn Fn(&str) -> String) -> Result<StepOutput, String> {
+    if out.data.len() > limits.max_data_bytes {
+        return Err(format!(
+            "data is {} long; the limit is {}",
+            crate::units::format_bytes(out.data.len() as u64),
+            crate::units::format_bytes(limits.max_data_bytes as u64)
+        ));
+    }
+    let text = redact(&out.data);
+    let data = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("data is not valid JSON: {e}"))?
+    };
+    let metrics = out
+        .metrics
+        .into_iter()
+        .map(|m| Metric { name: m.name, value: m.value, labels: m.labels })
+        .collect();
+    let findings = out
+        .findings
+        .into_iter()
+        .map(|f| Finding {
+            severity: match f.severity {
+                types::Severity::Info => Severity::Info,
+                types::Severity::Low => Severity::Low,
+                types::Severity::Medium => Severity::Medium,
+                types::Severity::High => Severity::High,
+                types::Severity::Critical => Severity::Critical,
+            },
+            title: redact(&f.title),
+            detail: redact(&f.detail),
+            resource: f.resource,
+        })
+        .collect();
+    Ok(StepOutput { data, metrics, findings })
+}
