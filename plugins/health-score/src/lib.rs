@@ -1,0 +1,590 @@
+//! `health-score`: turns probe results and machine metrics into a 0–10
+//! score, with the reason for every point lost.
+//!
+//! It reads the data of an `http-probe` step (`probes`) and/or of a
+//! `host-metrics` step (`system`), from its config or, when the config
+//! lacks them, from its input (an object with keys `probes` and `system`).
+//! Starting from 10 it deducts points for each down target, each slow
+//! target, CPU, memory and disk use past a warn or bad level, and high load;
+//! the score never drops below 0. The weights and levels are configurable
+//! (see [`Config`] for the defaults). A score under `healthy_score` is
+//! unhealthy and raises a finding listing every deduction.
+//!
+//! The scoring ([`score`]) is a pure function of its arguments. The plugin
+//! must not call the host at all: no HTTP, metrics, state, secrets, files or
+//! environment — everything it judges is handed to it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tend_plugin_sdk::{
+    Guest, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput, export, finding, invalid_config, metric,
+    parse_config, parse_input, round, schema,
+};
+
+/// The plugin; see the crate docs.
+struct HealthScore;
+
+/// The best score.
+const MAX_SCORE: u32 = 10;
+
+/// The step's `with:` block: the data to score, and how points are
+/// deducted and what counts as healthy. Everything is optional.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    /// The data of an http-probe step; the input's `probes` when absent.
+    probes: Option<Probes>,
+    /// The data of a host-metrics step; the input's `system` when absent.
+    system: Option<System>,
+    /// Points lost per down target (default 3).
+    down_target_points: f64,
+    /// Points lost per up target slower than `latency_threshold_ms` (default 1).
+    slow_target_points: f64,
+    /// Latency past which an up target is slow, in ms (default 1000).
+    latency_threshold_ms: f64,
+    /// CPU busy share levels (default warn 80, bad 95).
+    cpu_percent: Levels,
+    /// Memory used share levels (default warn 80, bad 95).
+    memory_percent: Levels,
+    /// Disk used share levels, per disk (default warn 80, bad 95).
+    disk_percent: Levels,
+    /// Points lost at a warn level (default 1).
+    warn_points: f64,
+    /// Points lost at a bad level, instead of `warn_points` (default 2).
+    bad_points: f64,
+    /// 1-minute load per CPU at or over which `load_points` are lost (default 1.5).
+    load_per_cpu: f64,
+    /// Points lost for high load (default 1).
+    load_points: f64,
+    /// Scores at or over this are healthy (default 8).
+    healthy_score: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            probes: None,
+            system: None,
+            down_target_points: 3.0,
+            slow_target_points: 1.0,
+            latency_threshold_ms: 1000.0,
+            cpu_percent: Levels::default(),
+            memory_percent: Levels::default(),
+            disk_percent: Levels::default(),
+            warn_points: 1.0,
+            bad_points: 2.0,
+            load_per_cpu: 1.5,
+            load_points: 1.0,
+            healthy_score: 8.0,
+        }
+    }
+}
+
+/// Two levels of a percentage: `warn` costs `warn_points`, `bad` costs
+/// `bad_points`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "an object {warn, bad}")]
+struct Levels {
+    warn: f64,
+    bad: f64,
+}
+
+impl Default for Levels {
+    fn default() -> Self {
+        Levels { warn: 80.0, bad: 95.0 }
+    }
+}
+
+/// The part of http-probe's data that is scored. Other fields (`summary`,
+/// fields added later) are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "the data of an http-probe step, an object {targets, summary}")]
+struct Probes {
+    targets: Vec<ProbeResult>,
+}
+
+/// One target of http-probe's data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "an object {url, ok, status, latency_ms, error, body_match}")]
+struct ProbeResult {
+    url: String,
+    ok: bool,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// The part of host-metrics' data that is scored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "the data of a host-metrics step, an object {hostname, cpu, memory, swap, disks, uptime_seconds}")]
+struct System {
+    cpu: SystemCpu,
+    memory: SystemMemory,
+    #[serde(default)]
+    disks: Vec<SystemDisk>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "an object {count, usage_percent, load_1, load_5, load_15, load_per_cpu}")]
+struct SystemCpu {
+    usage_percent: f64,
+    #[serde(default)]
+    load_per_cpu: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "an object {total_bytes, available_bytes, used_percent}")]
+struct SystemMemory {
+    used_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(expecting = "an object {mount_point, filesystem, total_bytes, available_bytes, used_percent}")]
+struct SystemDisk {
+    mount_point: String,
+    used_percent: f64,
+}
+
+/// The input, when the config does not carry the data: any object; only
+/// the keys `probes` and `system` are read.
+#[derive(Debug, Default, Deserialize)]
+struct InputData {
+    #[serde(default)]
+    probes: Option<Probes>,
+    #[serde(default)]
+    system: Option<System>,
+}
+
+/// The output data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Score {
+    score: f64,
+    /// Always [`MAX_SCORE`].
+    max: u32,
+    healthy: bool,
+    /// Largest first.
+    deductions: Vec<Deduction>,
+}
+
+/// Points lost, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Deduction {
+    points: f64,
+    reason: String,
+}
+
+/// Parses and checks the config.
+fn parse(text: &str) -> Result<Config, StepError> {
+    let config: Config = parse_config(text)?;
+    check_config(&config).map_err(invalid_config)?;
+    Ok(config)
+}
+
+/// Rejects negative weights and levels out of order.
+fn check_config(w: &Config) -> Result<(), String> {
+    for (field, value) in [
+        ("down_target_points", w.down_target_points),
+        ("slow_target_points", w.slow_target_points),
+        ("latency_threshold_ms", w.latency_threshold_ms),
+        ("warn_points", w.warn_points),
+        ("bad_points", w.bad_points),
+        ("load_per_cpu", w.load_per_cpu),
+        ("load_points", w.load_points),
+    ] {
+        if value < 0.0 {
+            return Err(format!("field `{field}`: expected a non-negative number, found {value}"));
+        }
+    }
+    if !(0.0..=f64::from(MAX_SCORE)).contains(&w.healthy_score) {
+        return Err(format!("field `healthy_score`: expected a number from 0 to 10, found {}", w.healthy_score));
+    }
+    for (field, levels) in
+        [("cpu_percent", w.cpu_percent), ("memory_percent", w.memory_percent), ("disk_percent", w.disk_percent)]
+    {
+        if levels.warn > levels.bad {
+            return Err(format!(
+                "field `{field}`: expected `warn` at most `bad`, found warn {} and bad {}",
+                levels.warn, levels.bad
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The data to score: taken from the config, and for what it lacks from
+/// the input.
+fn data(config: &mut Config, input: &str) -> Result<(Option<Probes>, Option<System>), StepError> {
+    let (mut probes, mut system) = (config.probes.take(), config.system.take());
+    if probes.is_none() || system.is_none() {
+        let from_input = match parse_input::<Value>(input)? {
+            value @ Value::Object(_) => parse_input_value(value)?,
+            _ => InputData::default(),
+        };
+        probes = probes.or(from_input.probes);
+        system = system.or(from_input.system);
+    }
+    if probes.is_none() && system.is_none() {
+        return Err(invalid_config(
+            "nothing to score: give `probes` (the data of an http-probe step) and/or `system` (the data of a \
+             host-metrics step) in the config, or as keys of the input object",
+        ));
+    }
+    Ok((probes, system))
+}
+
+/// The `probes` and `system` keys of an input object.
+fn parse_input_value(value: Value) -> Result<InputData, StepError> {
+    tend_plugin_sdk::parse_value(value).map_err(|e| e.into_step_error("input"))
+}
+
+/// Scores `probes` and `system` with `weights` (whose own `probes` and
+/// `system` are not read). Pure.
+fn score(probes: Option<&Probes>, system: Option<&System>, weights: &Config) -> Score {
+    let mut deductions = Vec::new();
+    if let Some(probes) = probes {
+        deductions.extend(probes.targets.iter().filter_map(|t| probe_deduction(t, weights)));
+    }
+    if let Some(system) = system {
+        deductions.extend(system_deductions(system, weights));
+    }
+    deductions.retain(|d| d.points > 0.0);
+    // Stable: equal deductions keep the order they were found in.
+    deductions.sort_by(|a, b| b.points.total_cmp(&a.points));
+    let lost: f64 = deductions.iter().map(|d| d.points).sum();
+    let score = round((f64::from(MAX_SCORE) - lost).max(0.0), 2);
+    Score { score, max: MAX_SCORE, healthy: score >= weights.healthy_score, deductions }
+}
+
+/// The deduction for one probed target: down, slow, or none.
+fn probe_deduction(target: &ProbeResult, w: &Config) -> Option<Deduction> {
+    let url = &target.url;
+    if !target.ok {
+        let reason = match &target.error {
+            Some(error) => format!("{url} is down: {error}"),
+            None => format!("{url} is down"),
+        };
+        return Some(Deduction { points: w.down_target_points, reason });
+    }
+    let latency = target.latency_ms?;
+    (latency > w.latency_threshold_ms).then(|| Deduction {
+        points: w.slow_target_points,
+        reason: format!("{url} is slow: {latency:.0} ms, over {} ms", w.latency_threshold_ms),
+    })
+}
+
+/// Deductions for CPU, memory, each disk and load.
+fn system_deductions(system: &System, w: &Config) -> Vec<Deduction> {
+    let mut out = Vec::new();
+    let cpu = system.cpu.usage_percent;
+    out.extend(level_deduction(cpu, w.cpu_percent, w, |level| format!("CPU usage {cpu:.1}% is at or over {level}%")));
+    let memory = system.memory.used_percent;
+    out.extend(level_deduction(memory, w.memory_percent, w, |level| {
+        format!("memory use {memory:.1}% is at or over {level}%")
+    }));
+    for disk in &system.disks {
+        let (mount, used) = (&disk.mount_point, disk.used_percent);
+        out.extend(level_deduction(used, w.disk_percent, w, |level| {
+            format!("disk {mount} is {used:.1}% full, at or over {level}%")
+        }));
+    }
+    if let Some(load) = system.cpu.load_per_cpu
+        && load >= w.load_per_cpu
+    {
+        out.push(Deduction {
+            points: w.load_points,
+            reason: format!("load {load:.2} per CPU is at or over {}", w.load_per_cpu),
+        });
+    }
+    out
+}
+
+/// `bad_points` at or over `levels.bad`, else `warn_points` at or over
+/// `levels.warn`, else none; `reason` is given the level crossed.
+fn level_deduction(value: f64, levels: Levels, w: &Config, reason: impl Fn(f64) -> String) -> Option<Deduction> {
+    if value >= levels.bad {
+        Some(Deduction { points: w.bad_points, reason: reason(levels.bad) })
+    } else if value >= levels.warn {
+        Some(Deduction { points: w.warn_points, reason: reason(levels.warn) })
+    } else {
+        None
+    }
+}
+
+/// Severity of the finding for an unhealthy score.
+fn severity(score: f64) -> SeverityLevel {
+    if score <= 3.0 {
+        SeverityLevel::Critical
+    } else if score <= 5.0 {
+        SeverityLevel::High
+    } else {
+        SeverityLevel::Medium
+    }
+}
+
+/// "-3 https://a/health is down: ..." lines, one per deduction.
+fn detail(result: &Score, healthy_score: f64) -> String {
+    let mut text =
+        format!("Score {}/{} is under the healthy score of {healthy_score}. Points lost:", result.score, result.max);
+    for d in &result.deductions {
+        text.push_str(&format!("\n- {}: {}", d.points, d.reason));
+    }
+    text
+}
+
+impl Guest for HealthScore {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "health-score".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Turns the results of an http-probe step and/or the metrics of a host-metrics step into a \
+                          score from 0 to 10, listing the reason for every point lost: down and slow targets, \
+                          CPU, memory and disk use past warn and bad levels, and high load, with configurable \
+                          weights. The data comes from the config (`probes`, `system`) or from the input object's \
+                          keys of the same names. Emits a health_score metric, and a finding listing every \
+                          deduction when the score is under the healthy score."
+                .into(),
+            config_schema: schema::to_text(&config_schema()),
+            capabilities: Vec::new(),
+        }
+    }
+
+    fn run(_ctx: StepContext, config: String, input: String) -> Result<StepOutput, StepError> {
+        let mut weights = parse(&config)?;
+        let (probes, system) = data(&mut weights, &input)?;
+        let result = score(probes.as_ref(), system.as_ref(), &weights);
+        let metrics = vec![metric("health_score", result.score, &[])];
+        let mut findings = Vec::new();
+        if !result.healthy {
+            findings.push(finding(
+                severity(result.score),
+                format!("health score is {}/{}, under {}", result.score, result.max, weights.healthy_score),
+                detail(&result, weights.healthy_score),
+                None,
+            ));
+        }
+        tend_plugin_sdk::output(&result, metrics, findings)
+    }
+}
+
+/// JSON Schema of [`Config`]. The data objects (`probes`, `system`) are
+/// open: other plugins' outputs may gain fields.
+fn config_schema() -> Value {
+    let points = |what: &str, default: f64| json!({"type": "number", "minimum": 0, "default": default, "description": format!("Points lost {what}.")});
+    let levels = |what: &str| {
+        schema::object(
+            &format!("{what}, in percent: at or over `warn` costs `warn_points`, at or over `bad` costs `bad_points`."),
+            json!({
+                "warn": {"type": "number", "default": 80, "description": "Warn level, in percent."},
+                "bad": {"type": "number", "default": 95, "description": "Bad level, in percent."},
+            }),
+            &[],
+        )
+    };
+    schema::config(
+        "health-score",
+        "Configuration of the health-score plugin: the data to score (or take it from the input) and the weights.",
+        json!({
+            "probes": {
+                "type": "object",
+                "required": ["targets"],
+                "properties": {
+                    "targets": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["url", "ok"],
+                            "properties": {
+                                "url": {"type": "string", "description": "The target's URL."},
+                                "ok": {"type": "boolean", "description": "Whether it is up."},
+                                "latency_ms": {"type": ["number", "null"], "description": "Its latency."},
+                                "error": {"type": ["string", "null"], "description": "Why it is down."},
+                            },
+                        },
+                        "description": "Per-target results.",
+                    },
+                },
+                "description": "The data of an http-probe step; by default the input's `probes` key.",
+            },
+            "system": {
+                "type": "object",
+                "required": ["cpu", "memory"],
+                "properties": {
+                    "cpu": {
+                        "type": "object",
+                        "required": ["usage_percent"],
+                        "description": "CPU busy share and load (`usage_percent`, `load_per_cpu`).",
+                    },
+                    "memory": {
+                        "type": "object",
+                        "required": ["used_percent"],
+                        "description": "Memory use (`used_percent`).",
+                    },
+                    "disks": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["mount_point", "used_percent"]},
+                        "description": "Disk use per mount point.",
+                    },
+                },
+                "description": "The data of a host-metrics step; by default the input's `system` key.",
+            },
+            "down_target_points": points("per down target (the score never drops below 0)", 3.0),
+            "slow_target_points": points("per up target slower than `latency_threshold_ms`", 1.0),
+            "latency_threshold_ms": {
+                "type": "number",
+                "minimum": 0,
+                "default": 1000,
+                "description": "Latency, in milliseconds, past which an up target is slow.",
+            },
+            "cpu_percent": levels("CPU busy share"),
+            "memory_percent": levels("Memory used share"),
+            "disk_percent": levels("Used share of each disk"),
+            "warn_points": points("when a percentage reaches its warn level", 1.0),
+            "bad_points": points("when a percentage reaches its bad level (instead of `warn_points`)", 2.0),
+            "load_per_cpu": {
+                "type": "number",
+                "minimum": 0,
+                "default": 1.5,
+                "description": "1-minute load per CPU at or over which `load_points` are lost.",
+            },
+            "load_points": points("for load at or over `load_per_cpu`", 1.0),
+            "healthy_score": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 10,
+                "default": 8,
+                "description": "Scores at or over this are healthy; under it a finding lists every deduction.",
+            },
+        }),
+        &[],
+    )
+}
+
+export!(HealthScore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probes() -> Value {
+        json!({
+            "targets": [
+                {"url": "https://a/health", "ok": false, "status": 503, "latency_ms": 12.0, "error": "status 503, expected 2xx or 3xx", "body_match": null},
+                {"url": "https://b/health", "ok": true, "status": 200, "latency_ms": 1500.0, "error": null, "body_match": null},
+                {"url": "https://c/health", "ok": true, "status": 200, "latency_ms": 30.0, "error": null, "body_match": null}
+            ],
+            "summary": {"total": 3, "up": 2, "down": 1, "all_up": false, "avg_latency_ms": 21.0, "max_latency_ms": 30.0}
+        })
+    }
+
+    fn system(cpu: f64, memory: f64, disk: f64, load: f64) -> Value {
+        json!({
+            "hostname": "web-1",
+            "cpu": {"count": 2, "usage_percent": cpu, "load_1": load * 2.0, "load_5": 0, "load_15": 0, "load_per_cpu": load},
+            "memory": {"total_bytes": 100, "available_bytes": 10, "used_percent": memory},
+            "swap": {"total_bytes": 0, "used_bytes": 0, "used_percent": 0},
+            "disks": [{"mount_point": "/", "filesystem": "ext4", "total_bytes": 1, "available_bytes": 0, "used_percent": disk}],
+            "uptime_seconds": 5
+        })
+    }
+
+    fn run(config: Value, input: &str) -> Result<Score, StepError> {
+        let out = HealthScore::run(
+            StepContext { run_id: "r".into(), step_id: "s".into(), runbook: "b".into(), attempt: 1, iteration: 0 },
+            config.to_string(),
+            input.into(),
+        )?;
+        let v: Value = serde_json::from_str(&out.data).expect("JSON");
+        let deductions = v["deductions"].as_array().expect("list").iter().map(|d| Deduction {
+            points: d["points"].as_f64().expect("points"),
+            reason: d["reason"].as_str().expect("reason").into(),
+        });
+        Ok(Score {
+            score: v["score"].as_f64().expect("score"),
+            max: u32::try_from(v["max"].as_u64().expect("max")).expect("small"),
+            healthy: v["healthy"].as_bool().expect("healthy"),
+            deductions: deductions.collect(),
+        })
+    }
+
+    #[test]
+    fn probes_lose_points_for_down_and_slow_targets() {
+        let s = run(json!({"probes": probes()}), "").unwrap();
+        assert_eq!(s.score, 6.0);
+        assert!(!s.healthy);
+        assert_eq!(
+            s.deductions[0],
+            Deduction { points: 3.0, reason: "https://a/health is down: status 503, expected 2xx or 3xx".into() }
+        );
+        assert_eq!(
+            s.deductions[1],
+            Deduction { points: 1.0, reason: "https://b/health is slow: 1500 ms, over 1000 ms".into() }
+        );
+    }
+
+    #[test]
+    fn system_levels_and_load() {
+        let s = run(json!({"system": system(96.0, 85.0, 50.0, 2.0)}), "").unwrap();
+        let reasons: Vec<&str> = s.deductions.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "CPU usage 96.0% is at or over 95%",
+                "memory use 85.0% is at or over 80%",
+                "load 2.00 per CPU is at or over 1.5"
+            ]
+        );
+        assert_eq!(s.score, 6.0);
+        let s = run(json!({"system": system(10.0, 10.0, 10.0, 0.1)}), "").unwrap();
+        assert_eq!((s.score, s.healthy, s.deductions.len()), (10.0, true, 0));
+    }
+
+    #[test]
+    fn the_score_never_drops_below_zero() {
+        let targets: Vec<Value> = (0..5).map(|i| json!({"url": format!("https://{i}/"), "ok": false})).collect();
+        let s = run(json!({"probes": {"targets": targets}}), "").unwrap();
+        assert_eq!(s.score, 0.0);
+        assert_eq!(s.deductions.len(), 5);
+        assert_eq!(severity(s.score), SeverityLevel::Critical);
+    }
+
+    #[test]
+    fn data_comes_from_the_input_when_the_config_lacks_it() {
+        let input = json!({"probes": probes(), "system": system(96.0, 10.0, 99.0, 0.0), "other": 1}).to_string();
+        let s = run(json!({}), &input).unwrap();
+        assert_eq!(s.score, 2.0, "{:?}", s.deductions);
+        // The config's data wins over the input's.
+        let s = run(json!({"system": system(0.0, 0.0, 0.0, 0.0)}), &input).unwrap();
+        assert_eq!(s.score, 6.0, "{:?}", s.deductions);
+    }
+
+    #[test]
+    fn weights_are_configurable() {
+        let config = json!({"probes": probes(), "down_target_points": 5, "slow_target_points": 0, "healthy_score": 5});
+        let s = run(config, "").unwrap();
+        assert_eq!((s.score, s.healthy, s.deductions.len()), (5.0, true, 1));
+    }
+
+    #[test]
+    fn bad_config_and_missing_data() {
+        let e = run(json!({}), "null").unwrap_err();
+        assert!(matches!(&e, StepError::InvalidConfig(m) if m.starts_with("nothing to score")), "{e:?}");
+        let e = run(json!({"probes": {"targets": [{"url": "x"}]}}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m == "field `probes.targets[0].ok`: is required but missing"),
+            "{e:?}"
+        );
+        let e = run(json!({"cpu_percent": {"warn": 90, "bad": 80}}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m.starts_with("field `cpu_percent`: expected `warn` at most `bad`")),
+            "{e:?}"
+        );
+        let e = run(json!({"weight": 1}), "").unwrap_err();
+        assert!(matches!(&e, StepError::InvalidConfig(m) if m.starts_with("field `weight`: unknown field")), "{e:?}");
+        let e = run(json!({}), r#"{"system": {"cpu": 1}}"#).unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m.starts_with("input field `system.cpu`: expected an object")),
+            "{e:?}"
+        );
+    }
+}
