@@ -3,5 +3,8 @@
 //! library so tests and benchmarks drive the same code.
 
 pub mod cli;
+pub mod notify;
+pub mod runbook;
 pub mod runtime;
+pub mod store;
 pub mod units;

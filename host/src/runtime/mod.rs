@@ -115,14 +115,21 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
 }
 
-/// Where a call sits in a run (the contract's `step-context`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Where a call sits in a run (the contract's `step-context`). By default
+/// the first attempt of a step outside any loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepContext {
     pub run_id: String,
     pub step_id: String,
     pub runbook: String,
     pub attempt: u32,
     pub iteration: u32,
+}
+
+impl Default for StepContext {
+    fn default() -> Self {
+        StepContext { run_id: String::new(), step_id: String::new(), runbook: String::new(), attempt: 1, iteration: 0 }
+    }
 }
 
 /// One plugin call: context, JSON config and input, grants and limits.

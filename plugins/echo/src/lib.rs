@@ -107,7 +107,7 @@ impl Guest for Echo {
         if let Some(line) = &config.log {
             log::info(line);
         }
-        if ctx.attempt <= config.fail_attempts {
+        if config.fail_attempts > 0 && ctx.attempt <= config.fail_attempts {
             let (attempt, n) = (ctx.attempt, config.fail_attempts);
             return Err(retryable(format!("attempt {attempt} of the first {n} fails on purpose")));
         }

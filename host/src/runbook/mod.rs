@@ -1,0 +1,384 @@
+//! Runbooks: the YAML format users write ([`spec`]), its checking
+//! ([`check`]) and the checked model the engine runs (this module's types).
+//! Reads runbook files; nothing else here does I/O.
+
+pub mod check;
+pub mod expr;
+pub mod spec;
+pub mod yaml;
+
+use crate::runtime::grants::Grants;
+use crate::runtime::limits::Limits;
+use crate::runtime::record::Severity;
+pub use check::{Catalog, Diagnostic};
+use expr::{Expr, Text, Tmpl};
+use serde_json::Value;
+pub use spec::{Backoff, ParamType, RetryOn};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A checked runbook, ready to run.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub description: Option<String>,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// blake3 of the file's text, recorded with every run.
+    pub hash: String,
+    pub source: String,
+    pub params: Vec<Param>,
+    pub triggers: Vec<Trigger>,
+    /// Wall-clock limit of a whole run. By default none.
+    pub timeout: Option<Duration>,
+    /// Most runs at once. By default no cap.
+    pub concurrency: Option<u32>,
+    pub items: Vec<Item>,
+    /// Steps run only when an `on_failure` names them.
+    pub handlers: Vec<Step>,
+    pub escalations: Vec<Rule>,
+    /// Findings at or above this severity escalate; None turns that off.
+    /// By default `high`.
+    pub escalate_findings: Option<Severity>,
+    pub notify: Notify,
+}
+
+/// A parameter of a runbook.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub required: bool,
+    pub default: Option<Value>,
+    pub allowed: Option<Vec<Value>>,
+    pub description: Option<String>,
+}
+
+/// What starts a runbook besides `tend run`.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// A schedule: a 5-field crontab line or macro in an IANA time zone.
+    Cron { expr: String, timezone: String, params: Value },
+    /// `POST /v1/runbooks/{name}/runs`.
+    Http,
+    /// Alertmanager alerts whose labels match.
+    Alert { exact: BTreeMap<String, String>, regex: Vec<(String, regex::Regex)> },
+}
+
+/// An item of a runbook's steps.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Step(Step),
+    Repeat(Repeat),
+}
+
+/// A loop: its steps run until `until` holds or `max_iterations` is reached.
+#[derive(Debug, Clone)]
+pub struct Repeat {
+    pub id: String,
+    pub until: Expr,
+    pub max_iterations: u32,
+    /// Pause between iterations. By default none.
+    pub interval: Option<Duration>,
+    /// Fail the run when the iterations run out. By default false: go on.
+    pub fail_when_exhausted: bool,
+    pub steps: Vec<Step>,
+}
+
+/// One step, with its defaults applied.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub plugin: String,
+    pub config: Tmpl,
+    pub input: Tmpl,
+    pub when: Option<Expr>,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
+    pub on_failure: OnFailure,
+    pub grants: Grants,
+    pub approval: Option<Approval>,
+    pub idempotent: bool,
+}
+
+/// How a step is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. By default 1.
+    pub attempts: u32,
+    /// By default exponential.
+    pub backoff: Backoff,
+    /// Pause before the first retry. By default 1s.
+    pub delay: Duration,
+    /// Longest pause. By default 1m.
+    pub max_delay: Duration,
+    /// Randomize each pause between half and all of it. By default true.
+    pub jitter: bool,
+    /// What is retried. By default retryable errors and timeouts.
+    pub retry_on: Vec<RetryOn>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            backoff: Backoff::Exponential,
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            jitter: true,
+            retry_on: vec![RetryOn::Retryable, RetryOn::Timeout],
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt `attempt` (1-based), before jitter:
+    /// `delay`, then doubling when exponential, never over `max_delay`.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let d = match self.backoff {
+            Backoff::Constant => self.delay,
+            Backoff::Exponential => {
+                let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+                self.delay.saturating_mul(factor)
+            }
+        };
+        d.min(self.max_delay)
+    }
+
+    /// The pause after failed attempt `attempt`, with jitter drawn from
+    /// `unit` (a number in [0, 1)): between half and all of the base delay.
+    pub fn delay_for(&self, attempt: u32, unit: f64) -> Duration {
+        let base = self.base_delay(attempt);
+        if self.jitter { base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0)) } else { base }
+    }
+}
+
+/// What a step's failure does to the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnFailure {
+    /// The run fails (the default).
+    Fail,
+    /// The run goes on; the step stays failed in the record.
+    Continue,
+    /// These handlers run, then the run fails.
+    Run(Vec<String>),
+}
+
+/// A pause for a decision before a step runs.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub message: Option<Text>,
+    /// By default 1 hour.
+    pub timeout: Duration,
+    /// By default false: an unanswered request rejects.
+    pub approve_on_timeout: bool,
+}
+
+/// An escalation rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Its place in `escalations`, for the default dedup key.
+    pub index: usize,
+    pub when: Expr,
+    pub severity: Severity,
+    pub message: Text,
+    pub dedup_key: Option<Text>,
+}
+
+/// Where escalations go.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub webhooks: Vec<WebhookUrl>,
+    /// By default 1 hour.
+    pub dedup_window: Duration,
+    /// By default true.
+    pub log: bool,
+}
+
+/// A webhook's URL, or the secret that holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookUrl {
+    Url(String),
+    Secret(String),
+}
+
+impl Runbook {
+    /// Every step (loop steps and handlers included) by id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.all_steps().find(|s| s.id == id)
+    }
+
+    /// Every step: main steps and loop steps in order, then handlers.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.items
+            .iter()
+            .flat_map(|i| match i {
+                Item::Step(s) => std::slice::from_ref(s).iter(),
+                Item::Repeat(r) => r.steps.iter(),
+            })
+            .chain(self.handlers.iter())
+    }
+
+    /// Checks and fills run parameters: required ones given, types and
+    /// enums respected, no unknown names; defaults added. Every problem is
+    /// reported, each naming the param.
+    pub fn resolve_params(&self, given: &serde_json::Map<String, Value>) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut out = serde_json::Map::new();
+        for name in given.keys() {
+            if !self.params.iter().any(|p| &p.name == name) {
+                let names: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+                let hint = yaml::did_you_mean(name, names.iter().copied())
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                let known = if names.is_empty() { "it takes none".to_string() } else { format!("it takes {}", names.join(", ")) };
+                errors.push(format!("param {name:?} is not a param of runbook {:?}{hint}; {known}", self.name));
+            }
+        }
+        for p in &self.params {
+            match given.get(&p.name) {
+                Some(v) => {
+                    if !p.kind.accepts(v) {
+                        errors.push(format!("param {:?}: expected a {}, got {}", p.name, p.kind.as_str(), expr::describe(v)));
+                    } else if let Some(allowed) = &p.allowed
+                        && !allowed.contains(v)
+                    {
+                        let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
+                        errors.push(format!("param {:?}: {v} is not one of {}", p.name, list.join(", ")));
+                    } else {
+                        out.insert(p.name.clone(), v.clone());
+                    }
+                }
+                None if p.required => errors.push(format!("param {:?} is required", p.name)),
+                None => {
+                    out.insert(p.name.clone(), p.default.clone().unwrap_or(Value::Null));
+                }
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+
+    /// Parses `key=value` pairs from the command line into params, using
+    /// each param's type (`-p threshold=7`, `-p tags='["a"]'`).
+    pub fn params_from_pairs(&self, pairs: &[String]) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+        let mut out = serde_json::Map::new();
+        let mut errors = Vec::new();
+        for pair in pairs {
+            let Some((key, text)) = pair.split_once('=') else {
+                errors.push(format!("-p {pair:?}: expected key=value"));
+                continue;
+            };
+            let kind = self.params.iter().find(|p| p.name == key).map(|p| p.kind);
+            let value = match kind {
+                Some(ParamType::String) | None => Ok(Value::String(text.to_string())),
+                Some(ParamType::Number) => serde_json::from_str::<serde_json::Number>(text)
+                    .map(Value::Number)
+                    .map_err(|_| format!("-p {key}: {text:?} is not a number")),
+                Some(ParamType::Bool) => match text {
+                    "true" => Ok(Value::Bool(true)),
+                    "false" => Ok(Value::Bool(false)),
+                    _ => Err(format!("-p {key}: {text:?} is not true or false")),
+                },
+                Some(ParamType::Array) | Some(ParamType::Object) => serde_json::from_str::<Value>(text)
+                    .map_err(|e| format!("-p {key}: {text:?} is not valid JSON: {e}")),
+            };
+            match value {
+                Ok(v) => {
+                    out.insert(key.to_string(), v);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(errors) }
+    }
+}
+
+/// A problem with one file: where, and what. Displays as `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDiagnostic {
+    pub file: PathBuf,
+    pub diagnostic: Diagnostic,
+}
+
+impl std::fmt::Display for FileDiagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.diagnostic.pos, self.diagnostic.message)
+    }
+}
+
+/// Reads and checks one runbook file.
+pub fn load_file(path: &Path, catalog: &Catalog) -> Result<Runbook, Vec<FileDiagnostic>> {
+    let wrap = |diags: Vec<Diagnostic>| diags.into_iter().map(|d| FileDiagnostic { file: path.to_path_buf(), diagnostic: d }).collect();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        wrap(vec![Diagnostic { pos: yaml::Pos { line: 1, col: 1 }, message: format!("cannot read the file: {e}") }])
+    })?;
+    check::check(path, &text, catalog).map_err(wrap)
+}
+
+/// The runbook files of a directory (`*.yaml`, `*.yml`), sorted.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every runbook of a directory. Runbooks that fail their checks are
+/// left out and their problems returned; two files with one name are an
+/// error on the second.
+pub fn load_dir(dir: &Path, catalog: &Catalog) -> (Vec<Runbook>, Vec<FileDiagnostic>) {
+    let mut runbooks: Vec<Runbook> = Vec::new();
+    let mut problems = Vec::new();
+    let files = match files_in(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(FileDiagnostic {
+                file: dir.to_path_buf(),
+                diagnostic: Diagnostic { pos: yaml::Pos { line: 1, col: 1 }, message: format!("cannot read the directory: {e}") },
+            });
+            return (runbooks, problems);
+        }
+    };
+    for file in files {
+        match load_file(&file, catalog) {
+            Ok(rb) => {
+                if let Some(other) = runbooks.iter().find(|r| r.name == rb.name) {
+                    problems.push(FileDiagnostic {
+                        file: file.clone(),
+                        diagnostic: Diagnostic {
+                            pos: yaml::Pos { line: 1, col: 1 },
+                            message: format!("runbook name {:?} is already used by {}", rb.name, other.file.display()),
+                        },
+                    });
+                } else {
+                    runbooks.push(rb);
+                }
+            }
+            Err(diags) => problems.extend(diags),
+        }
+    }
+    (runbooks, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy { delay: Duration::from_secs(1), max_delay: Duration::from_secs(5), jitter: false, ..RetryPolicy::default() };
+        let delays: Vec<u64> = (1..=5).map(|a| p.delay_for(a, 0.9).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 5, 5]);
+        let c = RetryPolicy { backoff: Backoff::Constant, ..p.clone() };
+        assert_eq!(c.delay_for(4, 0.0), Duration::from_secs(1));
+        // Jitter stays between half and all of the base delay.
+        let j = RetryPolicy { jitter: true, ..p };
+        assert_eq!(j.delay_for(2, 0.0), Duration::from_secs(1));
+        assert_eq!(j.delay_for(2, 1.0), Duration::from_secs(2));
+        // Huge attempt numbers saturate instead of overflowing.
+        assert_eq!(j.base_delay(10_000), Duration::from_secs(5));
+    }
+}

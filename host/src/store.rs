@@ -1,0 +1,1186 @@
+//! The record of everything tend does: runs, step attempts, metrics,
+//! escalations and their notifications, approvals, and plugin state, in
+//! SQLite (WAL). All SQL lives here, so another backend can follow by
+//! reimplementing this module. Migrations (`host/migrations/`) run when the
+//! store opens; an applied migration is never edited.
+//!
+//! Every write that reports a status commits before it returns, so a status
+//! shown to a user is already durable.
+
+use crate::runtime::caps::state::StateStore;
+use crate::runtime::record::{Finding, LogLine, Metric, Severity};
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where a run stands. Final statuses: succeeded, failed, cancelled,
+/// timed_out, interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Recorded, waiting for a slot (the runbook's `concurrency` cap) or a worker.
+    Queued,
+    /// Steps are running.
+    Running,
+    /// Paused at a step until a person approves or rejects it.
+    WaitingApproval,
+    /// Every step that ran succeeded or was allowed to fail (`on_failure: continue`).
+    Succeeded,
+    /// A step failed (after its retries and handlers), or an expression or a loop failed the run.
+    Failed,
+    /// Someone cancelled it.
+    Cancelled,
+    /// It ran past the runbook's `timeout`.
+    TimedOut,
+    /// The process running it died; found at the next start of tend.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::WaitingApproval,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::TimedOut,
+        RunStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::WaitingApproval => "waiting_approval",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval)
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("run status {s:?} is not one of {}", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub runbook: String,
+    pub runbook_hash: String,
+    pub trigger_kind: String,
+    pub trigger_source: Option<String>,
+    pub params: Value,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A run about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub runbook: String,
+    pub runbook_hash: String,
+    pub trigger_kind: String,
+    pub trigger_source: Option<String>,
+    pub params: Value,
+}
+
+/// One attempt of one step (or a skipped step, with attempt 0).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub run_id: String,
+    pub step_id: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub plugin: String,
+    pub plugin_digest: Option<String>,
+    pub config: Option<Value>,
+    pub input: Option<Value>,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+    pub findings: Vec<Finding>,
+    pub logs: Vec<LogLine>,
+    pub metrics: Vec<Metric>,
+    pub duration_ms: Option<f64>,
+    pub peak_memory_bytes: Option<i64>,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// The start of an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptStart<'a> {
+    pub run_id: &'a str,
+    pub step_id: &'a str,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub plugin: &'a str,
+    pub config: &'a Value,
+    pub input: &'a Value,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptEnd {
+    /// succeeded | failed | cancelled
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub plugin_digest: Option<String>,
+    pub output: Option<Value>,
+    pub findings: Vec<Finding>,
+    pub logs: Vec<LogLine>,
+    pub duration_ms: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// An escalation as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationRow {
+    pub id: i64,
+    pub run_id: String,
+    pub runbook: String,
+    pub step_id: Option<String>,
+    pub iteration: u32,
+    pub severity: Severity,
+    pub message: String,
+    pub dedup_key: String,
+    pub status: String,
+    pub occurrences: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<i64>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub notifications: Vec<NotificationRow>,
+}
+
+/// A notification sent (or attempted) for an escalation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotificationRow {
+    pub sink: String,
+    pub sent_at: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// An escalation about to be raised.
+#[derive(Debug, Clone)]
+pub struct NewEscalation<'a> {
+    pub run_id: &'a str,
+    pub runbook: &'a str,
+    pub step_id: Option<&'a str>,
+    pub iteration: u32,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub dedup_key: &'a str,
+}
+
+/// What raising an escalation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raised {
+    pub id: i64,
+    /// True when an open escalation with the same dedup key inside the
+    /// window took it in (no new notification is due).
+    pub grouped: bool,
+}
+
+/// An approval request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRow {
+    pub id: i64,
+    pub run_id: String,
+    pub step_id: String,
+    pub iteration: u32,
+    pub message: String,
+    /// pending | approved | rejected | timed_out
+    pub status: String,
+    pub requested_at: i64,
+    pub expires_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Filters of [`Store::list_runs`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub runbook: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Most rows; by default 50.
+    pub limit: Option<u32>,
+}
+
+/// A point of a metric series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricPoint {
+    pub run_id: String,
+    pub step_id: String,
+    pub iteration: u32,
+    pub value: f64,
+    pub labels: Value,
+    pub recorded_at: i64,
+}
+
+/// Why a decision on an approval or escalation was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DecisionError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// The SQLite store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database file at `path` and applies
+    /// pending migrations. `:memory:` opens a private in-memory database.
+    ///
+    /// By default: WAL journal, `synchronous = FULL` (a committed status
+    /// survives a crash of tend and of the machine), foreign keys on, a
+    /// 5-second busy timeout so several tend processes can share the file.
+    pub async fn open(path: &str) -> anyhow::Result<Store> {
+        let memory = path == ":memory:";
+        let options = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating the directory of database {path}"))?;
+            }
+            SqliteConnectOptions::new().filename(path).create_if_missing(true)
+        }
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 4 })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening database {path}"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .with_context(|| format!("applying migrations to database {path}"))?;
+        Ok(Store { pool })
+    }
+
+    // ---- runs -------------------------------------------------------------
+
+    /// Records a new run as queued and returns its id.
+    pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<String> {
+        let id = ulid::Ulid::new().to_string();
+        sqlx::query(
+            "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+        )
+        .bind(&id)
+        .bind(&run.runbook)
+        .bind(&run.runbook_hash)
+        .bind(&run.trigger_kind)
+        .bind(&run.trigger_source)
+        .bind(run.params.to_string())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Moves a queued run to running for `owner` when fewer than `cap` runs
+    /// of its runbook are running (no cap when `None`). Returns whether it
+    /// did; one statement, so two processes never both take the last slot.
+    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), owner = ?, heartbeat_at = ?
+             WHERE id = ? AND status = 'queued'
+               AND (? IS NULL OR (SELECT count(*) FROM runs r
+                                  WHERE r.runbook = runs.runbook AND r.status IN ('running', 'waiting_approval')) < ?)",
+        )
+        .bind(now)
+        .bind(owner)
+        .bind(now)
+        .bind(id)
+        .bind(cap.map(i64::from))
+        .bind(cap.map(i64::from))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets a run's status (not a final one: see [`Store::finish_run`]).
+    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> anyhow::Result<()> {
+        sqlx::query("UPDATE runs SET status = ?, heartbeat_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records the owner's sign of life and returns whether cancellation
+    /// was requested.
+    pub async fn heartbeat(&self, id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("UPDATE runs SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested")
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0) != 0).unwrap_or(false))
+    }
+
+    /// Ends a run with a final status. A run already final keeps its status.
+    pub async fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>) -> anyhow::Result<()> {
+        debug_assert!(status.is_final());
+        sqlx::query(
+            "UPDATE runs SET status = ?, error = ?, finished_at = ?
+             WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Asks the process running a run to cancel it. Returns the run's
+    /// status, or an error when the run does not exist or is over.
+    pub async fn request_cancel(&self, id: &str) -> Result<RunStatus, anyhow::Error> {
+        let run = self.get_run(id).await?.ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+        if run.status.is_final() {
+            return Err(DecisionError::Conflict(format!("run {id} is already {}", run.status)).into());
+        }
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(run.status)
+    }
+
+    /// One run.
+    pub async fn get_run(&self, id: &str) -> anyhow::Result<Option<RunRow>> {
+        let row = sqlx::query(RUN_SELECT_BY_ID).bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| run_row(&r)).transpose()
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+                    created_at, started_at, finished_at
+             FROM runs
+             WHERE (?1 IS NULL OR runbook = ?1) AND (?2 IS NULL OR status = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(&filter.runbook)
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(i64::from(filter.limit.unwrap_or(50)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Marks runs whose owner is gone as interrupted, with the attempt that
+    /// was running: owners on this host whose process no longer exists, and
+    /// any owner silent for longer than `stale_after`. Returns their ids.
+    pub async fn reap_interrupted(&self, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id, owner, heartbeat_at FROM runs WHERE status IN ('running', 'waiting_approval') AND owner IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now_ms();
+        let host = hostname();
+        let mut reaped = Vec::new();
+        for row in rows {
+            let id: String = row.get(0);
+            let owner: String = row.get(1);
+            let heartbeat: Option<i64> = row.get(2);
+            let stale = heartbeat.is_none_or(|h| now - h > stale_after.as_millis() as i64);
+            let dead = owner_is_dead(&owner, &host);
+            if !(stale || dead) {
+                continue;
+            }
+            let why = if dead {
+                format!("interrupted: the tend process running it ({owner}) exited mid-run")
+            } else {
+                format!("interrupted: no sign of life from its owner ({owner}) for over {}s", stale_after.as_secs())
+            };
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
+                 WHERE id = ? AND status IN ('running', 'waiting_approval')",
+            )
+            .bind(&why)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE step_attempts SET status = 'interrupted', error = ?, finished_at = ?
+                 WHERE run_id = ? AND status = 'running'",
+            )
+            .bind("the run was interrupted during this attempt")
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
+                 WHERE run_id = ? AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if done.rows_affected() == 1 {
+                reaped.push(id);
+            }
+        }
+        Ok(reaped)
+    }
+
+    // ---- step attempts ----------------------------------------------------
+
+    /// Records that an attempt started; returns its row id.
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status, started_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) RETURNING id",
+        )
+        .bind(a.run_id)
+        .bind(a.step_id)
+        .bind(i64::from(a.iteration))
+        .bind(i64::from(a.attempt))
+        .bind(a.plugin)
+        .bind(a.config.to_string())
+        .bind(a.input.to_string())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Records how an attempt ended.
+    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, plugin_digest = ?, output = ?, findings = ?,
+                    logs = ?, duration_ms = ?, peak_memory_bytes = ?, finished_at = ?
+             WHERE id = ?",
+        )
+        .bind(&end.status)
+        .bind(&end.outcome)
+        .bind(&end.error)
+        .bind(&end.plugin_digest)
+        .bind(end.output.as_ref().map(Value::to_string))
+        .bind(serde_json::to_string(&end.findings)?)
+        .bind(serde_json::to_string(&end.logs)?)
+        .bind(end.duration_ms)
+        .bind(end.peak_memory_bytes.map(|b| b as i64))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a step that did not run, with why (`when` was false, ...).
+    pub async fn record_skipped(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        iteration: u32,
+        plugin: &str,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, status, outcome, error,
+                                        started_at, finished_at, duration_ms)
+             VALUES (?, ?, ?, 0, ?, 'skipped', 'skipped', ?, ?, ?, 0)",
+        )
+        .bind(run_id)
+        .bind(step_id)
+        .bind(i64::from(iteration))
+        .bind(plugin)
+        .bind(reason)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every attempt of a run in order, with the metrics each recorded.
+    pub async fn attempts(&self, run_id: &str) -> anyhow::Result<Vec<AttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, iteration, attempt, plugin, plugin_digest, config, input, status, outcome,
+                    error, output, findings, logs, duration_ms, peak_memory_bytes, started_at, finished_at
+             FROM step_attempts WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let metric_rows = sqlx::query(
+            "SELECT step_id, iteration, name, value, labels FROM metrics WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<anyhow::Result<_>>()?;
+        for m in metric_rows {
+            let (step, iteration): (String, i64) = (m.get(0), m.get(1));
+            // Metrics belong to the successful (last) attempt of the step in that iteration.
+            if let Some(a) = out
+                .iter_mut()
+                .rev()
+                .find(|a| a.step_id == step && i64::from(a.iteration) == iteration && a.status == "succeeded")
+            {
+                let labels: Vec<(String, String)> =
+                    serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.get::<String, _>(4))?
+                        .into_iter()
+                        .collect();
+                a.metrics.push(Metric { name: m.get(2), value: m.get(3), labels });
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- metrics ----------------------------------------------------------
+
+    /// Records the metrics a step returned.
+    pub async fn insert_metrics(
+        &self,
+        run_id: &str,
+        runbook: &str,
+        step_id: &str,
+        iteration: u32,
+        metrics: &[Metric],
+    ) -> anyhow::Result<()> {
+        if metrics.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        for m in metrics {
+            let labels: std::collections::BTreeMap<&str, &str> =
+                m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            sqlx::query(
+                "INSERT INTO metrics (run_id, runbook, step_id, iteration, name, value, labels, recorded_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(runbook)
+            .bind(step_id)
+            .bind(i64::from(iteration))
+            .bind(&m.name)
+            .bind(m.value)
+            .bind(serde_json::to_string(&labels)?)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A metric of a runbook over time, oldest first, across runs and
+    /// iterations: before/after comparisons in one query.
+    pub async fn metric_series(&self, runbook: &str, name: &str, limit: u32) -> anyhow::Result<Vec<MetricPoint>> {
+        let rows = sqlx::query(
+            "SELECT run_id, step_id, iteration, value, labels, recorded_at FROM (
+                 SELECT * FROM metrics WHERE runbook = ? AND name = ? ORDER BY id DESC LIMIT ?
+             ) ORDER BY id",
+        )
+        .bind(runbook)
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MetricPoint {
+                    run_id: r.get(0),
+                    step_id: r.get(1),
+                    iteration: r.get::<i64, _>(2) as u32,
+                    value: r.get(3),
+                    labels: serde_json::from_str(&r.get::<String, _>(4))?,
+                    recorded_at: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    // ---- escalations ------------------------------------------------------
+
+    /// Raises an escalation. When an escalation with the same dedup key is
+    /// open or acknowledged and was last seen within `window` before `now`,
+    /// it is grouped into that one (occurrences + 1) instead.
+    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
+        let mut tx = self.pool.begin().await?;
+        let since = now - window.as_millis() as i64;
+        let existing = sqlx::query(
+            "SELECT id FROM escalations
+             WHERE dedup_key = ? AND status IN ('open', 'acknowledged') AND last_seen_at >= ?
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(e.dedup_key)
+        .bind(since)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let raised = if let Some(row) = existing {
+            let id: i64 = row.get(0);
+            sqlx::query("UPDATE escalations SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            Raised { id, grouped: true }
+        } else {
+            let row = sqlx::query(
+                "INSERT INTO escalations (run_id, runbook, step_id, iteration, severity, message, dedup_key, status,
+                                          created_at, last_seen_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+            )
+            .bind(e.run_id)
+            .bind(e.runbook)
+            .bind(e.step_id)
+            .bind(i64::from(e.iteration))
+            .bind(e.severity.as_str())
+            .bind(e.message)
+            .bind(e.dedup_key)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            Raised { id: row.get(0), grouped: false }
+        };
+        tx.commit().await?;
+        Ok(raised)
+    }
+
+    /// Records a notification attempt for an escalation.
+    pub async fn record_notification(&self, escalation_id: i64, sink: &str, result: &Result<(), String>) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO notifications (escalation_id, sink, sent_at, ok, error) VALUES (?, ?, ?, ?, ?)")
+            .bind(escalation_id)
+            .bind(sink)
+            .bind(now_ms())
+            .bind(result.is_ok())
+            .bind(result.as_ref().err())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Escalations, newest first, optionally only those with `status`
+    /// (open | acknowledged | resolved) or of one run.
+    pub async fn list_escalations(
+        &self,
+        status: Option<&str>,
+        run_id: Option<&str>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<EscalationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
+                    created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at
+             FROM escalations
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(status)
+        .bind(run_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut e = escalation_row(r)?;
+            let sent = sqlx::query("SELECT sink, sent_at, ok, error FROM notifications WHERE escalation_id = ? ORDER BY id")
+                .bind(e.id)
+                .fetch_all(&self.pool)
+                .await?;
+            e.notifications = sent
+                .iter()
+                .map(|n| NotificationRow { sink: n.get(0), sent_at: n.get(1), ok: n.get(2), error: n.get(3) })
+                .collect();
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges an open escalation.
+    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
+        let done = sqlx::query(
+            "UPDATE escalations SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
+             WHERE id = ? AND status = 'open'",
+        )
+        .bind(by)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.escalation_refusal(id, "acknowledged").await?.into());
+        }
+        Ok(())
+    }
+
+    /// Resolves an open or acknowledged escalation.
+    pub async fn resolve_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
+        let done = sqlx::query(
+            "UPDATE escalations SET status = 'resolved', resolved_by = ?, resolved_at = ?
+             WHERE id = ? AND status IN ('open', 'acknowledged')",
+        )
+        .bind(by)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(self.escalation_refusal(id, "resolved").await?.into());
+        }
+        Ok(())
+    }
+
+    async fn escalation_refusal(&self, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM escalations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match status {
+            None => DecisionError::NotFound(format!("escalation {id}")),
+            Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
+        })
+    }
+
+    // ---- approvals --------------------------------------------------------
+
+    /// Records a pending approval request and returns its id.
+    pub async fn request_approval(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        iteration: u32,
+        message: &str,
+        expires_at: i64,
+    ) -> anyhow::Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO approvals (run_id, step_id, iteration, message, status, requested_at, expires_at)
+             VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(step_id)
+        .bind(i64::from(iteration))
+        .bind(message)
+        .bind(now_ms())
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// One approval request.
+    pub async fn approval(&self, id: i64) -> anyhow::Result<Option<ApprovalRow>> {
+        let row = sqlx::query(
+            "SELECT id, run_id, step_id, iteration, message, status, requested_at, expires_at, decided_by, decided_at, reason
+             FROM approvals WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(approval_row))
+    }
+
+    /// Approval requests of a run, oldest first.
+    pub async fn approvals(&self, run_id: &str) -> anyhow::Result<Vec<ApprovalRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, iteration, message, status, requested_at, expires_at, decided_by, decided_at, reason
+             FROM approvals WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(approval_row).collect())
+    }
+
+    /// Decides the pending approval of a run: `approved` or `rejected` (or
+    /// `timed_out`, by the engine). Errors name the run and what is wrong.
+    pub async fn decide_approval(
+        &self,
+        run_id: &str,
+        status: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<ApprovalRow, anyhow::Error> {
+        let row = sqlx::query(
+            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, reason = ?
+             WHERE id = (SELECT id FROM approvals WHERE run_id = ? AND status = 'pending' ORDER BY id DESC LIMIT 1)
+             RETURNING id",
+        )
+        .bind(status)
+        .bind(by)
+        .bind(now_ms())
+        .bind(reason)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(self.approval(r.get(0)).await?.context("approval vanished")?),
+            None => Err(match self.get_run(run_id).await? {
+                None => DecisionError::NotFound(format!("run {run_id:?}")),
+                Some(run) => DecisionError::Conflict(format!(
+                    "run {run_id} is not waiting for an approval (it is {})",
+                    run.status
+                )),
+            }
+            .into()),
+        }
+    }
+
+    // ---- plugin state -----------------------------------------------------
+
+    async fn state_get(&self, runbook: &str, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM plugin_state WHERE runbook = ? AND key = ?")
+            .bind(runbook)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl StateStore for Store {
+    async fn get(&self, runbook: &str, key: &str) -> anyhow::Result<Option<String>> {
+        self.state_get(runbook, key).await
+    }
+
+    async fn set(&self, runbook: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_state (runbook, key, value, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(runbook)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, runbook: &str, key: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM plugin_state WHERE runbook = ? AND key = ?")
+            .bind(runbook)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+static RUN_SELECT_BY_ID: &str = "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+        created_at, started_at, finished_at FROM runs WHERE id = ?";
+
+fn run_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0),
+        runbook: r.get(1),
+        runbook_hash: r.get(2),
+        trigger_kind: r.get(3),
+        trigger_source: r.get(4),
+        params: serde_json::from_str(&r.get::<String, _>(5))?,
+        status: r.get::<String, _>(6).parse().map_err(anyhow::Error::msg)?,
+        error: r.get(7),
+        created_at: r.get(8),
+        started_at: r.get(9),
+        finished_at: r.get(10),
+    })
+}
+
+fn json_col(r: &sqlx::sqlite::SqliteRow, i: usize) -> anyhow::Result<Option<Value>> {
+    r.get::<Option<String>, _>(i).map(|s| serde_json::from_str(&s)).transpose().map_err(Into::into)
+}
+
+fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<AttemptRow> {
+    let list = |i: usize| -> anyhow::Result<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
+    Ok(AttemptRow {
+        id: r.get(0),
+        run_id: r.get(1),
+        step_id: r.get(2),
+        iteration: r.get::<i64, _>(3) as u32,
+        attempt: r.get::<i64, _>(4) as u32,
+        plugin: r.get(5),
+        plugin_digest: r.get(6),
+        config: json_col(r, 7)?,
+        input: json_col(r, 8)?,
+        status: r.get(9),
+        outcome: r.get(10),
+        error: r.get(11),
+        output: json_col(r, 12)?,
+        findings: serde_json::from_value(list(13)?)?,
+        logs: serde_json::from_value(list(14)?)?,
+        metrics: Vec::new(),
+        duration_ms: r.get(15),
+        peak_memory_bytes: r.get(16),
+        started_at: r.get(17),
+        finished_at: r.get(18),
+    })
+}
+
+fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
+    let severity: String = r.get(5);
+    Ok(EscalationRow {
+        id: r.get(0),
+        run_id: r.get(1),
+        runbook: r.get(2),
+        step_id: r.get(3),
+        iteration: r.get::<i64, _>(4) as u32,
+        severity: serde_json::from_value(Value::String(severity))?,
+        message: r.get(6),
+        dedup_key: r.get(7),
+        status: r.get(8),
+        occurrences: r.get(9),
+        created_at: r.get(10),
+        last_seen_at: r.get(11),
+        acknowledged_by: r.get(12),
+        acknowledged_at: r.get(13),
+        resolved_by: r.get(14),
+        resolved_at: r.get(15),
+        notifications: Vec::new(),
+    })
+}
+
+fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRow {
+    ApprovalRow {
+        id: r.get(0),
+        run_id: r.get(1),
+        step_id: r.get(2),
+        iteration: r.get::<i64, _>(3) as u32,
+        message: r.get(4),
+        status: r.get(5),
+        requested_at: r.get(6),
+        expires_at: r.get(7),
+        decided_by: r.get(8),
+        decided_at: r.get(9),
+        reason: r.get(10),
+    }
+}
+
+/// This machine's name, for run owners.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The owner string of this process: `pid@hostname`.
+pub fn this_owner() -> String {
+    format!("{}@{}", std::process::id(), hostname())
+}
+
+/// Whether an owner `pid@host` on this host no longer runs. Owners on
+/// other hosts are judged by their heartbeat alone.
+fn owner_is_dead(owner: &str, host: &str) -> bool {
+    let Some((pid, owner_host)) = owner.split_once('@') else { return false };
+    if owner_host != host || !Path::new("/proc/self").exists() {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => false,
+        Ok(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> Store {
+        Store::open(":memory:").await.unwrap()
+    }
+
+    fn new_run(runbook: &str) -> NewRun {
+        NewRun {
+            runbook: runbook.into(),
+            runbook_hash: "h".into(),
+            trigger_kind: "cli".into(),
+            trigger_source: None,
+            params: serde_json::json!({"a": 1}),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_go_from_queued_to_a_final_status() {
+        let s = store().await;
+        let id = s.create_run(&new_run("rb")).await.unwrap();
+        assert_eq!(s.get_run(&id).await.unwrap().unwrap().status, RunStatus::Queued);
+        assert!(s.claim_run(&id, "1@h", None).await.unwrap());
+        s.finish_run(&id, RunStatus::Failed, Some("step x failed")).await.unwrap();
+        // A final status is never overwritten.
+        s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap();
+        let run = s.get_run(&id).await.unwrap().unwrap();
+        assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some("step x failed")));
+        assert_eq!(run.params, serde_json::json!({"a": 1}));
+    }
+
+    #[tokio::test]
+    async fn the_concurrency_cap_is_one_statement() {
+        let s = store().await;
+        let a = s.create_run(&new_run("rb")).await.unwrap();
+        let b = s.create_run(&new_run("rb")).await.unwrap();
+        let other = s.create_run(&new_run("other")).await.unwrap();
+        assert!(s.claim_run(&a, "1@h", Some(1)).await.unwrap());
+        assert!(!s.claim_run(&b, "1@h", Some(1)).await.unwrap());
+        assert!(s.claim_run(&other, "1@h", Some(1)).await.unwrap());
+        s.finish_run(&a, RunStatus::Succeeded, None).await.unwrap();
+        assert!(s.claim_run(&b, "1@h", Some(1)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn escalations_with_one_key_group_inside_the_window() {
+        let s = store().await;
+        let run = s.create_run(&new_run("rb")).await.unwrap();
+        let e = NewEscalation {
+            run_id: &run,
+            runbook: "rb",
+            step_id: Some("score"),
+            iteration: 1,
+            severity: Severity::High,
+            message: "score 3",
+            dedup_key: "rb-score",
+        };
+        let hour = Duration::from_secs(3600);
+        let first = s.raise_escalation(&e, hour, 1_000_000).await.unwrap();
+        assert!(!first.grouped);
+        let again = s.raise_escalation(&e, hour, 1_000_000 + 60_000).await.unwrap();
+        assert_eq!(again, Raised { id: first.id, grouped: true });
+        // Past the window (counted from the last occurrence) it is new.
+        let later = s.raise_escalation(&e, hour, 1_000_000 + 60_000 + 3_600_001).await.unwrap();
+        assert!(!later.grouped);
+        // Resolved escalations never absorb new ones.
+        s.resolve_escalation(later.id, "ann").await.unwrap();
+        let after = s.raise_escalation(&e, hour, 1_000_000 + 60_000 + 3_600_002).await.unwrap();
+        assert!(!after.grouped);
+        let list = s.list_escalations(None, Some(&run), 10).await.unwrap();
+        assert_eq!(list.len(), 3);
+        assert_eq!(list[2].occurrences, 2);
+        let err = s.acknowledge_escalation(later.id, "bob").await.unwrap_err();
+        assert_eq!(err.to_string(), format!("escalation {} is resolved and cannot be acknowledged", later.id));
+        assert_eq!(s.acknowledge_escalation(999, "bob").await.unwrap_err().to_string(), "escalation 999 not found");
+    }
+
+    #[tokio::test]
+    async fn approvals_are_decided_once() {
+        let s = store().await;
+        let run = s.create_run(&new_run("rb")).await.unwrap();
+        let err = s.decide_approval(&run, "approved", "ann", None).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("run {run} is not waiting for an approval (it is queued)"));
+        let id = s.request_approval(&run, "restart", 0, "Restart?", now_ms() + 1000).await.unwrap();
+        let row = s.decide_approval(&run, "approved", "ann", Some("go")).await.unwrap();
+        assert_eq!((row.id, row.status.as_str(), row.decided_by.as_deref()), (id, "approved", Some("ann")));
+        assert!(s.decide_approval(&run, "rejected", "bob", None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn metric_series_span_runs() {
+        let s = store().await;
+        for v in [3.0, 9.0] {
+            let run = s.create_run(&new_run("rb")).await.unwrap();
+            let m = Metric { name: "health_score".into(), value: v, labels: vec![("host".into(), "a".into())] };
+            s.insert_metrics(&run, "rb", "score", 1, &[m]).await.unwrap();
+        }
+        let series = s.metric_series("rb", "health_score", 10).await.unwrap();
+        let values: Vec<f64> = series.iter().map(|p| p.value).collect();
+        assert_eq!(values, vec![3.0, 9.0]);
+        assert_eq!(series[0].labels, serde_json::json!({"host": "a"}));
+    }
+
+    #[tokio::test]
+    async fn state_is_scoped_per_runbook() {
+        let s = store().await;
+        s.set("a", "k", "1").await.unwrap();
+        s.set("a", "k", "2").await.unwrap();
+        assert_eq!(s.get("a", "k").await.unwrap().as_deref(), Some("2"));
+        assert_eq!(s.get("b", "k").await.unwrap(), None);
+        s.delete("a", "k").await.unwrap();
+        assert_eq!(s.get("a", "k").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn runs_of_a_dead_owner_are_interrupted() {
+        let s = store().await;
+        let id = s.create_run(&new_run("rb")).await.unwrap();
+        // pid 4194305 is above Linux's pid_max: never alive.
+        let owner = format!("4194305@{}", hostname());
+        assert!(s.claim_run(&id, &owner, None).await.unwrap());
+        let a = AttemptStart {
+            run_id: &id,
+            step_id: "probe",
+            iteration: 0,
+            attempt: 1,
+            plugin: "echo",
+            config: &Value::Null,
+            input: &Value::Null,
+        };
+        s.start_attempt(&a).await.unwrap();
+        let live = s.create_run(&new_run("rb")).await.unwrap();
+        assert!(s.claim_run(&live, &this_owner(), None).await.unwrap());
+        assert_eq!(s.reap_interrupted(Duration::from_secs(60)).await.unwrap(), vec![id.clone()]);
+        let run = s.get_run(&id).await.unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Interrupted);
+        assert!(run.error.unwrap().contains("exited mid-run"));
+        assert_eq!(s.attempts(&id).await.unwrap()[0].status, "interrupted");
+        assert_eq!(s.get_run(&live).await.unwrap().unwrap().status, RunStatus::Running);
+    }
+}
