@@ -3,6 +3,7 @@
 //! library so tests and benchmarks drive the same code.
 
 pub mod cli;
+pub mod engine;
 pub mod notify;
 pub mod runbook;
 pub mod runtime;

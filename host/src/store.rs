@@ -392,6 +392,41 @@ impl Store {
         Ok(())
     }
 
+    /// Closes what a run left open when it stopped early: attempts still
+    /// running become `cancelled` (or `timed_out`), pending approvals are
+    /// withdrawn. Nothing happens for a run that ended normally.
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> anyhow::Result<()> {
+        let (attempt_status, why) = match status {
+            RunStatus::TimedOut => ("timed_out", "the run passed its timeout during this attempt"),
+            RunStatus::Cancelled => ("cancelled", "the run was cancelled during this attempt"),
+            _ => ("interrupted", "the run stopped during this attempt"),
+        };
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, finished_at = ?
+             WHERE run_id = ? AND status = 'running'",
+        )
+        .bind(attempt_status)
+        .bind(attempt_status)
+        .bind(why)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE approvals SET status = 'rejected', reason = ?, decided_at = ?, decided_by = 'tend'
+             WHERE run_id = ? AND status = 'pending'",
+        )
+        .bind(format!("the run ended ({})", status.as_str()))
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Asks the process running a run to cancel it. Returns the run's
     /// status, or an error when the run does not exist or is over.
     pub async fn request_cancel(&self, id: &str) -> Result<RunStatus, anyhow::Error> {

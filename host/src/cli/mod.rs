@@ -3,6 +3,7 @@
 //! so errors look the same everywhere: `tend: <one line>` on stderr.
 
 mod plugins;
+mod runbooks;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +25,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "TEND_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// The SQLite database that records runs, escalations and plugin state.
+    #[arg(long, global = true, env = "TEND_DB", value_name = "PATH", default_value = "tend.db")]
+    pub db: String,
+
+    /// Directory where `tend run NAME` looks for runbooks.
+    #[arg(long, global = true, env = "TEND_RUNBOOKS", value_name = "DIR", default_value = "runbooks")]
+    pub runbooks: PathBuf,
+
     /// Log filter for tend's own log on stderr, e.g. "info" or "tend=debug".
     #[arg(long, global = true, env = "TEND_LOG", default_value = "warn")]
     pub log: String,
@@ -37,6 +46,16 @@ pub enum Command {
     /// List, inspect and call plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Check runbook files without running them; prints every problem as file:line:col: message.
+    Validate(runbooks::ValidateArgs),
+    /// Run a runbook and show its progress.
+    Run(runbooks::RunArgs),
+    /// List, show, approve, reject and cancel runs.
+    #[command(subcommand)]
+    Runs(runbooks::RunsCommand),
+    /// List, acknowledge and resolve escalations.
+    #[command(subcommand)]
+    Escalations(runbooks::EscalationsCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -50,6 +69,10 @@ pub fn main() -> ExitCode {
     runtime.block_on(async move {
         match &cli.command {
             Command::Plugins(cmd) => plugins::run(&cli, cmd).await,
+            Command::Validate(args) => runbooks::validate(&cli, args).await,
+            Command::Run(args) => runbooks::run(&cli, args).await,
+            Command::Runs(cmd) => runbooks::runs(&cli, cmd).await,
+            Command::Escalations(cmd) => runbooks::escalations(&cli, cmd).await,
         }
     })
 }
@@ -57,7 +80,8 @@ pub fn main() -> ExitCode {
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 /// Prints `tend: <message>` (first line only) on stderr and returns `code`.

@@ -126,12 +126,26 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 .location()
                 .map(|l| Pos { line: l.line() as u32, col: l.column() as u32 })
                 .unwrap_or(Pos { line: 1, col: 1 });
-            // The crate's Display may include a snippet; keep the first line.
+            // The crate's Display may include a snippet and repeats the
+            // position ("error: line 3 column 3: ..."); keep the message.
             let text = e.to_string();
-            let message = text.lines().next().unwrap_or("invalid YAML").trim().to_string();
+            let first = text.lines().next().unwrap_or("invalid YAML").trim();
+            let message = strip_position_prefix(first).to_string();
             Err(SyntaxError { pos, message })
         }
     }
+}
+
+/// `error: line 3 column 3: "-" is only valid ...` -> `"-" is only valid ...`.
+fn strip_position_prefix(text: &str) -> &str {
+    let rest = text.strip_prefix("error: ").unwrap_or(text);
+    if let Some(after_line) = rest.strip_prefix("line ")
+        && let Some((_, tail)) = after_line.split_once(": ")
+        && after_line.split_once(": ").is_some_and(|(pos, _)| pos.contains(" column "))
+    {
+        return tail;
+    }
+    rest
 }
 
 /// What serde-saphyr deserializes into: a node whose children are spanned.
@@ -258,11 +272,11 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("expected {exp}, found {}", describe_unexpected(&unexp)))
+        de::Error::custom(format_args!("expected {}, found {}", plain_expected(exp), describe_unexpected(&unexp)))
     }
 
     fn invalid_value(unexp: de::Unexpected, exp: &dyn de::Expected) -> Self {
-        de::Error::custom(format_args!("expected {exp}, found {}", describe_unexpected(&unexp)))
+        de::Error::custom(format_args!("expected {}, found {}", plain_expected(exp), describe_unexpected(&unexp)))
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -276,6 +290,19 @@ impl de::Error for DeError {
 
     fn missing_field(field: &'static str) -> Self {
         de::Error::custom(format_args!("missing required key {field:?}"))
+    }
+}
+
+/// serde's names for Rust types, in words a runbook author knows.
+fn plain_expected(exp: &dyn de::Expected) -> String {
+    let text = exp.to_string();
+    match text.as_str() {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a mapping".into(),
+        _ => text,
     }
 }
 
@@ -428,7 +455,7 @@ impl<'a> NodeDe<'a> {
             Value::Bool(b) => format!("boolean {b}"),
             _ => self.node.kind().to_string(),
         };
-        self.locate(de::Error::custom(format_args!("expected {exp}, found {found}")))
+        self.locate(de::Error::custom(format_args!("expected {}, found {found}", plain_expected(exp))))
     }
 }
 
@@ -686,7 +713,7 @@ mod tests {
         let node = parse("id: x\nretry:\n  attempts: many\n").unwrap();
         let err = from_node::<Step>(&node, "steps[0]", &mut Vec::new()).unwrap_err();
         assert_eq!(err.pos, Some(Pos { line: 3, col: 13 }));
-        assert_eq!(err.to_string(), "steps[0].retry.attempts: expected u32, found string \"many\"");
+        assert_eq!(err.to_string(), "steps[0].retry.attempts: expected a whole number, 0 or more, found string \"many\"");
     }
 
     #[test]

@@ -1,0 +1,564 @@
+//! `tend validate`, `tend run`, `tend runs ...` and `tend escalations ...`:
+//! runbooks and their record from the shell. Output formats live here;
+//! the work is done by the runbook checker, the engine and the store.
+
+use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
+use crate::engine::{Engine, Event, TriggerInfo};
+use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{RunFilter, RunRow, RunStatus, Store};
+use crate::units::format_duration;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A run whose owner is silent this long is declared interrupted.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Runbook files, or directories of them (*.yaml, *.yml).
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A runbook file, or the name of a runbook in the runbooks directory.
+    #[arg(value_name = "FILE|NAME")]
+    pub runbook: String,
+    /// A parameter, key=value (typed by the runbook: numbers, true/false, JSON for arrays and objects).
+    #[arg(short = 'p', long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Print the run record as JSON instead of progress and a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        runbook: Option<String>,
+        /// queued, running, waiting_approval, succeeded, failed, cancelled, timed_out or interrupted.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: steps, outputs, findings, escalations.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve the step a run is waiting on.
+    Approve(DecisionArgs),
+    /// Reject the step a run is waiting on (the step fails).
+    Reject(DecisionArgs),
+    /// Ask the process running a run to cancel it.
+    Cancel { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    pub id: String,
+    /// Why, recorded with the decision.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Who decides (default: $USER@host).
+    #[arg(long)]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EscalationsCommand {
+    /// List escalations, newest first.
+    List {
+        /// open, acknowledged or resolved.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an open escalation.
+    Ack {
+        id: i64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Resolve an escalation.
+    Resolve {
+        id: i64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+fn who(by: &Option<String>) -> String {
+    by.clone().unwrap_or_else(|| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        format!("{user}@{}", crate::store::hostname())
+    })
+}
+
+fn runtime(cli: &Cli, store: Option<&Store>) -> anyhow::Result<Runtime> {
+    let mut config = RuntimeConfig {
+        plugin_dir: Some(cli.plugins.clone()),
+        cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
+        ..RuntimeConfig::default()
+    };
+    if let Some(store) = store {
+        config.state = Arc::new(store.clone());
+    }
+    let rt = Runtime::new(config)?;
+    for warning in &rt.load_warnings {
+        eprintln!("tend: warning: {warning}");
+    }
+    Ok(rt)
+}
+
+/// Every installed plugin with its `describe()` record.
+async fn catalog(rt: &Runtime) -> Catalog {
+    let mut catalog = Catalog::default();
+    for source in rt.plugins() {
+        let info = match rt.describe(source).await {
+            Ok(info) => Some(info),
+            Err(e) => {
+                eprintln!("tend: warning: {e:#}");
+                None
+            }
+        };
+        catalog.plugins.insert(source.name.clone(), info);
+    }
+    catalog
+}
+
+async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
+    let store = Store::open(&cli.db).await.map_err(|e| fail(EXIT_FAILED, format!("{e:#}")))?;
+    match store.reap_interrupted(STALE_AFTER).await {
+        Ok(ids) => {
+            for id in ids {
+                eprintln!("tend: run {id} was interrupted (its process exited mid-run); marked interrupted");
+            }
+        }
+        Err(e) => eprintln!("tend: warning: could not check for interrupted runs: {e:#}"),
+    }
+    Ok(store)
+}
+
+// ---- validate -------------------------------------------------------------
+
+pub async fn validate(cli: &Cli, args: &ValidateArgs) -> ExitCode {
+    let rt = match runtime(cli, None) {
+        Ok(rt) => rt,
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+    };
+    let catalog = catalog(&rt).await;
+    let mut files = Vec::new();
+    let mut problems: Vec<FileDiagnostic> = Vec::new();
+    for path in &args.paths {
+        if path.is_dir() {
+            match runbook::files_in(path) {
+                Ok(f) if f.is_empty() => eprintln!("tend: warning: {} holds no *.yaml or *.yml file", path.display()),
+                Ok(f) => files.extend(f),
+                Err(e) => return fail(EXIT_USAGE, format!("{}: cannot read the directory: {e}", path.display())),
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            return fail(EXIT_USAGE, format!("{}: no such file or directory", path.display()));
+        }
+    }
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    let mut valid = 0;
+    for file in &files {
+        match runbook::load_file(file, &catalog) {
+            Ok(rb) => {
+                if let Some((_, other)) = names.iter().find(|(n, _)| *n == rb.name) {
+                    problems.push(FileDiagnostic {
+                        file: file.clone(),
+                        diagnostic: runbook::Diagnostic {
+                            pos: runbook::yaml::Pos { line: 1, col: 1 },
+                            message: format!("runbook name {:?} is already used by {}", rb.name, other.display()),
+                        },
+                    });
+                } else {
+                    valid += 1;
+                    names.push((rb.name.clone(), file.clone()));
+                }
+            }
+            Err(diags) => problems.extend(diags),
+        }
+    }
+    for p in &problems {
+        println!("{p}");
+    }
+    let files_with_errors = files.len() - valid;
+    if problems.is_empty() {
+        eprintln!("tend: {} runbook{} valid", valid, if valid == 1 { "" } else { "s" });
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "tend: {} error{} in {files_with_errors} of {} file{}",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+// ---- run ------------------------------------------------------------------
+
+/// Finds a runbook by file path or by name in the runbooks directory.
+fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, ExitCode> {
+    let path = Path::new(what);
+    let print = |diags: Vec<FileDiagnostic>| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        fail(EXIT_USAGE, format!("{what}: the runbook has {} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" }))
+    };
+    if path.is_file() {
+        return runbook::load_file(path, catalog).map_err(print);
+    }
+    let files = runbook::files_in(&cli.runbooks).unwrap_or_default();
+    let mut names = Vec::new();
+    for file in files {
+        // Find the file by its `name:` first, so one broken runbook does not hide the others.
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let name = runbook::yaml::parse(&text)
+            .ok()
+            .and_then(|n| n.get("name").and_then(|v| v.as_str().map(str::to_string)));
+        if name.as_deref() == Some(what) {
+            return runbook::load_file(&file, catalog).map_err(print);
+        }
+        names.extend(name);
+    }
+    let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+    Err(fail(
+        EXIT_USAGE,
+        format!("runbook {what:?} is neither a file nor the name of a runbook in {} (runbooks: {known})", cli.runbooks.display()),
+    ))
+}
+
+pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
+    let store = match open_store(cli).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rt = match runtime(cli, Some(&store)) {
+        Ok(rt) => Arc::new(rt),
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+    };
+    let catalog = catalog(&rt).await;
+    let rb = match find_runbook(cli, &args.runbook, &catalog) {
+        Ok(rb) => Arc::new(rb),
+        Err(code) => return code,
+    };
+    let params = match rb.params_from_pairs(&args.params) {
+        Ok(p) => p,
+        Err(errors) => return fail(EXIT_USAGE, errors.join("; ")),
+    };
+    let secrets: Arc<dyn crate::runtime::caps::secrets::SecretSource> = Arc::new(crate::runtime::caps::secrets::EnvSecrets);
+    let engine = Arc::new(Engine::new(store.clone(), rt, secrets));
+    let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
+    let run_id = match engine.submit(&rb, &params, &trigger).await {
+        Ok(id) => id,
+        Err(e) if e.is::<crate::engine::ParamsError>() => return fail(EXIT_USAGE, format!("{e}")),
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+    };
+
+    let events = engine.subscribe();
+    let printer = (!args.json).then(|| tokio::spawn(print_progress(events, rb.name.clone(), run_id.clone())));
+    // Ctrl-C asks for cancellation through the store, like `tend runs cancel`.
+    let cancel_store = store.clone();
+    let cancel_id = run_id.clone();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("tend: cancelling run {cancel_id}...");
+            let _ = cancel_store.request_cancel(&cancel_id).await;
+        }
+    });
+    let outcome = engine.execute(rb.clone(), &run_id).await;
+    ctrl_c.abort();
+    if let Some(p) = printer {
+        // The printer stops at the RunFinished event.
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return fail(EXIT_FAILED, format!("run {run_id}: {e:#}")),
+    };
+    if args.json {
+        match run_record(&store, &run_id).await {
+            Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+        }
+    } else if let Err(e) = print_summary(&store, &run_id).await {
+        return fail(EXIT_FAILED, format!("{e:#}"));
+    }
+    match outcome.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Cancelled => ExitCode::from(130),
+        _ => ExitCode::from(EXIT_FAILED),
+    }
+}
+
+/// Prints live progress on stderr: a spinner on a terminal, plain lines otherwise.
+async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, runbook: String, run_id: String) {
+    let tty = std::io::stderr().is_terminal();
+    let spinner = tty.then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        pb.enable_steady_tick(Duration::from_millis(100));
+        pb
+    });
+    let line = |s: String| match &spinner {
+        Some(pb) => pb.println(s),
+        None => eprintln!("{s}"),
+    };
+    let at = |iteration: u32| if iteration > 0 { format!(" [iteration {iteration}]") } else { String::new() };
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => break,
+        };
+        match event {
+            Event::Queued { run_id: id } if id == run_id => line(format!("… run {id} is queued: the runbook's concurrency cap is reached")),
+            Event::RunStarted { run_id: id, .. } if id == run_id => line(format!("▶ {runbook} (run {id})")),
+            Event::StepStarted { run_id: id, step, iteration, attempt, plugin } if id == run_id => {
+                let retry = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
+                match &spinner {
+                    Some(pb) => pb.set_message(format!("{step} ({plugin}){}{retry}", at(iteration))),
+                    None => eprintln!("  … {step} ({plugin}){}{retry}", at(iteration)),
+                }
+            }
+            Event::StepFinished { run_id: id, step, iteration, attempt, status, outcome, duration_ms, error } if id == run_id => {
+                let took = format_duration(Duration::from_secs_f64(duration_ms / 1000.0));
+                let n = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
+                match status.as_str() {
+                    "succeeded" => line(format!("  ✓ {step}{}{n} {took}", at(iteration))),
+                    "skipped" => line(format!("  - {step}{} skipped: {}", at(iteration), error.unwrap_or_default())),
+                    _ => line(format!("  ✗ {step}{}{n} {outcome} {took}: {}", at(iteration), error.unwrap_or_default())),
+                }
+            }
+            Event::Retrying { run_id: id, step, next_attempt, delay_ms, .. } if id == run_id => {
+                line(format!("  ↻ {step}: attempt {next_attempt} in {}", format_duration(Duration::from_millis(delay_ms))))
+            }
+            Event::WaitingApproval { run_id: id, step, message, .. } if id == run_id => line(format!(
+                "  ⏸ {step} waits for approval: {message}\n    tend runs approve {id}   |   tend runs reject {id}"
+            )),
+            Event::ApprovalDecided { run_id: id, step, status, by } if id == run_id => {
+                line(format!("  {step}: {status} by {}", by.unwrap_or_else(|| "?".into())))
+            }
+            Event::IterationFinished { run_id: id, repeat, iteration, until_met } if id == run_id => line(format!(
+                "  ⟳ {repeat} iteration {iteration}: {}",
+                if until_met { "condition met" } else { "condition not met" }
+            )),
+            Event::Escalated { run_id: id, escalation_id, severity, message, grouped } if id == run_id => line(format!(
+                "  ! escalation {escalation_id} [{}] {message}{}",
+                severity.as_str(),
+                if grouped { " (grouped with an open one; not sent again)" } else { "" }
+            )),
+            Event::RunFinished { run_id: id, .. } if id == run_id => break,
+            _ => {}
+        }
+    }
+    if let Some(pb) = spinner {
+        pb.finish_and_clear();
+    }
+}
+
+/// The whole record of a run as JSON.
+async fn run_record(store: &Store, id: &str) -> anyhow::Result<Value> {
+    let run = store.get_run(id).await?.ok_or_else(|| anyhow::anyhow!("run {id:?} not found"))?;
+    let attempts = store.attempts(id).await?;
+    let escalations = store.list_escalations(None, Some(id), 1000).await?;
+    let approvals = store.approvals(id).await?;
+    Ok(json!({ "run": run, "steps": attempts, "escalations": escalations, "approvals": approvals }))
+}
+
+fn took(run: &RunRow) -> String {
+    match (run.started_at, run.finished_at) {
+        (Some(s), Some(f)) => format_duration(Duration::from_millis((f - s).max(0) as u64)),
+        _ => "-".into(),
+    }
+}
+
+async fn print_summary(store: &Store, id: &str) -> anyhow::Result<()> {
+    let run = store.get_run(id).await?.ok_or_else(|| anyhow::anyhow!("run {id:?} not found"))?;
+    let attempts = store.attempts(id).await?;
+    let escalations = store.list_escalations(None, Some(id), 1000).await?;
+    println!("run {}  {}  {}  {}", run.id, run.runbook, run.status, took(&run));
+    if let Some(e) = &run.error {
+        println!("error: {e}");
+    }
+    println!("{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}", "STEP", "ITER", "ATTEMPT", "STATUS", "OUTCOME", "DURATION");
+    for a in &attempts {
+        let dur = a.duration_ms.map(|d| format_duration(Duration::from_secs_f64(d / 1000.0))).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}",
+            a.step_id,
+            a.iteration,
+            a.attempt,
+            a.status,
+            a.outcome.as_deref().unwrap_or("-"),
+            dur
+        );
+    }
+    for e in escalations.iter().rev() {
+        println!("escalation {} [{}] {} ({})", e.id, e.severity.as_str(), e.message, e.status);
+    }
+    Ok(())
+}
+
+// ---- runs -----------------------------------------------------------------
+
+pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
+    let store = match open_store(cli).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result: anyhow::Result<ExitCode> = async {
+        match cmd {
+            RunsCommand::List { runbook, status, limit, json } => {
+                let status = match status.as_deref().map(str::parse::<RunStatus>).transpose() {
+                    Ok(s) => s,
+                    Err(e) => return Ok(fail(EXIT_USAGE, format!("--status: {e}"))),
+                };
+                let runs = store.list_runs(&RunFilter { runbook: runbook.clone(), status, limit: Some(*limit) }).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&runs)?);
+                } else {
+                    println!("{:<26} {:<24} {:<16} {:<8} {:>9}  ERROR", "ID", "RUNBOOK", "STATUS", "TRIGGER", "DURATION");
+                    for r in &runs {
+                        println!(
+                            "{:<26} {:<24} {:<16} {:<8} {:>9}  {}",
+                            r.id,
+                            r.runbook,
+                            r.status.as_str(),
+                            r.trigger_kind,
+                            took(r),
+                            r.error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            RunsCommand::Show { id, json } => {
+                if store.get_run(id).await?.is_none() {
+                    return Ok(fail(EXIT_USAGE, format!("run {id:?} not found")));
+                }
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&run_record(&store, id).await?)?);
+                } else {
+                    print_summary(&store, id).await?;
+                    for a in store.attempts(id).await? {
+                        if let Some(out) = &a.output {
+                            println!("\n{} output: {}", a.step_id, serde_json::to_string(out)?);
+                        }
+                        for f in &a.findings {
+                            println!("{} finding [{}] {}: {}", a.step_id, f.severity.as_str(), f.title, f.detail);
+                        }
+                    }
+                    for ap in store.approvals(id).await? {
+                        println!("approval {} for {}: {} ({})", ap.id, ap.step_id, ap.status, ap.message);
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            RunsCommand::Approve(d) | RunsCommand::Reject(d) => {
+                let status = if matches!(cmd, RunsCommand::Approve(_)) { "approved" } else { "rejected" };
+                match store.decide_approval(&d.id, status, &who(&d.by), d.reason.as_deref()).await {
+                    Ok(row) => {
+                        println!("run {}: step {:?} {status}", d.id, row.step_id);
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
+                    Err(e) => Err(e),
+                }
+            }
+            RunsCommand::Cancel { id } => match store.request_cancel(id).await {
+                Ok(status) => {
+                    println!("run {id}: cancellation requested (it was {status})");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
+                Err(e) => Err(e),
+            },
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| fail(EXIT_FAILED, format!("{e:#}")))
+}
+
+// ---- escalations ------------------------------------------------------------
+
+pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
+    let store = match open_store(cli).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let result: anyhow::Result<ExitCode> = async {
+        match cmd {
+            EscalationsCommand::List { status, run, limit, json } => {
+                if let Some(s) = status
+                    && !["open", "acknowledged", "resolved"].contains(&s.as_str())
+                {
+                    return Ok(fail(EXIT_USAGE, format!("--status: {s:?} is not open, acknowledged or resolved")));
+                }
+                let list = store.list_escalations(status.as_deref(), run.as_deref(), *limit).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    println!("{:>5} {:<9} {:<13} {:<24} {:>5}  MESSAGE", "ID", "SEVERITY", "STATUS", "RUNBOOK", "TIMES");
+                    for e in &list {
+                        println!(
+                            "{:>5} {:<9} {:<13} {:<24} {:>5}  {}",
+                            e.id,
+                            e.severity.as_str(),
+                            e.status,
+                            e.runbook,
+                            e.occurrences,
+                            e.message
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            EscalationsCommand::Ack { id, by } | EscalationsCommand::Resolve { id, by } => {
+                let ack = matches!(cmd, EscalationsCommand::Ack { .. });
+                let r = if ack {
+                    store.acknowledge_escalation(*id, &who(by)).await
+                } else {
+                    store.resolve_escalation(*id, &who(by)).await
+                };
+                match r {
+                    Ok(()) => {
+                        println!("escalation {id} {}", if ack { "acknowledged" } else { "resolved" });
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| fail(EXIT_FAILED, format!("{e:#}")))
+}

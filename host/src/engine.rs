@@ -1,0 +1,798 @@
+//! Runs a checked runbook: parameters, conditions, data passing between
+//! steps, retries with backoff, approvals, loops, per-step and per-run
+//! timeouts, cancellation, the per-runbook concurrency cap, escalations and
+//! their notifications. Every status is written to the [`Store`] before it
+//! is reported (as an [`Event`] or a return value).
+//!
+//! Knows no SQL (the store does) and no wasmtime (plugins are called
+//! through [`Executor`]); time passes through [`Clock`] so tests can run
+//! retries, intervals and approvals on virtual time.
+//!
+//! Final statuses: `succeeded` (every step that ran succeeded or was
+//! allowed to fail with `on_failure: continue`), `failed` (a step failed
+//! after its retries and handlers, a condition could not be evaluated, or a
+//! loop with `on_exhausted: fail` ran out), `cancelled`, `timed_out` (the
+//! runbook's `timeout`), and `interrupted` (set by [`Store::reap_interrupted`]
+//! when the process running it died). Escalations are raised beside the
+//! status and never change it.
+
+use crate::notify::{self, Notification, Sink};
+use crate::runbook::expr::Scope;
+use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step, WebhookUrl};
+use crate::runtime::caps::secrets::{self, SecretSource};
+use crate::runtime::record::{ErrorKind, Finding, Outcome, Severity, StepRecord, TrapKind};
+use crate::runtime::{Runtime, StepCall, StepContext};
+use crate::store::{AttemptEnd, AttemptStart, NewEscalation, NewRun, RunStatus, Store};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Calls plugins. The real one is the wasmtime [`Runtime`]; tests script one.
+#[async_trait::async_trait]
+pub trait Executor: Send + Sync {
+    /// Runs one step of `plugin`. `Err` when the call could not start (the
+    /// plugin does not load); everything the plugin does is in the record.
+    async fn call(&self, plugin: &str, call: StepCall) -> anyhow::Result<StepRecord>;
+}
+
+#[async_trait::async_trait]
+impl Executor for Runtime {
+    async fn call(&self, plugin: &str, call: StepCall) -> anyhow::Result<StepRecord> {
+        let source = self.resolve(plugin)?;
+        Runtime::call(self, &source, call).await
+    }
+}
+
+/// Time as the engine sees it.
+#[async_trait::async_trait]
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Waits `d`.
+    async fn sleep(&self, d: Duration);
+    /// A number in [0, 1) for jitter.
+    fn random(&self) -> f64;
+}
+
+/// The machine's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+#[async_trait::async_trait]
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        crate::store::now_ms()
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await
+    }
+    fn random(&self) -> f64 {
+        rand::random::<f64>()
+    }
+}
+
+/// Live progress of a run, sent after the matching write to the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run waits for a slot under the runbook's concurrency cap.
+    Queued { run_id: String },
+    RunStarted { run_id: String, runbook: String },
+    StepStarted { run_id: String, step: String, iteration: u32, attempt: u32, plugin: String },
+    StepFinished {
+        run_id: String,
+        step: String,
+        iteration: u32,
+        attempt: u32,
+        /// succeeded | failed | skipped
+        status: String,
+        outcome: String,
+        duration_ms: f64,
+        error: Option<String>,
+    },
+    Retrying { run_id: String, step: String, iteration: u32, next_attempt: u32, delay_ms: u64 },
+    WaitingApproval { run_id: String, step: String, iteration: u32, message: String },
+    ApprovalDecided { run_id: String, step: String, status: String, by: Option<String> },
+    IterationFinished { run_id: String, repeat: String, iteration: u32, until_met: bool },
+    Escalated { run_id: String, escalation_id: i64, severity: Severity, message: String, grouped: bool },
+    RunFinished { run_id: String, status: RunStatus, error: Option<String> },
+}
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How often a running run writes a sign of life and checks for
+    /// cancellation. By default 1 second.
+    pub heartbeat: Duration,
+    /// How often a pending approval and a queued run are polled. By default 500 ms.
+    pub poll: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { heartbeat: Duration::from_secs(1), poll: Duration::from_millis(500) }
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone)]
+pub struct TriggerInfo {
+    /// cli | http | cron | alert
+    pub kind: String,
+    /// Who or what, e.g. `ann@web-1`.
+    pub source: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+/// Why params were refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct ParamsError(pub Vec<String>);
+
+/// Runs runbooks. Cheap to share behind an `Arc`.
+pub struct Engine {
+    store: Store,
+    executor: Arc<dyn Executor>,
+    clock: Arc<dyn Clock>,
+    secrets: Arc<dyn SecretSource>,
+    http: reqwest::Client,
+    events: broadcast::Sender<Event>,
+    owner: String,
+    options: EngineOptions,
+}
+
+/// Why a run stopped early.
+struct Stop(String);
+
+/// The state of one run as it goes.
+struct RunState {
+    runbook: Arc<Runbook>,
+    run_id: String,
+    scope: Scope,
+    /// Dedup keys escalated during this run: a rule that stays true is raised once per run.
+    escalated: HashSet<String>,
+}
+
+impl Engine {
+    pub fn new(store: Store, executor: Arc<dyn Executor>, secrets: Arc<dyn SecretSource>) -> Engine {
+        let (events, _) = broadcast::channel(1024);
+        Engine {
+            store,
+            executor,
+            clock: Arc::new(SystemClock),
+            secrets,
+            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            events,
+            owner: crate::store::this_owner(),
+            options: EngineOptions::default(),
+        }
+    }
+
+    /// Replaces the clock (tests use virtual time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Live events of every run this engine executes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Checks params and records a queued run; returns its id. The run is
+    /// durable when this returns.
+    pub async fn submit(&self, rb: &Runbook, params: &Map<String, Value>, trigger: &TriggerInfo) -> anyhow::Result<String> {
+        let params = rb.resolve_params(params).map_err(ParamsError)?;
+        self.store
+            .create_run(&NewRun {
+                runbook: rb.name.clone(),
+                runbook_hash: rb.hash.clone(),
+                trigger_kind: trigger.kind.clone(),
+                trigger_source: trigger.source.clone(),
+                params: Value::Object(params),
+            })
+            .await
+    }
+
+    /// Submits and executes a run.
+    pub async fn run(&self, rb: Arc<Runbook>, params: &Map<String, Value>, trigger: &TriggerInfo) -> anyhow::Result<RunOutcome> {
+        let id = self.submit(&rb, params, trigger).await?;
+        self.execute(rb, &id).await
+    }
+
+    /// Executes a queued run to its end: waits for a slot under the
+    /// concurrency cap, runs the steps, records the final status.
+    pub async fn execute(&self, rb: Arc<Runbook>, run_id: &str) -> anyhow::Result<RunOutcome> {
+        let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
+        let (cancel_tx, mut cancel_rx) = watch::channel(false);
+        let heartbeat = self.spawn_heartbeat(run_id, cancel_tx);
+        let result = self.execute_inner(rb, run, &mut cancel_rx).await;
+        heartbeat.abort();
+        let outcome = result?;
+        self.emit(Event::RunFinished { run_id: outcome.run_id.clone(), status: outcome.status, error: outcome.error.clone() });
+        Ok(outcome)
+    }
+
+    fn spawn_heartbeat(&self, run_id: &str, cancel: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
+        let (store, run_id, every) = (self.store.clone(), run_id.to_string(), self.options.heartbeat);
+        tokio::spawn(async move {
+            loop {
+                match store.heartbeat(&run_id).await {
+                    Ok(true) => {
+                        let _ = cancel.send(true);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(run_id, "heartbeat failed: {e:#}"),
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    async fn execute_inner(
+        &self,
+        rb: Arc<Runbook>,
+        run: crate::store::RunRow,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<RunOutcome> {
+        let run_id = run.id.clone();
+        let finish = |status: RunStatus, error: Option<String>| {
+            let (store, run_id) = (self.store.clone(), run_id.clone());
+            async move {
+                store.close_open_attempts(&run_id, status).await?;
+                store.finish_run(&run_id, status, error.as_deref()).await?;
+                let run = store.get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))?;
+                anyhow::Ok(RunOutcome { run_id, status: run.status, error: run.error })
+            }
+        };
+        // Wait for a slot.
+        let mut announced = false;
+        loop {
+            if *cancel.borrow() {
+                return finish(RunStatus::Cancelled, Some("cancelled while queued".into())).await;
+            }
+            if self.store.claim_run(&run_id, &self.owner, rb.concurrency).await? {
+                break;
+            }
+            if !announced {
+                self.emit(Event::Queued { run_id: run_id.clone() });
+                announced = true;
+            }
+            tokio::select! {
+                _ = self.clock.sleep(self.options.poll) => {}
+                _ = cancel.changed() => {}
+            }
+        }
+        self.emit(Event::RunStarted { run_id: run_id.clone(), runbook: rb.name.clone() });
+
+        let mut state = RunState {
+            runbook: rb.clone(),
+            run_id: run_id.clone(),
+            scope: Scope {
+                params: run.params.clone(),
+                steps: initial_steps(&rb),
+                iteration: 0,
+                run: json!({"id": run_id, "runbook": rb.name, "trigger": run.trigger_kind}),
+            },
+            escalated: HashSet::new(),
+        };
+        let body = self.body(&mut state);
+        // The run's timeout is wall-clock time, never virtual.
+        let timeout = async {
+            match rb.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let cancelled = async {
+            loop {
+                if *cancel.borrow() {
+                    return;
+                }
+                if cancel.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let (status, error) = tokio::select! {
+            r = body => match r {
+                Ok(()) => (RunStatus::Succeeded, None),
+                Err(Stop(why)) => (RunStatus::Failed, Some(why)),
+            },
+            _ = timeout => (RunStatus::TimedOut, Some(format!(
+                "the run passed its timeout of {}",
+                crate::units::format_duration(rb.timeout.unwrap_or_default())
+            ))),
+            _ = cancelled => (RunStatus::Cancelled, Some("cancelled on request".to_string())),
+        };
+        finish(status, error).await
+    }
+
+    async fn body(&self, st: &mut RunState) -> Result<(), Stop> {
+        let rb = st.runbook.clone();
+        for item in &rb.items {
+            match item {
+                Item::Step(step) => self.step(st, step).await?,
+                Item::Repeat(r) => self.repeat(st, r).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn repeat(&self, st: &mut RunState, r: &Repeat) -> Result<(), Stop> {
+        for i in 1..=r.max_iterations {
+            st.scope.iteration = i;
+            for step in &r.steps {
+                self.step(st, step).await?;
+            }
+            let until = r.until.eval_bool(&st.scope).map_err(|e| Stop(format!("repeat {:?}: until: {e}", r.id)));
+            let met = match until {
+                Ok(m) => m,
+                Err(stop) => {
+                    st.scope.iteration = 0;
+                    return Err(stop);
+                }
+            };
+            self.emit(Event::IterationFinished { run_id: st.run_id.clone(), repeat: r.id.clone(), iteration: i, until_met: met });
+            self.escalate_rules(st, None).await;
+            if met {
+                st.scope.iteration = 0;
+                return Ok(());
+            }
+            if i < r.max_iterations
+                && let Some(pause) = r.interval
+            {
+                self.clock.sleep(pause).await;
+            }
+        }
+        st.scope.iteration = 0;
+        if r.fail_when_exhausted {
+            return Err(Stop(format!(
+                "repeat {:?}: `{}` still false after {} iterations",
+                r.id, r.until.source, r.max_iterations
+            )));
+        }
+        tracing::info!(run_id = %st.run_id, "repeat {:?} ended after {} iterations without `{}`", r.id, r.max_iterations, r.until.source);
+        Ok(())
+    }
+
+    /// Runs one step and applies its `on_failure`.
+    async fn step(&self, st: &mut RunState, step: &Step) -> Result<(), Stop> {
+        let failure = self.step_once(st, step).await?;
+        let result = match (failure, &step.on_failure) {
+            (None, _) => Ok(()),
+            (Some(_), OnFailure::Continue) => Ok(()),
+            (Some(why), OnFailure::Fail) => Err(Stop(format!("step {:?} failed: {why}", step.id))),
+            (Some(why), OnFailure::Run(handlers)) => {
+                let rb = st.runbook.clone();
+                for h in handlers {
+                    if let Some(handler) = rb.handlers.iter().find(|s| &s.id == h) {
+                        // A failing handler is recorded; the run fails either way.
+                        let _ = Box::pin(self.step_once(st, handler)).await?;
+                    }
+                }
+                Err(Stop(format!("step {:?} failed: {why} (ran handlers: {})", step.id, handlers.join(", "))))
+            }
+        };
+        self.escalate_rules(st, Some(&step.id)).await;
+        result
+    }
+
+    /// Runs one step with its retries. Returns why it failed, if it did.
+    /// `Err` only for store failures, which stop the run.
+    async fn step_once(&self, st: &mut RunState, step: &Step) -> Result<Option<String>, Stop> {
+        let iteration = st.scope.iteration;
+        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
+
+        if let Some(when) = &step.when {
+            match when.eval_bool(&st.scope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let reason = format!("`{}` was false", when.source);
+                    self.store.record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason).await.map_err(store_err)?;
+                    set_step(&mut st.scope, &step.id, json!({"status": "skipped", "output": null, "metrics": {}, "findings": []}));
+                    self.emit(Event::StepFinished {
+                        run_id: st.run_id.clone(),
+                        step: step.id.clone(),
+                        iteration,
+                        attempt: 0,
+                        status: "skipped".into(),
+                        outcome: "skipped".into(),
+                        duration_ms: 0.0,
+                        error: Some(reason),
+                    });
+                    return Ok(None);
+                }
+                Err(e) => return self.fail_before_running(st, step, "when-error", format!("when: {e}")).await,
+            }
+        }
+
+        if let Some(approval) = &step.approval {
+            let message = match &approval.message {
+                Some(t) => t.render(&st.scope).unwrap_or_else(|e| format!("approve step {:?}? ({e})", step.id)),
+                None => format!("Approve step {:?} of runbook {:?}?", step.id, st.runbook.name),
+            };
+            match self.wait_for_approval(st, step, &message, approval).await.map_err(store_err)? {
+                Ok(()) => {}
+                Err(why) => return self.fail_before_running(st, step, "rejected", why).await,
+            }
+        }
+
+        let secrets = self.secret_values(&step.grants.secrets);
+        let config = match step.config.render(&st.scope) {
+            Ok(c) => c,
+            Err(e) => return self.fail_before_running(st, step, "template-error", format!("with: {e}")).await,
+        };
+        let input = match step.input.render(&st.scope) {
+            Ok(i) => i,
+            Err(e) => return self.fail_before_running(st, step, "template-error", format!("input: {e}")).await,
+        };
+        let (shown_config, shown_input) = (redact_json(&config, &secrets), redact_json(&input, &secrets));
+
+        let policy = &step.retry;
+        let mut attempt = 1;
+        loop {
+            let start = AttemptStart {
+                run_id: &st.run_id,
+                step_id: &step.id,
+                iteration,
+                attempt,
+                plugin: &step.plugin,
+                config: &shown_config,
+                input: &shown_input,
+            };
+            let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+            self.emit(Event::StepStarted {
+                run_id: st.run_id.clone(),
+                step: step.id.clone(),
+                iteration,
+                attempt,
+                plugin: step.plugin.clone(),
+            });
+            let call = StepCall {
+                ctx: StepContext {
+                    run_id: st.run_id.clone(),
+                    step_id: step.id.clone(),
+                    runbook: st.runbook.name.clone(),
+                    attempt,
+                    iteration,
+                },
+                config: config.to_string(),
+                input: input.to_string(),
+                grants: step.grants.clone(),
+                limits: step.limits,
+            };
+            let result = self.executor.call(&step.plugin, call).await;
+            let (end, retry_kind) = match &result {
+                Ok(record) => attempt_end(record, &secrets),
+                Err(e) => (
+                    AttemptEnd {
+                        status: "failed".into(),
+                        outcome: Some("error".into()),
+                        error: Some(secrets::redact(&format!("{e:#}"), &secrets)),
+                        ..AttemptEnd::default()
+                    },
+                    None,
+                ),
+            };
+            self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+            self.emit(Event::StepFinished {
+                run_id: st.run_id.clone(),
+                step: step.id.clone(),
+                iteration,
+                attempt,
+                status: end.status.clone(),
+                outcome: end.outcome.clone().unwrap_or_default(),
+                duration_ms: end.duration_ms.unwrap_or(0.0),
+                error: end.error.clone(),
+            });
+
+            if let Ok(record) = &result
+                && let Some(output) = &record.output
+            {
+                let output_data = redact_json(&output.data, &secrets);
+                self.store
+                    .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
+                    .await
+                    .map_err(store_err)?;
+                let metrics: Map<String, Value> = output.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
+                set_step(
+                    &mut st.scope,
+                    &step.id,
+                    json!({"status": "succeeded", "output": output_data, "metrics": metrics, "findings": end.findings}),
+                );
+                self.escalate_findings(st, &step.id, &end.findings).await;
+                return Ok(None);
+            }
+
+            let why = end.error.clone().unwrap_or_else(|| end.outcome.clone().unwrap_or_default());
+            let retry = retry_kind.is_some_and(|k| policy.retry_on.contains(&k)) && attempt < policy.attempts;
+            if !retry {
+                set_step(
+                    &mut st.scope,
+                    &step.id,
+                    json!({"status": "failed", "output": null, "metrics": {}, "findings": end.findings, "error": why}),
+                );
+                return Ok(Some(why));
+            }
+            let delay = policy.delay_for(attempt, self.clock.random());
+            self.emit(Event::Retrying {
+                run_id: st.run_id.clone(),
+                step: step.id.clone(),
+                iteration,
+                next_attempt: attempt + 1,
+                delay_ms: delay.as_millis() as u64,
+            });
+            self.clock.sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Records a step that failed before its plugin ran (a condition or a
+    /// template that could not be evaluated, a rejected approval).
+    async fn fail_before_running(&self, st: &mut RunState, step: &Step, outcome: &str, why: String) -> Result<Option<String>, Stop> {
+        let start = AttemptStart {
+            run_id: &st.run_id,
+            step_id: &step.id,
+            iteration: st.scope.iteration,
+            attempt: 1,
+            plugin: &step.plugin,
+            config: &Value::Null,
+            input: &Value::Null,
+        };
+        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
+        let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+        let end = AttemptEnd { status: "failed".into(), outcome: Some(outcome.into()), error: Some(why.clone()), duration_ms: Some(0.0), ..AttemptEnd::default() };
+        self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+        set_step(&mut st.scope, &step.id, json!({"status": "failed", "output": null, "metrics": {}, "findings": [], "error": why}));
+        self.emit(Event::StepFinished {
+            run_id: st.run_id.clone(),
+            step: step.id.clone(),
+            iteration: st.scope.iteration,
+            attempt: 1,
+            status: "failed".into(),
+            outcome: outcome.into(),
+            duration_ms: 0.0,
+            error: Some(why.clone()),
+        });
+        Ok(Some(why))
+    }
+
+    /// Pauses the run until the step's approval is decided. `Ok(Err(why))`
+    /// when it was rejected (or timed out without `on_timeout: approve`).
+    async fn wait_for_approval(
+        &self,
+        st: &mut RunState,
+        step: &Step,
+        message: &str,
+        approval: &crate::runbook::Approval,
+    ) -> anyhow::Result<Result<(), String>> {
+        let expires = self.clock.now_ms() + approval.timeout.as_millis() as i64;
+        let id = self.store.request_approval(&st.run_id, &step.id, st.scope.iteration, message, expires).await?;
+        self.store.set_run_status(&st.run_id, RunStatus::WaitingApproval).await?;
+        self.emit(Event::WaitingApproval {
+            run_id: st.run_id.clone(),
+            step: step.id.clone(),
+            iteration: st.scope.iteration,
+            message: message.to_string(),
+        });
+        let decided = loop {
+            let row = self.store.approval(id).await?.ok_or_else(|| anyhow::anyhow!("approval {id} vanished"))?;
+            if row.status != "pending" {
+                break row;
+            }
+            if self.clock.now_ms() >= expires {
+                let status = if approval.approve_on_timeout { "approved" } else { "timed_out" };
+                match self.store.decide_approval(&st.run_id, status, "tend", Some("no decision before the timeout")).await {
+                    Ok(row) => break row,
+                    // Decided in the meantime: read it again.
+                    Err(_) => continue,
+                }
+            }
+            self.clock.sleep(self.options.poll).await;
+        };
+        self.store.set_run_status(&st.run_id, RunStatus::Running).await?;
+        self.emit(Event::ApprovalDecided {
+            run_id: st.run_id.clone(),
+            step: step.id.clone(),
+            status: decided.status.clone(),
+            by: decided.decided_by.clone(),
+        });
+        Ok(match decided.status.as_str() {
+            "approved" => Ok(()),
+            "timed_out" => Err(format!(
+                "approval timed out after {} without a decision",
+                crate::units::format_duration(approval.timeout)
+            )),
+            _ => Err(format!(
+                "approval rejected by {}{}",
+                decided.decided_by.as_deref().unwrap_or("someone"),
+                decided.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            )),
+        })
+    }
+
+    fn secret_values(&self, names: &[String]) -> Vec<String> {
+        names.iter().filter_map(|n| self.secrets.get(n)).filter(|v| !v.is_empty()).collect()
+    }
+
+    /// Escalates findings at or above the runbook's threshold.
+    async fn escalate_findings(&self, st: &mut RunState, step_id: &str, findings: &[Finding]) {
+        let Some(threshold) = st.runbook.escalate_findings else { return };
+        for f in findings.iter().filter(|f| f.severity >= threshold) {
+            let severity = if f.severity == Severity::Info { Severity::Low } else { f.severity };
+            let key = format!("{}:{}:{}", st.runbook.name, step_id, f.resource.as_deref().unwrap_or(&f.title));
+            let message = format!("{step_id}: {}", f.title);
+            self.raise(st, Some(step_id), severity, &message, &key).await;
+        }
+    }
+
+    /// Evaluates every escalation rule and raises those that hold.
+    async fn escalate_rules(&self, st: &mut RunState, step_id: Option<&str>) {
+        let rb = st.runbook.clone();
+        for rule in &rb.escalations {
+            match rule.when.eval_bool(&st.scope) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    // Before the steps a rule reads have run, it may not evaluate.
+                    tracing::debug!(run_id = %st.run_id, "escalation rule {} not evaluated: {e}", rule.index);
+                    continue;
+                }
+            }
+            let message = rule.message.render(&st.scope).unwrap_or_else(|e| format!("escalation rule {} fired ({e})", rule.index));
+            let key = match &rule.dedup_key {
+                Some(t) => t.render(&st.scope).unwrap_or_else(|_| format!("{}:rule{}", rb.name, rule.index)),
+                None => format!("{}:rule{}", rb.name, rule.index),
+            };
+            self.raise(st, step_id, rule.severity, &message, &key).await;
+        }
+    }
+
+    /// Raises one escalation (once per run per dedup key) and notifies the
+    /// sinks unless it was grouped into an open one.
+    async fn raise(&self, st: &mut RunState, step_id: Option<&str>, severity: Severity, message: &str, key: &str) {
+        if !st.escalated.insert(key.to_string()) {
+            return;
+        }
+        let e = NewEscalation {
+            run_id: &st.run_id,
+            runbook: &st.runbook.name,
+            step_id,
+            iteration: st.scope.iteration,
+            severity,
+            message,
+            dedup_key: key,
+        };
+        let raised = match self.store.raise_escalation(&e, st.runbook.notify.dedup_window, self.clock.now_ms()).await {
+            Ok(r) => r,
+            Err(err) => {
+                tracing::error!(run_id = %st.run_id, "escalation {key:?} could not be recorded: {err:#}");
+                return;
+            }
+        };
+        self.emit(Event::Escalated {
+            run_id: st.run_id.clone(),
+            escalation_id: raised.id,
+            severity,
+            message: message.to_string(),
+            grouped: raised.grouped,
+        });
+        if raised.grouped {
+            return;
+        }
+        let n = Notification::new(severity.as_str(), &st.runbook.name, &st.run_id, step_id, raised.id, key, message);
+        let mut sinks = Vec::new();
+        if st.runbook.notify.log {
+            sinks.push(Sink::Log);
+        }
+        for w in &st.runbook.notify.webhooks {
+            match w {
+                WebhookUrl::Url(url) => sinks.push(Sink::Webhook { url: url.clone() }),
+                WebhookUrl::Secret(name) => match self.secrets.get(name) {
+                    Some(url) => sinks.push(Sink::Webhook { url }),
+                    None => {
+                        let why = Err(format!("secret {name:?} holding the webhook URL is not set"));
+                        let _ = self.store.record_notification(raised.id, &format!("webhook:secret:{name}"), &why).await;
+                    }
+                },
+            }
+        }
+        for sink in sinks {
+            let result = notify::send(&self.http, &sink, &n).await;
+            if let Err(why) = &result {
+                tracing::warn!(run_id = %st.run_id, "notification of escalation {} failed: {why}", raised.id);
+            }
+            if let Err(e) = self.store.record_notification(raised.id, &sink.name(), &result).await {
+                tracing::error!("notification of escalation {} could not be recorded: {e:#}", raised.id);
+            }
+        }
+    }
+}
+
+/// `steps` as expressions see it before anything ran: every step pending.
+fn initial_steps(rb: &Runbook) -> Value {
+    let mut steps = Map::new();
+    for s in rb.all_steps() {
+        steps.insert(s.id.clone(), json!({"status": "pending", "output": null, "metrics": {}, "findings": []}));
+    }
+    Value::Object(steps)
+}
+
+fn set_step(scope: &mut Scope, id: &str, value: Value) {
+    if let Value::Object(steps) = &mut scope.steps {
+        steps.insert(id.to_string(), value);
+    }
+}
+
+/// The attempt's record for the store, and what kind of retryable failure
+/// it was (None for success and for failures never retried).
+fn attempt_end(record: &StepRecord, secrets: &[String]) -> (AttemptEnd, Option<RetryOn>) {
+    let redact = |s: &str| secrets::redact(s, secrets);
+    let (status, kind) = match &record.outcome {
+        Outcome::Ok => ("succeeded", None),
+        Outcome::PluginError { kind: ErrorKind::Retryable, .. } => ("failed", Some(RetryOn::Retryable)),
+        Outcome::PluginError { kind: ErrorKind::Failed, .. } => ("failed", Some(RetryOn::Failed)),
+        Outcome::PluginError { kind: ErrorKind::InvalidConfig, .. } => ("failed", None),
+        Outcome::Trap { trap: TrapKind::Timeout { .. } } => ("failed", Some(RetryOn::Timeout)),
+        Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => ("failed", None),
+        Outcome::Trap { .. } => ("failed", Some(RetryOn::Trap)),
+    };
+    let error = (!record.outcome.is_ok()).then(|| redact(&record.outcome.to_string()));
+    let output = record.output.as_ref();
+    let end = AttemptEnd {
+        status: status.into(),
+        outcome: Some(record.outcome.name().into()),
+        error,
+        plugin_digest: Some(record.plugin_digest.clone()),
+        output: output.map(|o| redact_json(&o.data, secrets)),
+        findings: output.map(|o| o.findings.clone()).unwrap_or_default(),
+        logs: record.logs.clone(),
+        duration_ms: Some(record.duration_ms),
+        peak_memory_bytes: Some(record.peak_memory_bytes),
+    };
+    (end, kind)
+}
+
+/// Replaces secret values inside every string of a JSON value with `***`.
+pub fn redact_json(v: &Value, secrets: &[String]) -> Value {
+    if secrets.is_empty() {
+        return v.clone();
+    }
+    match v {
+        Value::String(s) => Value::String(secrets::redact(s, secrets)),
+        Value::Array(items) => Value::Array(items.iter().map(|i| redact_json(i, secrets)).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (secrets::redact(k, secrets), redact_json(v, secrets))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
