@@ -287,12 +287,30 @@ impl Store {
     /// 5-second busy timeout so several tend processes can share the file.
     pub async fn open(path: &str) -> anyhow::Result<Store> {
         let memory = path == ":memory:";
-        let options = if memory {
-            SqliteConnectOptions::from_str("sqlite::memory:")?
+        // Two processes opening a new database at once would both set it up
+        // (WAL mode, tables); an advisory lock on the file (flock, which is
+        // independent of SQLite's own fcntl locks) makes one wait for the
+        // other. An empty file is a valid empty database.
+        let lock = if memory {
+            None
         } else {
             if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating the directory of database {path}"))?;
             }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening database {path}"))?;
+            Some(
+                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+                    .await?
+                    .with_context(|| format!("locking database {path} to set it up"))?,
+            )
+        };
+        let options = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
             SqliteConnectOptions::new().filename(path).create_if_missing(true)
         }
         .journal_mode(SqliteJournalMode::Wal)
@@ -308,6 +326,7 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("applying migrations to database {path}"))?;
+        drop(lock);
         Ok(Store { pool })
     }
 
