@@ -591,4 +591,92 @@ mod tests {
         assert!(t.render(&scope()).is_err());
         assert!(Text::compile("{{ unclosed").unwrap_err().starts_with("template error (line 1 of the template)"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// JSON values as runbooks and plugins produce them.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                (-1e12f64..1e12).prop_map(|f| json!(f)),
+                "[a-zA-Z0-9 _./:-]{0,12}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn scope_with(x: Value) -> Scope {
+            Scope { params: json!({ "x": x }), ..Scope::default() }
+        }
+
+        fn compile(yaml_text: &str) -> Tmpl {
+            let node = yaml::parse(yaml_text).unwrap();
+            let mut errors = Vec::new();
+            let t = Tmpl::compile(&node, "with", &mut errors);
+            assert!(errors.is_empty(), "{errors:?}");
+            t
+        }
+
+        proptest! {
+            #[test]
+            fn a_whole_expression_passes_any_json_value_through_unchanged(v in json_value()) {
+                let t = compile("v: ${{ params.x }}");
+                prop_assert_eq!(t.render(&scope_with(v.clone())).unwrap(), json!({ "v": v }));
+            }
+
+            #[test]
+            fn text_around_an_expression_is_kept(prefix in "[a-z ]{0,8}", suffix in "[a-z ]{0,8}", x in "[a-zA-Z0-9]{0,10}") {
+                let t = compile(&format!("v: \"{prefix}${{{{ params.x }}}}{suffix}\""));
+                prop_assert_eq!(t.render(&scope_with(json!(x))).unwrap(), json!({ "v": format!("{prefix}{x}{suffix}") }));
+            }
+
+            #[test]
+            fn integer_arithmetic_matches_rust(a in -1_000_000i64..1_000_000, b in -1_000_000i64..1_000_000) {
+                let e = Expr::compile("params.x.a * 3 + params.x.b").unwrap();
+                prop_assert_eq!(e.eval(&scope_with(json!({"a": a, "b": b}))).unwrap(), json!(a * 3 + b));
+                let c = Expr::compile("params.x.a < params.x.b").unwrap();
+                prop_assert_eq!(c.eval_bool(&scope_with(json!({"a": a, "b": b}))).unwrap(), a < b);
+            }
+
+            #[test]
+            fn strings_without_markers_are_literals(text in "[^$]{0,40}") {
+                let node = Node { pos: Pos::default(), value: YamlValue::Str(text.clone()) };
+                let mut errors = Vec::new();
+                let t = Tmpl::compile(&node, "with", &mut errors);
+                prop_assert!(errors.is_empty());
+                prop_assert_eq!(t.render(&Scope::default()).unwrap(), Value::String(text));
+            }
+
+            #[test]
+            fn splitting_never_panics_and_errors_name_the_text(text in ".{0,40}") {
+                let node = Node { pos: Pos::default(), value: YamlValue::Str(text) };
+                let mut errors = Vec::new();
+                let _ = Tmpl::compile(&node, "with", &mut errors);
+                for e in errors {
+                    prop_assert_eq!(e.path, "with");
+                }
+            }
+
+            #[test]
+            fn step_references_are_found_outside_string_literals(id in "[a-z][a-z0-9_]{0,8}", noise in "[a-z ]{0,10}") {
+                let source = format!("{noise} steps.{id}.status == 'steps.hidden' && \"steps.also_hidden\" != ''");
+                prop_assert_eq!(step_refs(&source), vec![id]);
+            }
+
+            #[test]
+            fn text_templates_render_values_verbatim(x in "[a-zA-Z0-9 .,:/_-]{0,20}") {
+                let (t, _) = Text::compile("[{{ params.x }}]").unwrap();
+                prop_assert_eq!(t.render(&scope_with(json!(x.clone()))).unwrap(), format!("[{x}]"));
+            }
+        }
+    }
 }
