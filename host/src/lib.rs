@@ -2,10 +2,12 @@
 //! component. The `tend` binary (src/main.rs) is a thin shell over this
 //! library so tests and benchmarks drive the same code.
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod notify;
 pub mod runbook;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod units;

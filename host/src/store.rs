@@ -248,6 +248,8 @@ pub struct ApprovalRow {
 pub struct RunFilter {
     pub runbook: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs older than this run id (ids sort by creation time), for paging.
+    pub before: Option<String>,
     /// Most rows; by default 50.
     pub limit: Option<u32>,
 }
@@ -334,7 +336,7 @@ impl Store {
 
     /// Records a new run as queued and returns its id.
     pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<String> {
-        let id = ulid::Ulid::new().to_string();
+        let id = new_run_id();
         sqlx::query(
             "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, created_at)
              VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
@@ -349,6 +351,70 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(id)
+    }
+
+    /// Records a new queued run under an idempotency key, in one
+    /// transaction: a key seen before returns the run it created then
+    /// (`Ok((id, false))`) instead of a new one (`Ok((id, true))`). A key
+    /// first used for another runbook is a conflict.
+    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> anyhow::Result<(String, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query("SELECT runbook, run_id FROM idempotency_keys WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let runbook: String = row.get(0);
+            if runbook != run.runbook {
+                return Err(DecisionError::Conflict(format!(
+                    "idempotency key {key:?} was already used for runbook {runbook:?}"
+                ))
+                .into());
+            }
+            return Ok((row.get(1), false));
+        }
+        let id = new_run_id();
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
+        )
+        .bind(&id)
+        .bind(&run.runbook)
+        .bind(&run.runbook_hash)
+        .bind(&run.trigger_kind)
+        .bind(&run.trigger_source)
+        .bind(run.params.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO idempotency_keys (key, runbook, run_id, created_at) VALUES (?, ?, ?, ?)")
+            .bind(key)
+            .bind(&run.runbook)
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((id, true))
+    }
+
+    /// Runs still queued, oldest first: accepted triggers a worker must run.
+    pub async fn queued_runs(&self) -> anyhow::Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+                    created_at, started_at, finished_at
+             FROM runs WHERE status = 'queued' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Moves a queued run to running for `owner` when fewer than `cap` runs
@@ -469,12 +535,13 @@ impl Store {
             "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                     created_at, started_at, finished_at
              FROM runs
-             WHERE (?1 IS NULL OR runbook = ?1) AND (?2 IS NULL OR status = ?2)
+             WHERE (?1 IS NULL OR runbook = ?1) AND (?2 IS NULL OR status = ?2) AND (?4 IS NULL OR id < ?4)
              ORDER BY id DESC LIMIT ?3",
         )
         .bind(&filter.runbook)
         .bind(filter.status.map(|s| s.as_str()))
         .bind(i64::from(filter.limit.unwrap_or(50)))
+        .bind(&filter.before)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()
@@ -1067,6 +1134,15 @@ fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRow {
     }
 }
 
+/// A new run id: a ULID, monotonic within this process so ids sort in
+/// creation order even within one millisecond.
+fn new_run_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = g.get_or_insert_with(ulid::Generator::new);
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+}
+
 /// This machine's name, for run owners.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -1126,6 +1202,34 @@ mod tests {
         let run = s.get_run(&id).await.unwrap().unwrap();
         assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some("step x failed")));
         assert_eq!(run.params, serde_json::json!({"a": 1}));
+    }
+
+    #[tokio::test]
+    async fn idempotency_keys_return_the_first_run() {
+        let s = store().await;
+        let (a, new_a) = s.create_run_once(&new_run("rb"), "k1").await.unwrap();
+        let (b, new_b) = s.create_run_once(&new_run("rb"), "k1").await.unwrap();
+        assert_eq!((a.clone(), new_a, new_b), (b, true, false));
+        let err = s.create_run_once(&new_run("other"), "k1").await.unwrap_err();
+        assert_eq!(err.to_string(), "idempotency key \"k1\" was already used for runbook \"rb\"");
+        assert_eq!(s.queued_runs().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn runs_page_backwards_by_id() {
+        let s = store().await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(s.create_run(&new_run("rb")).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let page = s.list_runs(&RunFilter { limit: Some(2), ..RunFilter::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ids[2].clone(), ids[1].clone()]);
+        let next = s
+            .list_runs(&RunFilter { limit: Some(2), before: Some(ids[1].clone()), ..RunFilter::default() })
+            .await
+            .unwrap();
+        assert_eq!(next.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![ids[0].clone()]);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod plugins;
 mod runbooks;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -17,25 +18,26 @@ pub const EXIT_USAGE: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "tend", version, about = "Runbook automation where every step is a sandboxed WebAssembly component")]
 pub struct Cli {
-    /// Directory of extra plugins (*.wasm components, named by file stem).
-    #[arg(long, global = true, env = "TEND_PLUGINS", value_name = "DIR", default_value = "plugins")]
-    pub plugins: PathBuf,
+    /// Directory of extra plugins (*.wasm components, named by file stem) [default: plugins].
+    #[arg(long = "plugins", global = true, env = "TEND_PLUGINS", value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
 
     /// Where compiled plugins are cached (default: $XDG_CACHE_HOME/tend/components).
     #[arg(long, global = true, env = "TEND_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// The SQLite database that records runs, escalations and plugin state.
-    #[arg(long, global = true, env = "TEND_DB", value_name = "PATH", default_value = "tend.db")]
-    pub db: String,
+    /// The SQLite database that records runs, escalations and plugin state [default: tend.db].
+    #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH")]
+    pub db_path: Option<String>,
 
-    /// Directory where `tend run NAME` looks for runbooks.
-    #[arg(long, global = true, env = "TEND_RUNBOOKS", value_name = "DIR", default_value = "runbooks")]
-    pub runbooks: PathBuf,
+    /// Directory of runbooks (where `tend run NAME` looks) [default: runbooks].
+    #[arg(long = "runbooks", global = true, env = "TEND_RUNBOOKS", value_name = "DIR")]
+    pub runbooks_dir: Option<PathBuf>,
 
-    /// Log filter for tend's own log on stderr, e.g. "info" or "tend=debug".
-    #[arg(long, global = true, env = "TEND_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter for tend's own log on stderr, e.g. "info" or "tend=debug"
+    /// [default: warn, and info for `tend serve`].
+    #[arg(long, global = true, env = "TEND_LOG")]
+    pub log: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -56,12 +58,36 @@ pub enum Command {
     /// List, acknowledge and resolve escalations.
     #[command(subcommand)]
     Escalations(runbooks::EscalationsCommand),
+    /// Run the service: HTTP API, runbook triggers, crash recovery.
+    Serve(serve::ServeArgs),
+}
+
+impl Cli {
+    /// The database path: `--db`, `TEND_DB`, else `tend.db`.
+    pub fn db(&self) -> &str {
+        self.db_path.as_deref().unwrap_or("tend.db")
+    }
+
+    /// The runbooks directory: `--runbooks`, `TEND_RUNBOOKS`, else `runbooks`.
+    pub fn runbooks(&self) -> PathBuf {
+        self.runbooks_dir.clone().unwrap_or_else(|| PathBuf::from("runbooks"))
+    }
+
+    /// The plugins directory: `--plugins`, `TEND_PLUGINS`, else `plugins`.
+    pub fn plugins(&self) -> PathBuf {
+        self.plugins_dir.clone().unwrap_or_else(|| PathBuf::from("plugins"))
+    }
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    if let Command::Serve(args) = &cli.command {
+        let json = args.log_format.as_deref() == Some("json");
+        init_tracing(cli.log.as_deref().unwrap_or("info"), json);
+    } else {
+        init_tracing(cli.log.as_deref().unwrap_or("warn"), false);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("cannot start the async runtime: {e}")),
@@ -73,15 +99,20 @@ pub fn main() -> ExitCode {
             Command::Run(args) => runbooks::run(&cli, args).await,
             Command::Runs(cmd) => runbooks::runs(&cli, cmd).await,
             Command::Escalations(cmd) => runbooks::escalations(&cli, cmd).await,
+            Command::Serve(args) => serve::run(&cli, args).await,
         }
     })
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    if json {
+        let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    }
 }
 
 /// Prints `tend: <message>` (first line only) on stderr and returns `code`.

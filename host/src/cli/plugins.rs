@@ -70,7 +70,7 @@ pub struct CallArgs {
 
 pub async fn run(cli: &Cli, cmd: &PluginsCommand) -> ExitCode {
     let config = RuntimeConfig {
-        plugin_dir: Some(cli.plugins.clone()),
+        plugin_dir: Some(cli.plugins()),
         cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
         ..RuntimeConfig::default()
     };

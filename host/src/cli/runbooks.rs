@@ -115,7 +115,7 @@ fn who(by: &Option<String>) -> String {
 
 fn runtime(cli: &Cli, store: Option<&Store>) -> anyhow::Result<Runtime> {
     let mut config = RuntimeConfig {
-        plugin_dir: Some(cli.plugins.clone()),
+        plugin_dir: Some(cli.plugins()),
         cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
         ..RuntimeConfig::default()
     };
@@ -146,7 +146,7 @@ async fn catalog(rt: &Runtime) -> Catalog {
 }
 
 async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
-    let store = Store::open(&cli.db).await.map_err(|e| fail(EXIT_FAILED, format!("{e:#}")))?;
+    let store = Store::open(cli.db()).await.map_err(|e| fail(EXIT_FAILED, format!("{e:#}")))?;
     match store.reap_interrupted(STALE_AFTER).await {
         Ok(ids) => {
             for id in ids {
@@ -235,7 +235,7 @@ fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, Exi
     if path.is_file() {
         return runbook::load_file(path, catalog).map_err(print);
     }
-    let files = runbook::files_in(&cli.runbooks).unwrap_or_default();
+    let files = runbook::files_in(&cli.runbooks()).unwrap_or_default();
     let mut names = Vec::new();
     for file in files {
         // Find the file by its `name:` first, so one broken runbook does not hide the others.
@@ -251,7 +251,7 @@ fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, Exi
     let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
     Err(fail(
         EXIT_USAGE,
-        format!("runbook {what:?} is neither a file nor the name of a runbook in {} (runbooks: {known})", cli.runbooks.display()),
+        format!("runbook {what:?} is neither a file nor the name of a runbook in {} (runbooks: {known})", cli.runbooks().display()),
     ))
 }
 
@@ -441,7 +441,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return Ok(fail(EXIT_USAGE, format!("--status: {e}"))),
                 };
-                let runs = store.list_runs(&RunFilter { runbook: runbook.clone(), status, limit: Some(*limit) }).await?;
+                let runs = store.list_runs(&RunFilter { runbook: runbook.clone(), status, limit: Some(*limit), ..RunFilter::default() }).await?;
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {

@@ -1,0 +1,141 @@
+//! `tend serve`: reads the config, starts the service and the API, reloads
+//! runbooks on SIGHUP or when the directory changes, and drains in-flight
+//! runs on SIGTERM or Ctrl-C.
+
+use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
+use crate::serve::config::{Overrides, ServeConfig};
+use crate::serve::Service;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How long in-flight runs get to finish after SIGTERM.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How often the runbooks directory is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML); see README for every setting and its default.
+    #[arg(long, env = "TEND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8800].
+    #[arg(long, env = "TEND_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Log format: human or json [default: human].
+    #[arg(long, env = "TEND_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+pub async fn run(cli: &Cli, args: &ServeArgs) -> ExitCode {
+    let text = match &args.config {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => Some((path.clone(), t)),
+            Err(e) => return fail(EXIT_USAGE, format!("{}: cannot read the config file: {e}", path.display())),
+        },
+        None => None,
+    };
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        database: cli.db_path.clone(),
+        runbooks: cli.runbooks_dir.clone(),
+        plugins: cli.plugins_dir.clone(),
+        log_format: args.log_format.clone(),
+        admin_token: std::env::var("TEND_TOKEN").ok(),
+    };
+    let config = match ServeConfig::resolve(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    if config.tokens.is_empty() {
+        tracing::warn!("no API tokens are configured: every /v1 request will be refused (set TEND_TOKEN or add [[tokens]])");
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot listen on {}: {e}", config.listen)),
+    };
+    let service = match Service::start(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!("tend serve listening on {addr}");
+    // A line on stdout so scripts (and tests) can wait for readiness.
+    println!("listening on {addr}");
+
+    tokio::spawn(reload_on_hup(service.clone()));
+    tokio::spawn(reload_on_change(service.clone()));
+    let app = crate::api::router(service.clone());
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    if let Err(e) = served {
+        return fail(EXIT_FAILED, format!("the HTTP server stopped: {e}"));
+    }
+    tracing::info!("shutting down: waiting up to {}s for runs in flight", DRAIN_DEADLINE.as_secs());
+    if !service.drain(DRAIN_DEADLINE).await {
+        tracing::warn!("runs still in flight after the deadline are left to crash recovery");
+    }
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn reload_on_hup(service: Arc<Service>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading runbooks");
+            service.reload();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = service;
+}
+
+/// Names and modification times of the runbook files.
+fn fingerprint(dir: &std::path::Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    crate::runbook::files_in(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let modified = meta.as_ref().and_then(|m| m.modified().ok());
+            let len = meta.map(|m| m.len()).unwrap_or(0);
+            (p, modified, len)
+        })
+        .collect()
+}
+
+async fn reload_on_change(service: Arc<Service>) {
+    let dir = service.config.runbooks.clone();
+    let mut last = fingerprint(&dir);
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let now = fingerprint(&dir);
+        if now != last {
+            tracing::info!("runbooks changed: reloading");
+            service.reload();
+            last = now;
+        }
+    }
+}

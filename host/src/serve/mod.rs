@@ -1,0 +1,232 @@
+//! `tend serve`: one process holding the loaded runbooks, the plugin
+//! runtime, the engine, a dispatcher that executes accepted runs, and the
+//! HTTP API ([`crate::api`]). Owns startup (crash recovery), runbook
+//! reloads and shutdown (draining in-flight runs). No SQL (the store), no
+//! HTTP details (the api module).
+
+pub mod config;
+
+use crate::engine::{Engine, TriggerInfo};
+use crate::runbook::{self, Catalog, Runbook};
+use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
+use crate::runtime::record::Severity;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{NewEscalation, NewRun, RunStatus, Store};
+pub use config::ServeConfig;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Why a trigger was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("runbook {0:?} is not loaded")]
+    UnknownRunbook(String),
+    #[error("{}", .0.join("; "))]
+    BadParams(Vec<String>),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The running service. Shared behind an `Arc` by the API and the dispatcher.
+pub struct Service {
+    pub config: ServeConfig,
+    pub store: Store,
+    pub runtime: Arc<Runtime>,
+    pub engine: Arc<Engine>,
+    catalog: Catalog,
+    runbooks: RwLock<BTreeMap<String, Arc<Runbook>>>,
+    /// Problems found by the last (re)load, as `file:line:col: message`.
+    problems: RwLock<Vec<String>>,
+    dispatch: mpsc::UnboundedSender<String>,
+    /// Bounds the runs executing at once.
+    slots: Arc<Semaphore>,
+}
+
+impl Service {
+    /// Opens the store, recovers from a crash, loads plugins and runbooks,
+    /// and starts the dispatcher.
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Arc<Service>> {
+        let store = Store::open(&config.database).await?;
+        let runtime = Arc::new(Runtime::new(RuntimeConfig {
+            plugin_dir: Some(config.plugins.clone()),
+            state: Arc::new(store.clone()),
+            ..RuntimeConfig::default()
+        })?);
+        for w in &runtime.load_warnings {
+            tracing::warn!("{w}");
+        }
+        let mut catalog = Catalog::default();
+        for source in runtime.plugins() {
+            let info = match runtime.describe(source).await {
+                Ok(info) => Some(info),
+                Err(e) => {
+                    tracing::warn!("{e:#}");
+                    None
+                }
+            };
+            catalog.plugins.insert(source.name.clone(), info);
+        }
+        let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
+        let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets));
+        let (dispatch, rx) = mpsc::unbounded_channel();
+        let service = Arc::new(Service {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_runs)),
+            config,
+            store,
+            runtime,
+            engine,
+            catalog,
+            runbooks: RwLock::default(),
+            problems: RwLock::default(),
+            dispatch,
+        });
+        service.reload();
+        service.recover().await?;
+        tokio::spawn(service.clone().dispatcher(rx));
+        Ok(service)
+    }
+
+    /// Loads the runbooks directory again and swaps the set at once.
+    /// Runbooks that fail their checks keep their previous version, if any.
+    pub fn reload(&self) {
+        let (loaded, problems) = runbook::load_dir(&self.config.runbooks, &self.catalog);
+        let mut map = self.runbooks.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: BTreeMap<String, Arc<Runbook>> = BTreeMap::new();
+        for rb in loaded {
+            next.insert(rb.name.clone(), Arc::new(rb));
+        }
+        // A broken file keeps serving the last good version of its runbook.
+        for (name, old) in map.iter() {
+            let broken = problems.iter().any(|p| p.file == old.file);
+            if broken && !next.contains_key(name) {
+                next.insert(name.clone(), old.clone());
+            }
+        }
+        let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        for p in &problems {
+            tracing::warn!("runbook problem: {p}");
+        }
+        tracing::info!("loaded {} runbooks from {}", next.len(), self.config.runbooks.display());
+        *map = next;
+        *self.problems.write().unwrap_or_else(|e| e.into_inner()) = problems;
+    }
+
+    /// The loaded runbooks, by name.
+    pub fn runbooks(&self) -> Vec<Arc<Runbook>> {
+        self.runbooks.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn runbook(&self, name: &str) -> Option<Arc<Runbook>> {
+        self.runbooks.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Problems of the last load.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records a run (durably) and hands it to the dispatcher. With an
+    /// idempotency key, a repeated key returns the first run. Returns the
+    /// run id and whether it is new.
+    pub async fn trigger(
+        &self,
+        name: &str,
+        params: &Map<String, Value>,
+        trigger: &TriggerInfo,
+        idempotency_key: Option<&str>,
+    ) -> Result<(String, bool), TriggerError> {
+        let rb = self.runbook(name).ok_or_else(|| TriggerError::UnknownRunbook(name.to_string()))?;
+        let params = rb.resolve_params(params).map_err(TriggerError::BadParams)?;
+        let run = NewRun {
+            runbook: rb.name.clone(),
+            runbook_hash: rb.hash.clone(),
+            trigger_kind: trigger.kind.clone(),
+            trigger_source: trigger.source.clone(),
+            params: Value::Object(params),
+        };
+        let (id, created) = match idempotency_key {
+            Some(key) => self.store.create_run_once(&run, key).await.map_err(|e| match e.downcast::<crate::store::DecisionError>() {
+                Ok(crate::store::DecisionError::Conflict(m)) => TriggerError::Conflict(m),
+                Ok(other) => TriggerError::Internal(other.into()),
+                Err(e) => TriggerError::Internal(e),
+            })?,
+            None => (self.store.create_run(&run).await?, true),
+        };
+        if created {
+            let _ = self.dispatch.send(id.clone());
+        }
+        Ok((id, created))
+    }
+
+    /// At start: runs a dead process left running are marked interrupted
+    /// and escalated; runs accepted but never started are dispatched.
+    async fn recover(&self) -> anyhow::Result<()> {
+        // Another live tend may share the database: only runs whose owner
+        // is dead (same host) or silent for 30 seconds are reaped.
+        for id in self.store.reap_interrupted(Duration::from_secs(30)).await? {
+            let Some(run) = self.store.get_run(&id).await? else { continue };
+            tracing::warn!(run_id = %id, runbook = %run.runbook, "run interrupted by a crash");
+            let message = format!("run {id} of {} was interrupted: {}", run.runbook, run.error.as_deref().unwrap_or("its process died"));
+            let e = NewEscalation {
+                run_id: &id,
+                runbook: &run.runbook,
+                step_id: None,
+                iteration: 0,
+                severity: Severity::High,
+                message: &message,
+                dedup_key: &format!("{}:interrupted:{id}", run.runbook),
+            };
+            self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+        }
+        for run in self.store.queued_runs().await? {
+            let _ = self.dispatch.send(run.id);
+        }
+        Ok(())
+    }
+
+    /// Executes dispatched runs, at most `max_concurrent_runs` at once.
+    async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
+        while let Some(id) = rx.recv().await {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else { break };
+            let service = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                service.execute(&id).await;
+            });
+        }
+    }
+
+    async fn execute(&self, id: &str) {
+        let run = match self.store.get_run(id).await {
+            Ok(Some(run)) if run.status == RunStatus::Queued => run,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(run_id = id, "cannot read run: {e:#}");
+                return;
+            }
+        };
+        let Some(rb) = self.runbook(&run.runbook) else {
+            let why = format!("runbook {:?} is no longer loaded", run.runbook);
+            if let Err(e) = self.store.finish_run(id, RunStatus::Failed, Some(&why)).await {
+                tracing::error!(run_id = id, "cannot record run: {e:#}");
+            }
+            return;
+        };
+        match self.engine.execute(rb, id).await {
+            Ok(o) => tracing::info!(run_id = id, runbook = %run.runbook, status = %o.status, "run finished"),
+            Err(e) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
+        }
+    }
+
+    /// Waits until no run executes, for at most `deadline`. Returns whether
+    /// every run finished.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let all = self.config.max_concurrent_runs as u32;
+        tokio::time::timeout(deadline, self.slots.acquire_many(all)).await.is_ok()
+    }
+}
