@@ -1,0 +1,325 @@
+//! End-to-end tests of `tend serve` over a loopback port: triggers polled
+//! to completion, idempotency keys, tokens and scopes, JSON errors for bad
+//! input, approvals and cancellation over HTTP, and a `kill -9` in the
+//! middle of runs followed by a restart.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "admin-token";
+const READER: &str = "reader-token";
+const TRIGGER: &str = "trigger-token";
+
+fn sha256(s: &str) -> String {
+    tend::serve::config::token_hash(s)
+}
+
+/// A scratch directory with runbooks, a config and a database.
+struct Server {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    base: String,
+    http: Client,
+}
+
+impl Server {
+    fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+        let config = format!(
+            "body_limit = \"4KiB\"\nrate_limit = 1000\n\
+             [[tokens]]\nname = \"admin\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n\
+             [[tokens]]\nname = \"reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
+             [[tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"trigger\"]\n",
+            sha256(ADMIN),
+            sha256(READER),
+            sha256(TRIGGER)
+        );
+        std::fs::write(dir.path().join("tend.toml"), config).unwrap();
+        Server { dir, child: None, base: String::new(), http: Client::new() }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn runbook(&self, name: &str, yaml: &str) {
+        std::fs::write(self.path().join("runbooks").join(format!("{name}.yaml")), yaml).unwrap();
+    }
+
+    /// Starts `tend serve` on a free port and waits until it listens.
+    fn start(&mut self) {
+        let plugins = self.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::copy(env!("TEND_HOSTILE_WASM"), plugins.join("hostile.wasm")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
+            .current_dir(self.path())
+            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
+            .env_remove("TEND_DB")
+            .env_remove("TEND_RUNBOOKS")
+            .env_remove("TEND_PLUGINS")
+            .env_remove("TEND_TOKEN")
+            .env("TEND_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
+            panic!("tend serve did not start: {line:?}\n{}", std::fs::read_to_string(self.path().join("serve.log")).unwrap_or_default())
+        });
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+    }
+
+    /// Polls a run until it is final.
+    async fn wait_final(&self, id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let s = body["run"]["status"].as_str().unwrap().to_string();
+            if !["queued", "running", "waiting_approval"].contains(&s.as_str()) {
+                return body;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "run {id} still {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_status(&self, id: &str, wanted: &str) {
+        let start = Instant::now();
+        loop {
+            let (_, body) = self.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
+            if body["run"]["status"] == wanted {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "run {id} never became {wanted}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+const ECHO: &str = r#"
+name: hello
+params:
+  who: {type: string, default: world}
+triggers:
+  - http: true
+steps:
+  - id: greet
+    plugin: echo
+    with: {output: "hello ${{ params.who }}"}
+"#;
+
+#[tokio::test]
+async fn a_trigger_is_accepted_and_runs_to_completion() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.start();
+    let (status, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), Some(r#"{"params": {"who": "ann"}}"#)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["run_id"].as_str().unwrap();
+    assert_eq!(body["status_url"], format!("/v1/runs/{id}"));
+    let run = s.wait_final(id).await;
+    assert_eq!(run["run"]["status"], "succeeded");
+    assert_eq!(run["run"]["trigger_kind"], "http");
+    assert_eq!(run["run"]["trigger_source"], "token:ci");
+    assert_eq!(run["steps"][0]["output"], "hello ann");
+    // An empty body means no params.
+    let (status, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let run = s.wait_final(body["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["steps"][0]["output"], "hello world");
+    let (status, list) = s.call("GET", "/v1/runs?runbook=hello&limit=1", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+    assert!(list["next"].as_str().unwrap().starts_with("/v1/runs?limit=1&before="), "{list}");
+    let (_, rest) = s.call("GET", list["next"].as_str().unwrap(), Some(READER), None).await;
+    assert_eq!(rest["runs"][0]["id"], id);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_run() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.runbook("other", &ECHO.replace("name: hello", "name: other"));
+    s.start();
+    let post = |runbook: &'static str, key: &'static str| {
+        let req = s
+            .http
+            .post(format!("{}/v1/runbooks/{runbook}/runs", s.base))
+            .bearer_auth(TRIGGER)
+            .header("Idempotency-Key", key)
+            .body("{}");
+        async move {
+            let r = req.send().await.unwrap();
+            let replayed = r.headers().get("idempotent-replayed").is_some();
+            (r.status(), replayed, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s1, replay1, a) = post("hello", "deploy-42").await;
+    let (s2, replay2, b) = post("hello", "deploy-42").await;
+    assert_eq!((s1, s2, replay1, replay2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED, false, true));
+    assert_eq!(a["run_id"], b["run_id"]);
+    let (s3, _, c) = post("other", "deploy-42").await;
+    assert_eq!(s3, StatusCode::CONFLICT);
+    assert_eq!(c["error"]["message"], "idempotency key \"deploy-42\" was already used for runbook \"hello\"");
+    s.wait_final(a["run_id"].as_str().unwrap()).await;
+    let (_, list) = s.call("GET", "/v1/runs", Some(READER), None).await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1, "one run for one key");
+}
+
+#[tokio::test]
+async fn tokens_and_scopes_are_enforced() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.start();
+    let (status, _) = s.call("GET", "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.call("GET", "/readyz", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ready")));
+    let (status, body) = s.call("GET", "/v1/runs", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, body) = s.call("GET", "/v1/runs", Some("wrong-token"), None).await;
+    assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::UNAUTHORIZED, Some("the bearer token is not valid")));
+    let (status, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(READER), Some("{}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["message"], "token \"reader\" has scopes [read]; this needs \"trigger\"");
+    let (status, _) = s.call("POST", "/v1/escalations/1/ack", Some(TRIGGER), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s.call("GET", "/v1/plugins", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_4xx_never_a_500() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.runbook("private", "name: private\nsteps:\n  - id: a\n    plugin: echo\n");
+    s.start();
+    let cases: Vec<(&str, &str, Option<String>, StatusCode, &str)> = vec![
+        ("POST", "/v1/runbooks/hello/runs", Some("{not json".into()), StatusCode::BAD_REQUEST, "bad_request"),
+        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"params": []}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"parms": {}}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"params": {"who": 7}}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        ("POST", "/v1/runbooks/hello/runs", Some(format!("{{\"params\": {{\"who\": \"{}\"}}}}", "x".repeat(5000))), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        ("POST", "/v1/runbooks/nope/runs", Some("{}".into()), StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/v1/runbooks/private/runs", Some("{}".into()), StatusCode::FORBIDDEN, "forbidden"),
+        ("GET", "/v1/runs?limit=lots", None, StatusCode::BAD_REQUEST, "bad_request"),
+        ("GET", "/v1/runs?status=done", None, StatusCode::BAD_REQUEST, "bad_request"),
+        ("GET", "/v1/runs/01NOPE", None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/v1/escalations/x/ack", None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ("POST", "/v1/escalations/x/ack", None, StatusCode::BAD_REQUEST, "bad_request"),
+        ("POST", "/v1/escalations/999/ack", None, StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/v1/runs/01NOPE/approve", None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/v2/anything", None, StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (method, path, body, want, code) in cases {
+        let (status, got) = s.call(method, path, Some(ADMIN), body.as_deref()).await;
+        assert_eq!(status, want, "{method} {path}: {got}");
+        assert_eq!(got["error"]["code"], code, "{method} {path}: {got}");
+        assert!(got["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Nothing was recorded by any of them.
+    let (_, list) = s.call("GET", "/v1/runs", Some(READER), None).await;
+    assert_eq!(list["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn approvals_and_cancellation_over_http() {
+    let mut s = Server::new();
+    s.runbook(
+        "gate",
+        "name: gate\ntriggers: [{http: true}]\nsteps:\n  - id: go\n    plugin: echo\n    approval: {message: ship it?}\n",
+    );
+    s.runbook(
+        "slow",
+        "name: slow\ntriggers: [{http: true}]\nsteps:\n  - id: wait\n    plugin: hostile\n    with: {mode: sleep, ms: 60000}\n    timeout: 2m\n    grants: {env: {A: b}, dirs: [\"/tmp:/tmp:ro\"], hosts: [localhost], secrets: [none]}\n",
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/gate/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, "waiting_approval").await;
+    let (status, _) = s.call("POST", &format!("/v1/runs/{id}/approve"), Some(TRIGGER), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "approving needs admin");
+    let (status, body) = s.call("POST", &format!("/v1/runs/{id}/approve"), Some(ADMIN), Some(r#"{"reason": "lgtm"}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["decided_by"], "token:admin");
+    assert_eq!(s.wait_final(&id).await["run"]["status"], "succeeded");
+    let (status, body) = s.call("POST", &format!("/v1/runs/{id}/reject"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let (_, body) = s.call("POST", "/v1/runbooks/slow/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, "running").await;
+    let (status, _) = s.call("POST", &format!("/v1/runs/{id}/cancel"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["run"]["status"], "cancelled");
+    let (status, _) = s.call("POST", &format!("/v1/runs/{id}/cancel"), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn kill_9_then_restart_loses_no_trigger_and_escalates_the_interrupted_run() {
+    let mut s = Server::new();
+    s.runbook(
+        "slow",
+        "name: slow\ntriggers: [{http: true}]\nconcurrency: 1\nsteps:\n  - id: wait\n    plugin: hostile\n    with: {mode: sleep, ms: 60000}\n    timeout: 2m\n    grants: {env: {A: b}, dirs: [\"/tmp:/tmp:ro\"], hosts: [localhost], secrets: [none]}\n",
+    );
+    s.runbook("hello", ECHO);
+    s.start();
+    let (_, a) = s.call("POST", "/v1/runbooks/slow/runs", Some(TRIGGER), None).await;
+    let running = a["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&running, "running").await;
+    // Queued behind the concurrency cap of 1: accepted, not started.
+    let (_, b) = s.call("POST", "/v1/runbooks/slow/runs", Some(TRIGGER), None).await;
+    let queued = b["run_id"].as_str().unwrap().to_string();
+    s.kill9();
+
+    // The queued run must run after the restart; make it quick.
+    s.runbook("slow", "name: slow\ntriggers: [{http: true}]\nsteps:\n  - id: wait\n    plugin: echo\n");
+    s.start();
+    let first = s.wait_final(&running).await;
+    assert_eq!(first["run"]["status"], "interrupted");
+    assert_eq!(first["steps"][0]["status"], "interrupted");
+    assert_eq!(first["escalations"][0]["severity"], "high");
+    assert!(first["escalations"][0]["message"].as_str().unwrap().contains("was interrupted"), "{first}");
+    let second = s.wait_final(&queued).await;
+    assert_eq!(second["run"]["status"], "succeeded", "{second}");
+}
