@@ -227,10 +227,17 @@ impl Engine {
     /// Executes a queued run to its end: waits for a slot under the
     /// concurrency cap, runs the steps, records the final status.
     pub async fn execute(&self, rb: Arc<Runbook>, run_id: &str) -> anyhow::Result<RunOutcome> {
+        let cap = rb.concurrency;
+        self.execute_capped(rb, run_id, cap).await
+    }
+
+    /// [`Engine::execute`] with another cap on concurrent runs of the runbook
+    /// (scheduled runs that must not overlap use 1).
+    pub async fn execute_capped(&self, rb: Arc<Runbook>, run_id: &str, cap: Option<u32>) -> anyhow::Result<RunOutcome> {
         let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
         let heartbeat = self.spawn_heartbeat(run_id, cancel_tx);
-        let result = self.execute_inner(rb, run, &mut cancel_rx).await;
+        let result = self.execute_inner(rb, run, cap, &mut cancel_rx).await;
         heartbeat.abort();
         let outcome = result?;
         self.emit(Event::RunFinished { run_id: outcome.run_id.clone(), status: outcome.status, error: outcome.error.clone() });
@@ -257,6 +264,7 @@ impl Engine {
         &self,
         rb: Arc<Runbook>,
         run: crate::store::RunRow,
+        cap: Option<u32>,
         cancel: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<RunOutcome> {
         let run_id = run.id.clone();
@@ -275,7 +283,7 @@ impl Engine {
             if *cancel.borrow() {
                 return finish(RunStatus::Cancelled, Some("cancelled while queued".into())).await;
             }
-            if self.store.claim_run(&run_id, &self.owner, rb.concurrency).await? {
+            if self.store.claim_run(&run_id, &self.owner, cap).await? {
                 break;
             }
             if !announced {

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod notify;
 pub mod runbook;
 pub mod runtime;
+pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod units;

@@ -47,10 +47,12 @@ pub enum RunStatus {
     TimedOut,
     /// The process running it died; found at the next start of tend.
     Interrupted,
+    /// A scheduled fire not run because of the trigger's overlap policy.
+    Skipped,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::WaitingApproval,
@@ -59,6 +61,7 @@ impl RunStatus {
         RunStatus::Cancelled,
         RunStatus::TimedOut,
         RunStatus::Interrupted,
+        RunStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +74,7 @@ impl RunStatus {
             RunStatus::Cancelled => "cancelled",
             RunStatus::TimedOut => "timed_out",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Skipped => "skipped",
         }
     }
 
@@ -409,6 +413,94 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_row).collect()
+    }
+
+    // ---- schedules --------------------------------------------------------
+
+    /// The next fire time of a schedule, if it is known.
+    pub async fn schedule_next(&self, key: &str) -> anyhow::Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT next_fire_at FROM schedules WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Records a schedule's first next fire time, unless it is known already.
+    pub async fn init_schedule(&self, key: &str, runbook: &str, next_fire_at: i64) -> anyhow::Result<()> {
+        sqlx::query("INSERT INTO schedules (key, runbook, next_fire_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(runbook)
+            .bind(next_fire_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Number of runs of a runbook that are queued, running or waiting.
+    pub async fn active_runs(&self, runbook: &str) -> anyhow::Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status IN ('running', 'waiting_approval')), 0)
+             FROM runs WHERE runbook = ? AND status IN ('queued', 'running', 'waiting_approval')",
+        )
+        .bind(runbook)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Fires a schedule: moves its next fire time from `expected` to `next`
+    /// and records `runs` (each queued, or skipped with a reason), all in one
+    /// transaction. Returns the ids of the queued runs, or None when the
+    /// schedule had already moved on (another process fired it).
+    pub async fn fire_schedule(
+        &self,
+        key: &str,
+        expected: i64,
+        next: i64,
+        runs: &[(NewRun, Option<String>)],
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")
+            .bind(next)
+            .bind(now)
+            .bind(key)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let mut queued = Vec::new();
+        for (run, skipped) in runs {
+            let id = new_run_id();
+            let (status, finished) = match skipped {
+                Some(_) => ("skipped", Some(now)),
+                None => ("queued", None),
+            };
+            sqlx::query(
+                "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+                                   created_at, finished_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(&run.runbook)
+            .bind(&run.runbook_hash)
+            .bind(&run.trigger_kind)
+            .bind(&run.trigger_source)
+            .bind(run.params.to_string())
+            .bind(status)
+            .bind(skipped)
+            .bind(now)
+            .bind(finished)
+            .execute(&mut *tx)
+            .await?;
+            if skipped.is_none() {
+                queued.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(queued))
     }
 
     /// Whether the database answers.

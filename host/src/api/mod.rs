@@ -149,7 +149,12 @@ fn runbook_json(rb: &Runbook) -> Value {
         .triggers
         .iter()
         .map(|t| match t {
-            Trigger::Cron { expr, timezone, params } => json!({"cron": expr, "timezone": timezone, "params": params}),
+            Trigger::Cron(c) => json!({
+                "cron": c.expr, "timezone": c.timezone, "params": c.params, "overlap": c.overlap, "missed": c.missed,
+                "missed_window_s": c.missed_window.as_secs(), "jitter_s": c.jitter.as_secs(),
+                "next_fires": crate::scheduler::next_fires(c, jiff::Timestamp::now(), 5)
+                    .into_iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+            }),
             Trigger::Http => json!({"http": true}),
             Trigger::Alert { exact, regex } => {
                 let re: Map<String, Value> = regex.iter().map(|(k, r)| (k.clone(), json!(r.as_str()))).collect();

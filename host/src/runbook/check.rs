@@ -9,7 +9,8 @@ use super::expr::{self, Expr, Text, Tmpl};
 use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
-    Approval, Item, Notify, OnFailure, Param, Repeat, RetryPolicy, Rule, Runbook, Step, Trigger, WebhookUrl,
+    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Repeat, RetryPolicy, Rule, Runbook, Step, Trigger,
+    WebhookUrl,
 };
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
 use crate::runtime::limits::Limits;
@@ -48,7 +49,7 @@ pub fn check(file: &Path, text: &str, catalog: &Catalog) -> Result<Runbook, Vec<
         Ok(node) => node,
         Err(e) => return Err(vec![Diagnostic { pos: e.pos, message: format!("invalid YAML: {}", e.message) }]),
     };
-    let mut cx = Checker { diags: Vec::new(), catalog, step_ids: BTreeMap::new(), handler_ids: BTreeSet::new(), params: BTreeSet::new() };
+    let mut cx = Checker { diags: Vec::new(), catalog, step_ids: BTreeMap::new(), handler_ids: BTreeSet::new(), params: BTreeSet::new(), cron_params: Vec::new() };
     let runbook = cx.runbook(&root, file, text);
     let mut diags = cx.diags;
     diags.sort();
@@ -66,6 +67,8 @@ struct Checker<'a> {
     step_ids: BTreeMap<String, Pos>,
     handler_ids: BTreeSet<String>,
     params: BTreeSet<String>,
+    /// Params of cron triggers, checked against the runbook's params at the end.
+    cron_params: Vec<(Pos, Value)>,
 }
 
 /// Names: a letter, then letters, digits, `_` (usable in CEL as `steps.<id>`).
@@ -294,7 +297,7 @@ impl Checker<'_> {
             }
             c => c.as_ref().map(|c| c.value),
         };
-        Some(Runbook {
+        let rb = Runbook {
             name: spec.name.value.clone(),
             description: spec.description.clone(),
             file: file.to_path_buf(),
@@ -309,7 +312,15 @@ impl Checker<'_> {
             escalations,
             escalate_findings,
             notify,
-        })
+        };
+        for (pos, params) in std::mem::take(&mut self.cron_params) {
+            if let Err(errors) = rb.resolve_params(params.as_object().unwrap_or(&Default::default())) {
+                for e in errors {
+                    self.error(pos, format!("cron trigger params: {e}"));
+                }
+            }
+        }
+        Some(rb)
     }
 
     /// Reads each top-level section on its own, for error collection.
@@ -739,8 +750,10 @@ impl Checker<'_> {
                 self.error(t.pos, format!("{what}: a trigger has exactly one of `cron`, `http` or `alert`"));
                 continue;
             }
-            if v.timezone.is_some() && v.cron.is_none() {
-                self.error(t.pos, format!("{what}: timezone only applies to a cron trigger"));
+            if v.cron.is_none()
+                && (v.timezone.is_some() || v.overlap.is_some() || v.missed.is_some() || v.missed_window.is_some() || v.jitter.is_some() || v.params.is_some())
+            {
+                self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger"));
             }
             if let Some(cron) = &v.cron {
                 let parser = croner::parser::CronParser::builder()
@@ -772,8 +785,38 @@ impl Checker<'_> {
                 {
                     self.error(p.pos, format!("{what}: params must be a mapping"));
                 }
+                let overlap = match v.overlap.as_ref().map(|o| (o.value.as_str(), o.pos)) {
+                    None | Some(("skip", _)) => Overlap::Skip,
+                    Some(("queue", _)) => Overlap::Queue,
+                    Some(("allow", _)) => Overlap::Allow,
+                    Some((other, pos)) => {
+                        self.error(pos, format!("{what}: overlap {other:?} is not \"skip\", \"queue\" or \"allow\""));
+                        Overlap::Skip
+                    }
+                };
+                let missed = match v.missed.as_ref().map(|o| (o.value.as_str(), o.pos)) {
+                    None | Some(("last", _)) => Missed::Last,
+                    Some(("none", _)) => Missed::None,
+                    Some(("all", _)) => Missed::All,
+                    Some((other, pos)) => {
+                        self.error(pos, format!("{what}: missed {other:?} is not \"none\", \"last\" or \"all\""));
+                        Missed::Last
+                    }
+                };
+                let missed_window =
+                    self.duration(&format!("{what}: missed_window"), &v.missed_window).unwrap_or(Duration::from_secs(86_400));
+                let jitter = self.duration(&format!("{what}: jitter"), &v.jitter).unwrap_or(Duration::ZERO);
+                self.cron_params.push((v.params.as_ref().map(|p| p.pos).unwrap_or(cron.pos), params.clone()));
                 if ok_cron && ok_tz {
-                    out.push(Trigger::Cron { expr: cron.value.clone(), timezone: tz, params });
+                    out.push(Trigger::Cron(CronTrigger {
+                        expr: cron.value.clone(),
+                        timezone: tz,
+                        params,
+                        overlap,
+                        missed,
+                        missed_window,
+                        jitter,
+                    }));
                 }
             } else if let Some(http) = v.http {
                 if http {

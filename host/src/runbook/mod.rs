@@ -59,11 +59,52 @@ pub struct Param {
 #[derive(Debug, Clone)]
 pub enum Trigger {
     /// A schedule: a 5-field crontab line or macro in an IANA time zone.
-    Cron { expr: String, timezone: String, params: Value },
+    Cron(CronTrigger),
     /// `POST /v1/runbooks/{name}/runs`.
     Http,
     /// Alertmanager alerts whose labels match.
     Alert { exact: BTreeMap<String, String>, regex: Vec<(String, regex::Regex)> },
+}
+
+/// A cron trigger with its policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronTrigger {
+    /// e.g. `*/5 * * * *` or `@daily`.
+    pub expr: String,
+    /// IANA zone, e.g. `Europe/Paris`. By default `UTC`.
+    pub timezone: String,
+    /// Params of scheduled runs.
+    pub params: Value,
+    pub overlap: Overlap,
+    pub missed: Missed,
+    /// How far back `missed: all` reaches. By default 24 hours.
+    pub missed_window: Duration,
+    /// Random delay added to each fire, up to this. By default none.
+    pub jitter: Duration,
+}
+
+/// What a fire does while a run of the runbook is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// Record the fire as skipped (the default).
+    Skip,
+    /// Let one run wait for the running one; further fires are skipped.
+    Queue,
+    /// Start anyway.
+    Allow,
+}
+
+/// What happens to fires missed while tend was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missed {
+    /// Drop them.
+    None,
+    /// Run once for the latest (the default).
+    Last,
+    /// Run each one within `missed_window` (at most 100).
+    All,
 }
 
 /// An item of a runbook's steps.

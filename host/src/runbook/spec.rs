@@ -138,6 +138,21 @@ pub struct TriggerSpec {
     /// Params a scheduled run gets, e.g. `{url: "https://example.com"}`.
     #[serde(default)]
     pub params: Option<At<serde_json::Value>>,
+    /// A fire while a run of this runbook is still going: `skip` (the
+    /// default; the skipped fire is recorded), `queue` (at most one waits)
+    /// or `allow`.
+    #[serde(default)]
+    pub overlap: Option<At<String>>,
+    /// Fires missed while tend was down: `none`, `last` (the default: run
+    /// once for the latest) or `all` (each one within `missed_window`).
+    #[serde(default)]
+    pub missed: Option<At<String>>,
+    /// How far back `missed: all` reaches, e.g. `6h`. By default `24h`.
+    #[serde(default)]
+    pub missed_window: Option<At<String>>,
+    /// Delay each fire by a random time up to this, e.g. `30s`. By default none.
+    #[serde(default)]
+    pub jitter: Option<At<String>>,
     /// Allow starting over the HTTP API, e.g. `true`.
     #[serde(default)]
     pub http: Option<bool>,

@@ -88,6 +88,7 @@ impl Service {
         service.reload();
         service.recover().await?;
         tokio::spawn(service.clone().dispatcher(rx));
+        tokio::spawn(service.clone().schedule());
         Ok(service)
     }
 
@@ -189,6 +190,22 @@ impl Service {
         Ok(())
     }
 
+    /// Fires cron triggers, checking every second.
+    async fn schedule(self: Arc<Self>) {
+        let scheduler = crate::scheduler::Scheduler::new(self.store.clone(), Arc::new(crate::engine::SystemClock));
+        loop {
+            match scheduler.tick(&self.runbooks()).await {
+                Ok(ids) => {
+                    for id in ids {
+                        let _ = self.dispatch.send(id);
+                    }
+                }
+                Err(e) => tracing::error!("scheduler: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Executes dispatched runs, at most `max_concurrent_runs` at once.
     async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
         while let Some(id) = rx.recv().await {
@@ -217,7 +234,12 @@ impl Service {
             }
             return;
         };
-        match self.engine.execute(rb, id).await {
+        // A scheduled run whose trigger does not allow overlap waits for the
+        // runs before it, whatever the runbook's own concurrency cap.
+        let serial = run.trigger_kind == "cron"
+            && rb.triggers.iter().any(|t| matches!(t, crate::runbook::Trigger::Cron(c) if c.overlap != crate::runbook::Overlap::Allow));
+        let cap = if serial { Some(1) } else { rb.concurrency };
+        match self.engine.execute_capped(rb, id, cap).await {
             Ok(o) => tracing::info!(run_id = id, runbook = %run.runbook, status = %o.status, "run finished"),
             Err(e) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
         }

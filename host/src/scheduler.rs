@@ -1,0 +1,359 @@
+//! Cron triggers: next fire times (5-field crontab lines and `@hourly`-style
+//! macros, in IANA time zones through croner and jiff), persisted in the
+//! store so a restart neither loses nor repeats a fire, with the overlap,
+//! missed-fire and jitter policies of each trigger. Creates runs; the
+//! service executes them.
+//!
+//! Daylight saving: a job at a fixed time (minute and hour each a single
+//! value, e.g. `30 2 * * *`) runs exactly once on both change days — on
+//! the spring-forward day at the first instant after the skipped hour
+//! (03:00 for 02:30), on the fall-back day at the first of the two 02:30s.
+//! Jobs with ranges, lists or steps in the minute or hour field follow wall
+//! time: they skip the times that do not exist, and run at both instants of
+//! a time that happens twice (so `*/15 * * * *` keeps firing every 15 real
+//! minutes).
+
+use crate::engine::Clock;
+use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
+use crate::store::{NewRun, Store};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A fire is on time when it happens within this of its scheduled time;
+/// later fires count as missed (tend was down or stalled).
+pub const GRACE: Duration = Duration::from_secs(60);
+/// Most missed fires `missed: all` replays at once.
+pub const MAX_REPLAY: usize = 100;
+
+/// The store key of a cron trigger: runbook, expression and zone.
+pub fn key(runbook: &str, t: &CronTrigger) -> String {
+    format!("{runbook}|{}|{}", t.expr, t.timezone)
+}
+
+fn parse(t: &CronTrigger) -> Option<(croner::Cron, TimeZone)> {
+    let cron = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(&t.expr)
+        .ok()?;
+    let tz = TimeZone::get(&t.timezone).ok()?;
+    Some((cron, tz))
+}
+
+/// The first fire strictly after `after`, before jitter.
+pub fn next_after(t: &CronTrigger, after: Timestamp) -> Option<Timestamp> {
+    next_fires(t, after, 1).into_iter().next()
+}
+
+/// The next `n` fires strictly after `after`, before jitter.
+pub fn next_fires(t: &CronTrigger, after: Timestamp, n: usize) -> Vec<Timestamp> {
+    let Some((cron, tz)) = parse(t) else { return Vec::new() };
+    cron.iter_after(after.to_zoned(tz)).take(n).map(|z| z.timestamp()).collect()
+}
+
+/// The last `cap` fires from `from` (inclusive) to `until` (inclusive).
+fn fires_between(t: &CronTrigger, from: Timestamp, until: Timestamp, cap: usize) -> Vec<Timestamp> {
+    /// Bounds the walk when tend was down for very long with a frequent schedule.
+    const MAX_WALK: usize = 1_000_000;
+    let Some((cron, tz)) = parse(t) else { return Vec::new() };
+    let start = from.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(from);
+    let all: Vec<Timestamp> =
+        cron.iter_after(start.to_zoned(tz)).map(|z| z.timestamp()).take_while(|ts| *ts <= until).take(MAX_WALK).collect();
+    all[all.len().saturating_sub(cap)..].to_vec()
+}
+
+fn ms(ts: Timestamp) -> i64 {
+    ts.as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Fires due cron triggers.
+pub struct Scheduler {
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl Scheduler {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Scheduler {
+        Scheduler { store, clock }
+    }
+
+    /// A random jitter up to `max`, in ms.
+    fn jitter(&self, max: Duration) -> i64 {
+        (max.as_millis() as f64 * self.clock.random()) as i64
+    }
+
+    /// One pass over every cron trigger of `runbooks`: a trigger seen for
+    /// the first time gets its next fire time; a due one fires. Returns the
+    /// ids of the runs queued.
+    pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> anyhow::Result<Vec<String>> {
+        let mut queued = Vec::new();
+        for rb in runbooks {
+            for t in &rb.triggers {
+                if let Trigger::Cron(c) = t {
+                    queued.extend(self.tick_one(rb, c).await?);
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    async fn tick_one(&self, rb: &Runbook, c: &CronTrigger) -> anyhow::Result<Vec<String>> {
+        let now = self.clock.now_ms();
+        let key = key(&rb.name, c);
+        let Some(next) = self.store.schedule_next(&key).await? else {
+            if let Some(first) = next_after(c, ts(now)) {
+                self.store.init_schedule(&key, &rb.name, ms(first) + self.jitter(c.jitter)).await?;
+            }
+            return Ok(Vec::new());
+        };
+        if next > now {
+            return Ok(Vec::new());
+        }
+        let scheduled: Vec<Timestamp> = if now - next <= GRACE.as_millis() as i64 {
+            vec![ts(next)]
+        } else {
+            // Missed while down: the fires from the stored one (jitter taken
+            // off) up to now.
+            let from = ts(next - c.jitter.as_millis() as i64);
+            match c.missed {
+                Missed::None => Vec::new(),
+                Missed::Last => fires_between(c, from, ts(now), 1),
+                Missed::All => {
+                    let window_start = ts(now - c.missed_window.as_millis() as i64);
+                    fires_between(c, from.max(window_start), ts(now), MAX_REPLAY)
+                }
+            }
+        };
+        let Some(new_next) = next_after(c, ts(now)).map(|n| ms(n) + self.jitter(c.jitter)) else {
+            return Ok(Vec::new());
+        };
+        let params = match rb.resolve_params(c.params.as_object().unwrap_or(&Default::default())) {
+            Ok(p) => serde_json::Value::Object(p),
+            Err(errors) => {
+                // Checked when the runbook loads; a failure here is a bug.
+                tracing::error!(runbook = %rb.name, "scheduled params are invalid: {}", errors.join("; "));
+                return Ok(Vec::new());
+            }
+        };
+        let (mut waiting, running) = self.store.active_runs(&rb.name).await?;
+        let mut runs = Vec::new();
+        for at in scheduled {
+            let run = NewRun {
+                runbook: rb.name.clone(),
+                runbook_hash: rb.hash.clone(),
+                trigger_kind: "cron".into(),
+                trigger_source: Some(format!("{} ({}) at {at}", c.expr, c.timezone)),
+                params: params.clone(),
+            };
+            let skipped = match c.overlap {
+                Overlap::Allow => None,
+                Overlap::Skip if waiting + running > 0 => {
+                    Some(format!("skipped: a run of {} was still queued or running (overlap: skip)", rb.name))
+                }
+                Overlap::Queue if waiting > 0 => {
+                    Some(format!("skipped: a run of {} was already waiting its turn (overlap: queue)", rb.name))
+                }
+                Overlap::Skip | Overlap::Queue => None,
+            };
+            if skipped.is_none() {
+                waiting += 1;
+            }
+            runs.push((run, skipped));
+        }
+        match self.store.fire_schedule(&key, next, new_next, &runs).await? {
+            Some(ids) => {
+                for (run, why) in &runs {
+                    match why {
+                        Some(w) => tracing::info!(runbook = %rb.name, "schedule {}: {w}", c.expr),
+                        None => tracing::info!(runbook = %rb.name, "schedule {} fired ({})", c.expr, run.trigger_source.as_deref().unwrap_or("")),
+                    }
+                }
+                Ok(ids)
+            }
+            // Another tend sharing the database fired it first.
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::{Catalog, check::check};
+    use crate::store::{RunFilter, RunStatus};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn cron(expr: &str, tz: &str) -> CronTrigger {
+        CronTrigger {
+            expr: expr.into(),
+            timezone: tz.into(),
+            params: serde_json::json!({}),
+            overlap: Overlap::Skip,
+            missed: Missed::Last,
+            missed_window: Duration::from_secs(86_400),
+            jitter: Duration::ZERO,
+        }
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn local(t: Timestamp, tz: &str) -> String {
+        t.to_zoned(TimeZone::get(tz).unwrap()).strftime("%Y-%m-%d %H:%M %Z").to_string()
+    }
+
+    #[test]
+    fn a_fixed_time_job_runs_once_on_the_spring_forward_day() {
+        // 2026-03-08: New York skips 02:00-03:00.
+        let t = cron("30 2 * * *", "America/New_York");
+        let fires: Vec<String> = next_fires(&t, at("2026-03-07T12:00:00Z"), 3).into_iter().map(|f| local(f, "America/New_York")).collect();
+        assert_eq!(fires, vec!["2026-03-08 03:00 EDT", "2026-03-09 02:30 EDT", "2026-03-10 02:30 EDT"]);
+    }
+
+    #[test]
+    fn a_fixed_time_job_runs_once_on_the_fall_back_day() {
+        // 2026-10-25: Paris repeats 02:00-03:00.
+        let t = cron("30 2 * * *", "Europe/Paris");
+        let fires: Vec<String> = next_fires(&t, at("2026-10-24T12:00:00Z"), 2).into_iter().map(|f| local(f, "Europe/Paris")).collect();
+        assert_eq!(fires, vec!["2026-10-25 02:30 CEST", "2026-10-26 02:30 CET"]);
+    }
+
+    #[test]
+    fn interval_jobs_follow_real_time_through_the_repeated_hour() {
+        let t = cron("*/30 * * * *", "Europe/Paris");
+        let fires: Vec<String> = next_fires(&t, at("2026-10-24T23:45:00Z"), 4).into_iter().map(|f| f.to_string()).collect();
+        // 01:30 CEST, 02:00 CEST, 02:30 CEST, then 02:00 CET: every 30 real minutes.
+        assert_eq!(fires, vec!["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]);
+    }
+
+    #[test]
+    fn macros_work() {
+        let t = cron("@hourly", "UTC");
+        assert_eq!(next_after(&t, at("2026-01-01T10:15:00Z")).unwrap().to_string(), "2026-01-01T11:00:00Z");
+    }
+
+    /// A clock the test sets.
+    struct TestClock(AtomicI64);
+
+    #[async_trait::async_trait]
+    impl Clock for TestClock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        async fn sleep(&self, d: Duration) {
+            self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+    }
+
+    fn runbook(trigger: &str) -> Arc<Runbook> {
+        let yaml = format!("name: sched\ntriggers:\n  - {trigger}\nsteps:\n  - id: a\n    plugin: echo\n");
+        let catalog = Catalog { plugins: BTreeMap::from([("echo".to_string(), None)]) };
+        Arc::new(check(Path::new("t.yaml"), &yaml, &catalog).unwrap())
+    }
+
+    async fn setup(trigger: &str, now: &str) -> (Scheduler, Arc<TestClock>, Store, Arc<Runbook>) {
+        let store = Store::open(":memory:").await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(ms(at(now)))));
+        (Scheduler::new(store.clone(), clock.clone()), clock, store, runbook(trigger))
+    }
+
+    fn set(clock: &TestClock, now: &str) {
+        clock.0.store(ms(at(now)), Ordering::SeqCst);
+    }
+
+    async fn statuses(store: &Store) -> Vec<String> {
+        let mut runs = store.list_runs(&RunFilter::default()).await.unwrap();
+        runs.reverse();
+        runs.iter().map(|r| format!("{} {}", r.status, r.trigger_source.as_deref().unwrap_or(""))).collect()
+    }
+
+    #[tokio::test]
+    async fn fires_on_time_once_and_persists_the_next_time() {
+        let (s, clock, store, rb) = setup("cron: \"0 * * * *\"", "2026-01-01T10:15:00Z").await;
+        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty(), "first sight only schedules");
+        set(&clock, "2026-01-01T11:00:05Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1);
+        // A second scheduler on the same database (a restart, or another
+        // process) does not fire it again.
+        let again = Scheduler::new(store.clone(), clock.clone());
+        assert!(again.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        assert_eq!(statuses(&store).await, vec!["queued 0 * * * * (UTC) at 2026-01-01T11:00:00Z"]);
+        let key = key("sched", match &rb.triggers[0] { Trigger::Cron(c) => c, _ => unreachable!() });
+        assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T12:00:00Z"))));
+    }
+
+    #[tokio::test]
+    async fn missed_fires_run_once_by_default() {
+        let (s, clock, store, rb) = setup("cron: \"0 * * * *\"", "2026-01-01T10:15:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        // Down from 10:15 to 14:20: fires at 11, 12, 13 and 14 were missed.
+        set(&clock, "2026-01-01T14:20:00Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1);
+        assert_eq!(statuses(&store).await, vec!["queued 0 * * * * (UTC) at 2026-01-01T14:00:00Z"]);
+    }
+
+    #[tokio::test]
+    async fn missed_all_replays_within_the_window_and_none_drops_them() {
+        let (s, clock, store, rb) =
+            setup("{cron: \"0 * * * *\", missed: all, missed_window: 90m, overlap: allow}", "2026-01-01T10:15:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        set(&clock, "2026-01-01T14:20:00Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 2, "12:00 is outside 90m; 13:00 and 14:00 run");
+
+        let (s, clock, store2, rb) = setup("{cron: \"0 * * * *\", missed: none}", "2026-01-01T10:15:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        set(&clock, "2026-01-01T14:20:00Z");
+        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        assert!(statuses(&store2).await.is_empty());
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn overlapping_fires_are_skipped_and_recorded() {
+        let (s, clock, store, rb) = setup("cron: \"*/5 * * * *\"", "2026-01-01T10:01:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        set(&clock, "2026-01-01T10:05:01Z");
+        let first = s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        assert!(store.claim_run(&first[0], "1@h", None).await.unwrap());
+        set(&clock, "2026-01-01T10:10:01Z");
+        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+        assert_eq!(runs[0].status, RunStatus::Skipped);
+        assert_eq!(runs[0].error.as_deref(), Some("skipped: a run of sched was still queued or running (overlap: skip)"));
+    }
+
+    #[tokio::test]
+    async fn overlap_queue_lets_one_wait() {
+        let (s, clock, store, rb) = setup("{cron: \"*/5 * * * *\", overlap: queue}", "2026-01-01T10:01:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        set(&clock, "2026-01-01T10:05:01Z");
+        let first = s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        store.claim_run(&first[0], "1@h", None).await.unwrap();
+        set(&clock, "2026-01-01T10:10:01Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1, "one may wait");
+        set(&clock, "2026-01-01T10:15:01Z");
+        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty(), "a second may not");
+    }
+
+    #[tokio::test]
+    async fn jitter_delays_the_stored_fire_time() {
+        let (s, _clock, store, rb) = setup("{cron: \"0 * * * *\", jitter: 10m}", "2026-01-01T10:15:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        let key = key("sched", match &rb.triggers[0] { Trigger::Cron(c) => c, _ => unreachable!() });
+        // The test clock's random() is 0.5: five of the ten minutes.
+        assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T11:05:00Z"))));
+    }
+}
