@@ -341,19 +341,7 @@ impl Store {
     /// Records a new run as queued and returns its id.
     pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<String> {
         let id = new_run_id();
-        sqlx::query(
-            "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-        )
-        .bind(&id)
-        .bind(&run.runbook)
-        .bind(&run.runbook_hash)
-        .bind(&run.trigger_kind)
-        .bind(&run.trigger_source)
-        .bind(run.params.to_string())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        insert_run(&self.pool, &id, run, None, now_ms()).await?;
         Ok(id)
     }
 
@@ -379,19 +367,7 @@ impl Store {
         }
         let id = new_run_id();
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-        )
-        .bind(&id)
-        .bind(&run.runbook)
-        .bind(&run.runbook_hash)
-        .bind(&run.trigger_kind)
-        .bind(&run.trigger_source)
-        .bind(run.params.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        insert_run(&mut *tx, &id, run, None, now).await?;
         sqlx::query("INSERT INTO idempotency_keys (key, runbook, run_id, created_at) VALUES (?, ?, ?, ?)")
             .bind(key)
             .bind(&run.runbook)
@@ -474,27 +450,7 @@ impl Store {
         let mut queued = Vec::new();
         for (run, skipped) in runs {
             let id = new_run_id();
-            let (status, finished) = match skipped {
-                Some(_) => ("skipped", Some(now)),
-                None => ("queued", None),
-            };
-            sqlx::query(
-                "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
-                                   created_at, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(&run.runbook)
-            .bind(&run.runbook_hash)
-            .bind(&run.trigger_kind)
-            .bind(&run.trigger_source)
-            .bind(run.params.to_string())
-            .bind(status)
-            .bind(skipped)
-            .bind(now)
-            .bind(finished)
-            .execute(&mut *tx)
-            .await?;
+            insert_run(&mut *tx, &id, run, skipped.as_deref(), now).await?;
             if skipped.is_none() {
                 queued.push(id);
             }
@@ -1136,6 +1092,35 @@ impl StateStore for Store {
             .await?;
         Ok(())
     }
+}
+
+/// Inserts a run: queued, or skipped (final at once) with the reason.
+async fn insert_run<'e>(
+    db: impl sqlx::SqliteExecutor<'e>,
+    id: &str,
+    run: &NewRun,
+    skipped: Option<&str>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let (status, finished) = if skipped.is_some() { ("skipped", Some(now)) } else { ("queued", None) };
+    sqlx::query(
+        "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+                           created_at, finished_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(&run.runbook)
+    .bind(&run.runbook_hash)
+    .bind(&run.trigger_kind)
+    .bind(&run.trigger_source)
+    .bind(run.params.to_string())
+    .bind(status)
+    .bind(skipped)
+    .bind(now)
+    .bind(finished)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 static RUN_SELECT_BY_ID: &str = "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
