@@ -323,3 +323,73 @@ async fn kill_9_then_restart_loses_no_trigger_and_escalates_the_interrupted_run(
     let second = s.wait_final(&queued).await;
     assert_eq!(second["run"]["status"], "succeeded", "{second}");
 }
+
+fn alert_payload(status: &str, alertname: &str, severity: &str) -> String {
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"{alertname}\"}}"),
+        "status": status,
+        "receiver": "tend",
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [{
+            "status": status,
+            "labels": {"alertname": alertname, "severity": severity, "instance": "web-1"},
+            "annotations": {"summary": "web-1 is down"},
+            "startsAt": "2026-11-24T10:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph",
+            "fingerprint": "c0ffee"
+        }]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn alertmanager_alerts_start_matching_runbooks_once() {
+    let mut s = Server::new();
+    s.runbook(
+        "on-call",
+        r#"
+name: on-call
+params:
+  alert: {type: object, default: {}}
+triggers:
+  - alert:
+      match: {alertname: HostDown}
+      match_re: {severity: "critical|high"}
+steps:
+  - id: look
+    plugin: echo
+    with: {output: "${{ params.alert.labels.instance }}"}
+"#,
+    );
+    s.start();
+    let (status, body) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let started = body["started"].as_array().unwrap();
+    assert_eq!(started.len(), 1);
+    let id = started[0]["run_id"].as_str().unwrap().to_string();
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["run"]["trigger_kind"], "alert");
+    assert_eq!(run["steps"][0]["output"], "web-1");
+    // Alertmanager repeats the group notification: no second run.
+    let (_, again) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical"))).await;
+    assert_eq!((again["started"].as_array().unwrap().len(), again["repeated"].as_i64()), (0, Some(1)));
+    // Labels that do not match start nothing; resolved alerts are recorded.
+    let (_, other) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "warning"))).await;
+    assert_eq!(other["started"], json!([]));
+    let (_, resolved) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("resolved", "HostDown", "critical"))).await;
+    assert_eq!(resolved["resolved"], 1);
+    let (_, runs) = s.call("GET", "/v1/runs", Some(READER), None).await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    // Bad payloads are 4xx.
+    let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some("{\"version\": \"3\", \"alerts\": []}")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some("[]")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(READER), Some("{}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

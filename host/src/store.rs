@@ -247,6 +247,19 @@ pub struct ApprovalRow {
     pub reason: Option<String>,
 }
 
+/// An Alertmanager alert instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    pub fingerprint: String,
+    pub starts_at: String,
+    /// firing | resolved
+    pub status: String,
+    pub labels: Value,
+    pub annotations: Value,
+    pub ends_at: Option<String>,
+    pub group_key: Option<String>,
+}
+
 /// Filters of [`Store::list_runs`].
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -457,6 +470,57 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Some(queued))
+    }
+
+    // ---- alerts -----------------------------------------------------------
+
+    /// Records an Alertmanager alert instance (firing or resolved); a
+    /// repeated notification updates the same row.
+    pub async fn record_alert(&self, a: &AlertRow) -> anyhow::Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO alerts (fingerprint, starts_at, status, labels, annotations, ends_at, group_key, first_seen_at, last_seen_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+                 status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
+                 ends_at = excluded.ends_at, group_key = excluded.group_key, last_seen_at = excluded.last_seen_at",
+        )
+        .bind(&a.fingerprint)
+        .bind(&a.starts_at)
+        .bind(&a.status)
+        .bind(a.labels.to_string())
+        .bind(a.annotations.to_string())
+        .bind(&a.ends_at)
+        .bind(&a.group_key)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Recorded alerts, most recently seen first.
+    pub async fn alerts(&self, limit: u32) -> anyhow::Result<Vec<AlertRow>> {
+        let rows = sqlx::query(
+            "SELECT fingerprint, starts_at, status, labels, annotations, ends_at, group_key
+             FROM alerts ORDER BY last_seen_at DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    fingerprint: r.get(0),
+                    starts_at: r.get(1),
+                    status: r.get(2),
+                    labels: serde_json::from_str(&r.get::<String, _>(3))?,
+                    annotations: serde_json::from_str(&r.get::<String, _>(4))?,
+                    ends_at: r.get(5),
+                    group_key: r.get(6),
+                })
+            })
+            .collect()
     }
 
     /// Whether the database answers.

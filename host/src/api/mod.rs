@@ -4,6 +4,7 @@
 //! right scope. Bad input always gets a 4xx with a JSON error; internal
 //! errors are logged and answered with a bare 500.
 
+pub mod alerts;
 pub mod auth;
 pub mod error;
 
@@ -50,6 +51,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/runs/{id}/approve", post(approve_run))
         .route("/v1/runs/{id}/reject", post(reject_run))
         .route("/v1/plugins", get(list_plugins))
+        .route("/v1/alerts/alertmanager", post(alerts::alertmanager))
         .route("/v1/escalations", get(list_escalations))
         .route("/v1/escalations/{id}/ack", post(ack_escalation))
         .route("/v1/escalations/{id}/resolve", post(resolve_escalation))

@@ -66,6 +66,17 @@ pub enum Trigger {
     Alert { exact: BTreeMap<String, String>, regex: Vec<(String, regex::Regex)> },
 }
 
+impl Trigger {
+    /// Whether an alert with these labels matches this (alert) trigger:
+    /// every `match` label equal, every `match_re` label fully matching.
+    pub fn matches_alert(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        let Trigger::Alert { exact, regex } = self else { return false };
+        let label = |k: &str| labels.get(k).and_then(Value::as_str);
+        exact.iter().all(|(k, v)| label(k) == Some(v.as_str()))
+            && regex.iter().all(|(k, re)| label(k).is_some_and(|v| re.is_match(v)))
+    }
+}
+
 /// A cron trigger with its policies.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronTrigger {

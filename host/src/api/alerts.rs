@@ -1,0 +1,125 @@
+//! `POST /v1/alerts/alertmanager`: Prometheus Alertmanager webhooks
+//! (payload version 4). Each firing alert starts the runbooks whose alert
+//! triggers match its labels, once per alert instance (fingerprint and
+//! start time), however often Alertmanager repeats the notification; every
+//! alert, firing or resolved, is recorded. A runbook that declares an
+//! `alert` param (type object) receives `{status, labels, annotations,
+//! starts_at, fingerprint}` in it.
+
+use super::{ApiError, AppState, CanTrigger, body, parse_body};
+use crate::engine::TriggerInfo;
+use crate::serve::TriggerError;
+use crate::store::AlertRow;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The webhook body (fields tend does not use are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payload {
+    /// Payload version, e.g. `"4"`.
+    pub version: String,
+    /// Identifies the alert group, e.g. `{}:{alertname="HostDown"}`.
+    #[serde(default)]
+    pub group_key: Option<String>,
+    /// The alerts of the group.
+    pub alerts: Vec<Alert>,
+}
+
+/// One alert of a notification.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub labels: Map<String, Value>,
+    #[serde(default)]
+    pub annotations: Map<String, Value>,
+    /// RFC 3339, e.g. `2026-11-24T10:00:00Z`.
+    pub starts_at: String,
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    /// Alertmanager's hash of the labels; computed from them when absent.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
+fn fingerprint(a: &Alert) -> String {
+    a.fingerprint.clone().filter(|f| !f.is_empty()).unwrap_or_else(|| {
+        let sorted: std::collections::BTreeMap<_, _> = a.labels.iter().collect();
+        crate::serve::config::token_hash(&serde_json::to_string(&sorted).unwrap_or_default())[..16].to_string()
+    })
+}
+
+pub async fn alertmanager(
+    CanTrigger(caller): CanTrigger,
+    State(s): State<AppState>,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let raw = body(raw)?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("the body is empty; expected an Alertmanager webhook payload".into()));
+    }
+    let payload: Payload = parse_body(&raw)?;
+    if payload.version != "4" {
+        return Err(ApiError::Unprocessable(format!(
+            "payload version {:?} is not supported; Alertmanager sends version \"4\"",
+            payload.version
+        )));
+    }
+    let mut started = Vec::new();
+    let mut repeated = 0;
+    let mut resolved = 0;
+    for alert in &payload.alerts {
+        if !matches!(alert.status.as_str(), "firing" | "resolved") {
+            return Err(ApiError::Unprocessable(format!("alert status {:?} is not \"firing\" or \"resolved\"", alert.status)));
+        }
+        let fp = fingerprint(alert);
+        s.service
+            .store
+            .record_alert(&AlertRow {
+                fingerprint: fp.clone(),
+                starts_at: alert.starts_at.clone(),
+                status: alert.status.clone(),
+                labels: Value::Object(alert.labels.clone()),
+                annotations: Value::Object(alert.annotations.clone()),
+                ends_at: alert.ends_at.clone(),
+                group_key: payload.group_key.clone(),
+            })
+            .await?;
+        if alert.status == "resolved" {
+            resolved += 1;
+            continue;
+        }
+        for rb in s.service.runbooks() {
+            if !rb.triggers.iter().any(|t| t.matches_alert(&alert.labels)) {
+                continue;
+            }
+            let mut params = Map::new();
+            if rb.params.iter().any(|p| p.name == "alert") {
+                params.insert(
+                    "alert".into(),
+                    json!({"status": alert.status, "labels": alert.labels, "annotations": alert.annotations,
+                           "starts_at": alert.starts_at, "fingerprint": fp}),
+                );
+            }
+            let name = alert.labels.get("alertname").and_then(Value::as_str).unwrap_or("?");
+            let trigger = TriggerInfo { kind: "alert".into(), source: Some(format!("alertmanager:{name}:{fp} via token:{}", caller.name)) };
+            // One run per runbook and alert instance, however often it is re-sent.
+            let key = format!("alert:{}:{fp}:{}", rb.name, alert.starts_at);
+            match s.service.trigger(&rb.name, &params, &trigger, Some(&key)).await {
+                Ok((id, true)) => started.push(json!({"runbook": rb.name, "run_id": id, "fingerprint": fp})),
+                Ok((_, false)) => repeated += 1,
+                Err(TriggerError::BadParams(errors)) => {
+                    return Err(ApiError::Unprocessable(format!("runbook {:?}: {}", rb.name, errors.join("; "))));
+                }
+                Err(TriggerError::Internal(e)) => return Err(ApiError::Internal(e)),
+                Err(e) => return Err(ApiError::Conflict(e.to_string())),
+            }
+        }
+    }
+    Ok(Json(json!({"started": started, "repeated": repeated, "resolved": resolved})))
+}
