@@ -393,3 +393,40 @@ steps:
     let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(READER), Some("{}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn run_events_stream_live_progress_until_the_end() {
+    let mut s = Server::new();
+    s.runbook(
+        "gate",
+        "name: gate\ntriggers: [{http: true}]\nsteps:\n  - id: go\n    plugin: echo\n    approval: {message: ship it?}\n",
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/gate/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, "waiting_approval").await;
+    let mut resp = s.http.get(format!("{}/v1/runs/{id}/events", s.base)).bearer_auth(READER).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    // The snapshot arrives first; then approve and read to the end.
+    while !text.contains("event: snapshot") {
+        text.push_str(&String::from_utf8_lossy(&resp.chunk().await.unwrap().unwrap()));
+    }
+    assert!(text.contains("\"status\":\"waiting_approval\""), "{text}");
+    s.call("POST", &format!("/v1/runs/{id}/approve"), Some(ADMIN), None).await;
+    let read = async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    };
+    let text = tokio::time::timeout(Duration::from_secs(20), read).await.expect("the stream ends after the run");
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events, vec!["snapshot", "approval_decided", "step_started", "step_finished", "run_finished"], "{text}");
+    // A finished run: the snapshot, then the end.
+    let resp = s.http.get(format!("{}/v1/runs/{id}/events", s.base)).bearer_auth(READER).send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(text.starts_with("event: snapshot"), "{text}");
+    assert!(text.contains("\"status\":\"succeeded\""), "{text}");
+}

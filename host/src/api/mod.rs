@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod events;
 
 use crate::engine::TriggerInfo;
 use crate::runbook::{Runbook, Trigger};
@@ -47,6 +48,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/runbooks/{name}/runs", post(trigger_run))
         .route("/v1/runs", get(list_runs))
         .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/events", get(events::run_events))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/runs/{id}/approve", post(approve_run))
         .route("/v1/runs/{id}/reject", post(reject_run))
