@@ -430,3 +430,28 @@ async fn run_events_stream_live_progress_until_the_end() {
     assert!(text.starts_with("event: snapshot"), "{text}");
     assert!(text.contains("\"status\":\"succeeded\""), "{text}");
 }
+
+#[tokio::test]
+async fn metrics_count_runs_steps_and_escalations() {
+    let mut s = Server::new();
+    s.runbook(
+        "hello",
+        r#"
+name: hello
+triggers: [{http: true}]
+steps:
+  - id: greet
+    plugin: echo
+    with: {findings: [{severity: critical, title: on fire}]}
+"#,
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), None).await;
+    s.wait_final(body["run_id"].as_str().unwrap()).await;
+    let resp = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let text = s.http.get(format!("{}/metrics", s.base)).bearer_auth(READER).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("tend_runs_total{runbook=\"hello\",status=\"succeeded\"} 1"), "{text}");
+    assert!(text.contains("tend_step_duration_seconds_bucket{runbook=\"hello\",plugin=\"echo\",le=\"0.001\"}"), "{text}");
+    assert!(text.contains("tend_escalations_total{severity=\"critical\"} 1"), "{text}");
+}

@@ -235,11 +235,14 @@ impl Engine {
     /// (scheduled runs that must not overlap use 1).
     pub async fn execute_capped(&self, rb: Arc<Runbook>, run_id: &str, cap: Option<u32>) -> anyhow::Result<RunOutcome> {
         let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
+        let runbook_name = run.runbook.clone();
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
         let heartbeat = self.spawn_heartbeat(run_id, cancel_tx);
         let result = self.execute_inner(rb, run, cap, &mut cancel_rx).await;
         heartbeat.abort();
         let outcome = result?;
+        metrics::counter!("tend_runs_total", "runbook" => runbook_name, "status" => outcome.status.as_str())
+            .increment(1);
         self.emit(Event::RunFinished { run_id: outcome.run_id.clone(), status: outcome.status, error: outcome.error.clone() });
         Ok(outcome)
     }
@@ -508,6 +511,14 @@ impl Engine {
                 ),
             };
             self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+            if let Some(ms) = end.duration_ms {
+                metrics::histogram!("tend_step_duration_seconds", "runbook" => st.runbook.name.clone(), "plugin" => step.plugin.clone())
+                    .record(ms / 1000.0);
+            }
+            if let Ok(StepRecord { outcome: Outcome::Trap { .. }, .. }) = &result {
+                let kind = end.outcome.clone().unwrap_or_default();
+                metrics::counter!("tend_plugin_traps_total", "plugin" => step.plugin.clone(), "kind" => kind).increment(1);
+            }
             self.emit(Event::StepFinished {
                 run_id: st.run_id.clone(),
                 step: step.id.clone(),
@@ -713,6 +724,7 @@ impl Engine {
         if raised.grouped {
             return;
         }
+        metrics::counter!("tend_escalations_total", "severity" => severity.as_str()).increment(1);
         let n = Notification::new(severity.as_str(), &st.runbook.name, &st.run_id, step_id, raised.id, key, message);
         let mut sinks = Vec::new();
         if st.runbook.notify.log {

@@ -169,6 +169,7 @@ impl Scheduler {
         }
         match self.store.fire_schedule(&key, next, new_next, &runs).await? {
             Some(ids) => {
+                metrics::histogram!("tend_scheduler_lateness_seconds").record((now - next).max(0) as f64 / 1000.0);
                 for (run, why) in &runs {
                     match why {
                         Some(w) => tracing::info!(runbook = %rb.name, "schedule {}: {w}", c.expr),

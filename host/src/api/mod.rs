@@ -43,6 +43,7 @@ pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
         .route("/v1/runbooks", get(list_runbooks))
         .route("/v1/runbooks/{name}", get(get_runbook))
         .route("/v1/runbooks/{name}/runs", post(trigger_run))
@@ -136,6 +137,13 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
             Err(ApiError::Unavailable("the database does not answer".into()))
         }
     }
+}
+
+/// Prometheus text: runs by runbook and status, step durations, plugin
+/// traps by kind, escalations by severity, scheduler lateness.
+async fn prometheus(_: CanRead, State(s): State<AppState>) -> Response {
+    let body = s.service.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 // ---- runbooks -------------------------------------------------------------

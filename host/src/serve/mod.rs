@@ -19,6 +19,24 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
+/// Installs the Prometheus recorder behind `/metrics` (once per process).
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let seconds = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &seconds)
+        .ok()?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    metrics::describe_counter!("tend_runs_total", "Runs finished, by runbook and final status.");
+    metrics::describe_histogram!("tend_step_duration_seconds", "Duration of step attempts, by runbook and plugin.");
+    metrics::describe_counter!("tend_plugin_traps_total", "Step attempts stopped by the host, by plugin and kind.");
+    metrics::describe_counter!("tend_escalations_total", "Escalations raised (not grouped), by severity.");
+    metrics::describe_histogram!("tend_scheduler_lateness_seconds", "How late cron fires happened after their time.");
+    Some(handle)
+}
+
 /// Why a trigger was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -45,6 +63,8 @@ pub struct Service {
     dispatch: mpsc::UnboundedSender<String>,
     /// Bounds the runs executing at once.
     slots: Arc<Semaphore>,
+    /// Renders `/metrics`; None when another recorder was installed first.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl Service {
@@ -75,6 +95,7 @@ impl Service {
         let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets));
         let (dispatch, rx) = mpsc::unbounded_channel();
         let service = Arc::new(Service {
+            metrics: install_metrics(),
             slots: Arc::new(Semaphore::new(config.max_concurrent_runs)),
             config,
             store,
