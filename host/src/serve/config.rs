@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub body_limit: Option<String>,
     /// Requests per second each token may make (bursts of twice that), e.g. `100`. By default 50.
     pub rate_limit: Option<u32>,
+    /// Finished runs older than this are deleted with all they own, e.g.
+    /// `"90d"`, or `"forever"`. By default `30d`.
+    pub retention: Option<String>,
     /// API tokens. By default none (only `TEND_TOKEN`, if set).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
@@ -77,6 +80,8 @@ pub struct ServeConfig {
     pub max_concurrent_runs: usize,
     pub body_limit: usize,
     pub rate_limit: u32,
+    /// None keeps runs forever.
+    pub retention: Option<std::time::Duration>,
     pub tokens: Vec<TokenConfig>,
 }
 
@@ -141,6 +146,11 @@ impl ServeConfig {
         if rate_limit == 0 {
             return Err(format!("{origin}rate_limit must be at least 1"));
         }
+        let retention = match f.retention.as_deref() {
+            None => Some(std::time::Duration::from_secs(30 * 86_400)),
+            Some("forever") => None,
+            Some(text) => Some(crate::units::parse_duration(text).map_err(|e| format!("{origin}retention: {e} (or \"forever\")"))?),
+        };
         let mut tokens = f.tokens;
         for t in &tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -165,6 +175,7 @@ impl ServeConfig {
             max_concurrent_runs,
             body_limit,
             rate_limit,
+            retention,
             tokens,
         })
     }

@@ -110,6 +110,7 @@ impl Service {
         service.recover().await?;
         tokio::spawn(service.clone().dispatcher(rx));
         tokio::spawn(service.clone().schedule());
+        tokio::spawn(service.clone().retain());
         Ok(service)
     }
 
@@ -224,6 +225,20 @@ impl Service {
                 Err(e) => tracing::error!("scheduler: {e:#}"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Prunes runs past the retention age, at start and then hourly.
+    async fn retain(self: Arc<Self>) {
+        let Some(age) = self.config.retention else { return };
+        loop {
+            let cutoff = crate::store::now_ms() - age.as_millis() as i64;
+            match self.store.prune(cutoff, 500).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("retention: deleted {n} runs older than {}", crate::units::format_duration(age)),
+                Err(e) => tracing::error!("retention: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }
 
