@@ -455,3 +455,57 @@ steps:
     assert!(text.contains("tend_step_duration_seconds_bucket{runbook=\"hello\",plugin=\"echo\",le=\"0.001\"}"), "{text}");
     assert!(text.contains("tend_escalations_total{severity=\"critical\"} 1"), "{text}");
 }
+
+#[tokio::test]
+async fn a_run_in_an_idempotent_step_resumes_after_kill_9() {
+    let mut s = Server::new();
+    s.runbook(
+        "resumable",
+        r#"
+name: resumable
+triggers: [{http: true}]
+steps:
+  - id: first
+    plugin: echo
+    with: {output: one}
+  - id: wait
+    plugin: hostile
+    with: {mode: sleep, ms: 3000}
+    timeout: 1m
+    idempotent: true
+    grants: {env: {A: b}, dirs: ["/tmp:/tmp:ro"], hosts: [localhost], secrets: [none]}
+  - id: last
+    plugin: echo
+    input: ${{ steps.first.output }}
+"#,
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/resumable/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let (_, run) = s.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
+        if run["steps"].as_array().unwrap().iter().any(|a| a["step_id"] == "wait" && a["status"] == "running") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the wait step never started: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.kill9();
+    s.start();
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let steps: Vec<(String, String)> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["step_id"].as_str().unwrap().to_string(), a["status"].as_str().unwrap().to_string()))
+        .collect();
+    let expected: Vec<(String, String)> = [("first", "succeeded"), ("wait", "interrupted"), ("wait", "succeeded"), ("last", "succeeded")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(steps, expected, "first is not run again");
+    assert_eq!(run["steps"][3]["output"], "one", "restored output flows on");
+    assert_eq!(run["escalations"], json!([]));
+}

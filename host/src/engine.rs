@@ -161,6 +161,8 @@ struct RunState {
     scope: Scope,
     /// Dedup keys escalated during this run: a rule that stays true is raised once per run.
     escalated: HashSet<String>,
+    /// For a resumed run: the last recorded attempt of each top-level step.
+    restore: std::collections::HashMap<String, crate::store::AttemptRow>,
 }
 
 impl Engine {
@@ -310,7 +312,16 @@ impl Engine {
                 run: json!({"id": run_id, "runbook": rb.name, "trigger": run.trigger_kind}),
             },
             escalated: HashSet::new(),
+            // Only a resumed run (started before) has attempts to restore.
+            restore: if run.started_at.is_none() { Vec::new() } else { self.store.attempts(&run_id).await? }
+                .into_iter()
+                .filter(|a| a.iteration == 0)
+                .map(|a| (a.step_id.clone(), a))
+                .collect(),
         };
+        if !state.restore.is_empty() {
+            tracing::info!(run_id = %run_id, "resuming: steps already completed are not run again");
+        }
         let body = self.body(&mut state);
         // The run's timeout is wall-clock time, never virtual.
         let timeout = async {
@@ -345,13 +356,38 @@ impl Engine {
 
     async fn body(&self, st: &mut RunState) -> Result<(), Stop> {
         let rb = st.runbook.clone();
+        let mut restoring = !st.restore.is_empty();
         for item in &rb.items {
             match item {
-                Item::Step(step) => self.step(st, step).await?,
-                Item::Repeat(r) => self.repeat(st, r).await?,
+                Item::Step(step) => {
+                    if restoring && self.restored(st, step) {
+                        continue;
+                    }
+                    restoring = false;
+                    self.step(st, step).await?
+                }
+                Item::Repeat(r) => {
+                    restoring = false;
+                    self.repeat(st, r).await?
+                }
             }
         }
         Ok(())
+    }
+
+    /// For a resumed run: puts a step completed before the crash back in
+    /// the scope instead of running it again. False when it must run.
+    fn restored(&self, st: &mut RunState, step: &Step) -> bool {
+        let Some(a) = st.restore.get(&step.id) else { return false };
+        let status = match a.status.as_str() {
+            "succeeded" | "skipped" => a.status.clone(),
+            "failed" if step.on_failure == OnFailure::Continue => a.status.clone(),
+            _ => return false,
+        };
+        let metrics: Map<String, Value> = a.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
+        let value = json!({"status": status, "output": a.output, "metrics": metrics, "findings": a.findings});
+        set_step(&mut st.scope, &step.id, value);
+        true
     }
 
     async fn repeat(&self, st: &mut RunState, r: &Repeat) -> Result<(), Stop> {

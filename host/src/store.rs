@@ -696,10 +696,10 @@ impl Store {
         rows.iter().map(run_row).collect()
     }
 
-    /// Marks runs whose owner is gone as interrupted, with the attempt that
-    /// was running: owners on this host whose process no longer exists, and
-    /// any owner silent for longer than `stale_after`. Returns their ids.
-    pub async fn reap_interrupted(&self, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+    /// Runs whose owner is gone: owners on this host whose process no
+    /// longer exists, and any owner silent for longer than `stale_after`.
+    /// Returns each with why it is orphaned.
+    pub async fn orphaned_runs(&self, stale_after: Duration) -> anyhow::Result<Vec<(RunRow, String)>> {
         let rows = sqlx::query(
             "SELECT id, owner, heartbeat_at FROM runs WHERE status IN ('running', 'waiting_approval') AND owner IS NOT NULL",
         )
@@ -707,7 +707,7 @@ impl Store {
         .await?;
         let now = now_ms();
         let host = hostname();
-        let mut reaped = Vec::new();
+        let mut out = Vec::new();
         for row in rows {
             let id: String = row.get(0);
             let owner: String = row.get(1);
@@ -718,40 +718,69 @@ impl Store {
                 continue;
             }
             let why = if dead {
-                format!("interrupted: the tend process running it ({owner}) exited mid-run")
+                format!("the tend process running it ({owner}) exited mid-run")
             } else {
-                format!("interrupted: no sign of life from its owner ({owner}) for over {}s", stale_after.as_secs())
+                format!("no sign of life from its owner ({owner}) for over {}s", stale_after.as_secs())
             };
-            let mut tx = self.pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
-                 WHERE id = ? AND status IN ('running', 'waiting_approval')",
-            )
-            .bind(&why)
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE step_attempts SET status = 'interrupted', error = ?, finished_at = ?
-                 WHERE run_id = ? AND status = 'running'",
-            )
-            .bind("the run was interrupted during this attempt")
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
-                 WHERE run_id = ? AND status = 'pending'",
-            )
-            .bind(now)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            if done.rows_affected() == 1 {
-                reaped.push(id);
+            if let Some(run) = self.get_run(&id).await? {
+                out.push((run, why));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks an orphaned run interrupted, with the attempt that was running
+    /// and any pending approval. Returns false when the run was not
+    /// running any more (someone else dealt with it).
+    pub async fn interrupt(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
+             WHERE id = ? AND status IN ('running', 'waiting_approval')",
+        )
+        .bind(format!("interrupted: {why}"))
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        close_running_attempts(&mut tx, id, now).await?;
+        sqlx::query(
+            "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
+             WHERE run_id = ? AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts an orphaned run back in the queue to resume it: the attempt
+    /// that was running is kept as interrupted; completed ones stay. Returns
+    /// false when the run was not running any more.
+    pub async fn requeue(&self, id: &str) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'queued', owner = NULL, heartbeat_at = NULL WHERE id = ? AND status = 'running'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        close_running_attempts(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks runs whose owner is gone as interrupted (see
+    /// [`Store::orphaned_runs`]); returns their ids.
+    pub async fn reap_interrupted(&self, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+        let mut reaped = Vec::new();
+        for (run, why) in self.orphaned_runs(stale_after).await? {
+            if self.interrupt(&run.id, &why).await? {
+                reaped.push(run.id);
             }
         }
         Ok(reaped)
@@ -1193,6 +1222,20 @@ impl StateStore for Store {
             .await?;
         Ok(())
     }
+}
+
+/// Marks the attempts of a run still `running` as interrupted.
+async fn close_running_attempts(tx: &mut sqlx::SqliteConnection, run_id: &str, now: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE step_attempts SET status = 'interrupted', outcome = 'interrupted', error = ?, finished_at = ?
+         WHERE run_id = ? AND status = 'running'",
+    )
+    .bind("the run was interrupted during this attempt")
+    .bind(now)
+    .bind(run_id)
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Inserts a run: queued, or skipped (final at once) with the reason.

@@ -186,30 +186,70 @@ impl Service {
         Ok((id, created))
     }
 
-    /// At start: runs a dead process left running are marked interrupted
-    /// and escalated; runs accepted but never started are dispatched.
+    /// At start: runs a dead process left running resume from their last
+    /// completed step when that is safe (see [`Service::resumable`]), and
+    /// are otherwise marked interrupted and escalated; runs accepted but
+    /// never started are dispatched.
     async fn recover(&self) -> anyhow::Result<()> {
         // Another live tend may share the database: only runs whose owner
-        // is dead (same host) or silent for 30 seconds are reaped.
-        for id in self.store.reap_interrupted(Duration::from_secs(30)).await? {
-            let Some(run) = self.store.get_run(&id).await? else { continue };
-            tracing::warn!(run_id = %id, runbook = %run.runbook, "run interrupted by a crash");
-            let message = format!("run {id} of {} was interrupted: {}", run.runbook, run.error.as_deref().unwrap_or("its process died"));
-            let e = NewEscalation {
-                run_id: &id,
-                runbook: &run.runbook,
-                step_id: None,
-                iteration: 0,
-                severity: Severity::High,
-                message: &message,
-                dedup_key: &format!("{}:interrupted:{id}", run.runbook),
-            };
-            self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+        // is dead (same host) or silent for 30 seconds are taken over.
+        for (run, why) in self.store.orphaned_runs(Duration::from_secs(30)).await? {
+            match self.resumable(&run).await? {
+                Ok(()) => {
+                    if self.store.requeue(&run.id).await? {
+                        tracing::warn!(run_id = %run.id, runbook = %run.runbook, "resuming a run after a crash: {why}");
+                    }
+                }
+                Err(not) => {
+                    if !self.store.interrupt(&run.id, &why).await? {
+                        continue;
+                    }
+                    tracing::warn!(run_id = %run.id, runbook = %run.runbook, "run interrupted by a crash ({why}); not resumed: {not}");
+                    let message = format!("run {} of {} was interrupted ({why}) and not resumed: {not}", run.id, run.runbook);
+                    let e = NewEscalation {
+                        run_id: &run.id,
+                        runbook: &run.runbook,
+                        step_id: None,
+                        iteration: 0,
+                        severity: Severity::High,
+                        message: &message,
+                        dedup_key: &format!("{}:interrupted:{}", run.runbook, run.id),
+                    };
+                    self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                }
+            }
         }
         for run in self.store.queued_runs().await? {
             let _ = self.dispatch.send(run.id);
         }
         Ok(())
+    }
+
+    /// Whether an orphaned run can resume: it was running (not waiting for
+    /// an approval), outside any loop, under the same version of its
+    /// runbook, and the step it was in (if any) is declared `idempotent`.
+    /// Completed steps are then not run again. `Err` says why not.
+    async fn resumable(&self, run: &crate::store::RunRow) -> anyhow::Result<Result<(), String>> {
+        if run.status != RunStatus::Running {
+            return Ok(Err("it was waiting for an approval".into()));
+        }
+        let Some(rb) = self.runbook(&run.runbook) else {
+            return Ok(Err(format!("runbook {:?} is not loaded", run.runbook)));
+        };
+        if rb.hash != run.runbook_hash {
+            return Ok(Err("its runbook changed since it started".into()));
+        }
+        let attempts = self.store.attempts(&run.id).await?;
+        if attempts.iter().any(|a| a.iteration > 0) {
+            return Ok(Err("it was inside a repeat loop".into()));
+        }
+        for a in attempts.iter().filter(|a| a.status == "running") {
+            match rb.step(&a.step_id) {
+                Some(step) if step.idempotent => {}
+                _ => return Ok(Err(format!("step {:?} was running and is not declared idempotent", a.step_id))),
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Fires cron triggers, checking every second.
