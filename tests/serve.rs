@@ -509,3 +509,38 @@ steps:
     assert_eq!(run["steps"][3]["output"], "one", "restored output flows on");
     assert_eq!(run["escalations"], json!([]));
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_endpoint() {
+    let mut s = Server::new();
+    s.start();
+    let (status, _) = s.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, doc) = s.call("GET", "/v1/openapi.json", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/runbooks/{name}/runs", "post"),
+        ("/v1/runs", "get"),
+        ("/v1/runs/{id}", "get"),
+        ("/v1/runs/{id}/events", "get"),
+        ("/v1/runs/{id}/cancel", "post"),
+        ("/v1/runs/{id}/approve", "post"),
+        ("/v1/runs/{id}/reject", "post"),
+        ("/v1/runbooks", "get"),
+        ("/v1/runbooks/{name}", "get"),
+        ("/v1/plugins", "get"),
+        ("/v1/escalations", "get"),
+        ("/v1/escalations/{id}/ack", "post"),
+        ("/v1/escalations/{id}/resolve", "post"),
+        ("/v1/alerts/alertmanager", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} missing");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["RunRecord"].is_object());
+}

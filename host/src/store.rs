@@ -28,7 +28,7 @@ pub fn now_ms() -> i64 {
 
 /// Where a run stands. Final statuses: succeeded, failed, cancelled,
 /// timed_out, interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Recorded, waiting for a slot (the runbook's `concurrency` cap) or a worker.
@@ -101,7 +101,7 @@ impl std::fmt::Display for RunStatus {
 }
 
 /// A run as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRow {
     pub id: String,
     pub runbook: String,
@@ -127,7 +127,7 @@ pub struct NewRun {
 }
 
 /// One attempt of one step (or a skipped step, with attempt 0).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub id: i64,
     pub run_id: String,
@@ -179,7 +179,7 @@ pub struct AttemptEnd {
 }
 
 /// An escalation as recorded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EscalationRow {
     pub id: i64,
     pub run_id: String,
@@ -201,7 +201,7 @@ pub struct EscalationRow {
 }
 
 /// A notification sent (or attempted) for an escalation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub sink: String,
     pub sent_at: i64,
@@ -231,7 +231,7 @@ pub struct Raised {
 }
 
 /// An approval request.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRow {
     pub id: i64,
     pub run_id: String,
@@ -248,7 +248,7 @@ pub struct ApprovalRow {
 }
 
 /// An Alertmanager alert instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
     pub fingerprint: String,
     pub starts_at: String,

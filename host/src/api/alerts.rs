@@ -54,6 +54,7 @@ fn fingerprint(a: &Alert) -> String {
     })
 }
 
+#[utoipa::path(post, path = "/v1/alerts/alertmanager", tag = "alerts", request_body(content = Object, description = "Alertmanager webhook payload, version 4"), responses((status = 200, description = "Runs started, repeats ignored, resolved alerts recorded", body = Object), (status = 400, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
 pub async fn alertmanager(
     CanTrigger(caller): CanTrigger,
     State(s): State<AppState>,

@@ -46,6 +46,7 @@ enum Phase {
     Done,
 }
 
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 200, description = "Server-sent events: snapshot, then the run's progress to run_finished", content_type = "text/event-stream"), (status = 404, body = super::ErrorBody)))]
 pub async fn run_events(
     _: CanRead,
     State(s): State<AppState>,

@@ -20,13 +20,15 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use error::ApiError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -35,33 +37,116 @@ pub struct AppState {
     pub auth: Arc<Auth>,
 }
 
-/// The API's routes.
+/// The OpenAPI document's frame: title, version, bearer security. The
+/// paths come from the handlers' `#[utoipa::path]` attributes.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tend", description = "Runbook automation where every step is a sandboxed WebAssembly component."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(prometheus))
+        .routes(routes!(list_runbooks))
+        .routes(routes!(get_runbook))
+        .routes(routes!(trigger_run))
+        .routes(routes!(list_runs))
+        .routes(routes!(get_run))
+        .routes(routes!(events::run_events))
+        .routes(routes!(cancel_run))
+        .routes(routes!(approve_run))
+        .routes(routes!(reject_run))
+        .routes(routes!(list_plugins))
+        .routes(routes!(alerts::alertmanager))
+        .routes(routes!(list_escalations))
+        .routes(routes!(ack_escalation))
+        .routes(routes!(resolve_escalation))
+}
+
+/// The API's routes, `/v1/openapi.json` included.
 pub fn router(service: Arc<Service>) -> Router {
     let auth = Arc::new(Auth::new(&service.config.tokens, service.config.rate_limit));
     let body_limit = service.config.body_limit;
     let state = AppState { service, auth };
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(prometheus))
-        .route("/v1/runbooks", get(list_runbooks))
-        .route("/v1/runbooks/{name}", get(get_runbook))
-        .route("/v1/runbooks/{name}/runs", post(trigger_run))
-        .route("/v1/runs", get(list_runs))
-        .route("/v1/runs/{id}", get(get_run))
-        .route("/v1/runs/{id}/events", get(events::run_events))
-        .route("/v1/runs/{id}/cancel", post(cancel_run))
-        .route("/v1/runs/{id}/approve", post(approve_run))
-        .route("/v1/runs/{id}/reject", post(reject_run))
-        .route("/v1/plugins", get(list_plugins))
-        .route("/v1/alerts/alertmanager", post(alerts::alertmanager))
-        .route("/v1/escalations", get(list_escalations))
-        .route("/v1/escalations/{id}/ack", post(ack_escalation))
-        .route("/v1/escalations/{id}/resolve", post(resolve_escalation))
+    let (router, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move |_: CanRead| {
+                let doc = doc.clone();
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The body of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// e.g. `not_found`, `unprocessable`.
+    pub code: String,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+/// The answer to a trigger.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RunAccepted {
+    pub run_id: String,
+    /// e.g. `/v1/runs/01J...`.
+    pub status_url: String,
+}
+
+/// A page of runs.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<crate::store::RunRow>,
+    /// The next page, when there may be one.
+    pub next: Option<String>,
+}
+
+/// A run with everything recorded about it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    pub run: crate::store::RunRow,
+    pub steps: Vec<crate::store::AttemptRow>,
+    pub escalations: Vec<crate::store::EscalationRow>,
+    pub approvals: Vec<crate::store::ApprovalRow>,
+}
+
+/// Escalations, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct EscalationList {
+    pub escalations: Vec<crate::store::EscalationRow>,
 }
 
 // ---- extractors -------------------------------------------------------------
@@ -125,10 +210,12 @@ fn decision(e: anyhow::Error) -> ApiError {
 
 // ---- health ---------------------------------------------------------------
 
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()), responses((status = 200, description = "The process is up", body = Object)))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()), responses((status = 200, description = "The database answers", body = Object), (status = 503, body = ErrorBody)))]
 async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     match s.service.store.ping().await {
         Ok(()) => Ok(Json(json!({"status": "ready"}))),
@@ -141,6 +228,7 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 
 /// Prometheus text: runs by runbook and status, step durations, plugin
 /// traps by kind, escalations by severity, scheduler lateness.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)))]
 async fn prometheus(_: CanRead, State(s): State<AppState>) -> Response {
     let body = s.service.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
@@ -181,11 +269,13 @@ fn runbook_json(rb: &Runbook) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v1/runbooks", tag = "runbooks", responses((status = 200, description = "Loaded runbooks and load problems", body = Object), (status = 401, body = ErrorBody)))]
 async fn list_runbooks(_: CanRead, State(s): State<AppState>) -> Json<Value> {
     let list: Vec<Value> = s.service.runbooks().iter().map(|rb| runbook_json(rb)).collect();
     Json(json!({"runbooks": list, "problems": s.service.problems()}))
 }
 
+#[utoipa::path(get, path = "/v1/runbooks/{name}", tag = "runbooks", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Params, triggers with next fire times, steps", body = Object), (status = 404, body = ErrorBody)))]
 async fn get_runbook(_: CanRead, State(s): State<AppState>, name: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
     let name = path(name)?;
     let rb = s.service.runbook(&name).ok_or_else(|| ApiError::NotFound(format!("runbook {name:?} not found")))?;
@@ -194,14 +284,16 @@ async fn get_runbook(_: CanRead, State(s): State<AppState>, name: Result<Path<St
 
 // ---- runs -------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TriggerBody {
+pub struct TriggerBody {
     /// The run's params, e.g. `{"url": "https://example.com"}`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: Map<String, Value>,
 }
 
+#[utoipa::path(post, path = "/v1/runbooks/{name}/runs", tag = "runs", params(("name" = String, Path, description = "Runbook name"), ("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first run")), request_body(content = TriggerBody, description = "Empty means no params"), responses((status = 202, body = RunAccepted), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn trigger_run(
     CanTrigger(caller): CanTrigger,
     State(s): State<AppState>,
@@ -235,7 +327,7 @@ async fn trigger_run(
     })?;
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({"run_id": id, "status_url": format!("/v1/runs/{id}")})),
+        Json(RunAccepted { status_url: format!("/v1/runs/{id}"), run_id: id }),
     )
         .into_response();
     if !created {
@@ -244,15 +336,21 @@ async fn trigger_run(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct RunsQuery {
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs of this runbook.
     runbook: Option<String>,
+    /// queued, running, waiting_approval, succeeded, failed, cancelled, timed_out, interrupted or skipped.
     status: Option<String>,
+    /// Page size, 1 to 500; by default 50.
     limit: Option<u32>,
+    /// Only runs older than this run id (the `next` link sets it).
     before: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunsQuery), responses((status = 200, body = RunPage), (status = 400, body = ErrorBody)))]
 async fn list_runs(_: CanRead, State(s): State<AppState>, q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose().map_err(ApiError::BadRequest)?;
@@ -275,9 +373,10 @@ async fn list_runs(_: CanRead, State(s): State<AppState>, q: Result<Query<RunsQu
         }
         url
     });
-    Ok(Json(json!({"runs": runs, "next": next})))
+    Ok(Json(serde_json::to_value(RunPage { runs, next }).map_err(anyhow::Error::from)?))
 }
 
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 200, body = RunRecord), (status = 404, body = ErrorBody)))]
 async fn get_run(_: CanRead, State(s): State<AppState>, id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let store = &s.service.store;
@@ -285,18 +384,19 @@ async fn get_run(_: CanRead, State(s): State<AppState>, id: Result<Path<String>,
     let steps = store.attempts(&id).await?;
     let escalations = store.list_escalations(None, Some(&id), 1000).await?;
     let approvals = store.approvals(&id).await?;
-    Ok(Json(json!({"run": run, "steps": steps, "escalations": escalations, "approvals": approvals})))
+    Ok(Json(serde_json::to_value(RunRecord { run, steps, escalations, approvals }).map_err(anyhow::Error::from)?))
 }
 
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 202, description = "Cancellation requested", body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel_run(_: CanAdmin, State(s): State<AppState>, id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Response, ApiError> {
     let id = path(id)?;
     let was = s.service.store.request_cancel(&id).await.map_err(decision)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"run_id": id, "status": was, "cancel_requested": true}))).into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DecisionBody {
+pub struct DecisionBody {
     /// Why, e.g. `"change 42 approved by the on-call"`.
     reason: Option<String>,
 }
@@ -307,6 +407,7 @@ async fn decide(s: &AppState, caller: &Caller, id: String, raw: Result<Bytes, ax
     Ok(Json(serde_json::to_value(row).map_err(anyhow::Error::from)?))
 }
 
+#[utoipa::path(post, path = "/v1/runs/{id}/approve", tag = "runs", params(("id" = String, Path, description = "Run id")), request_body(content = DecisionBody), responses((status = 200, body = crate::store::ApprovalRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn approve_run(
     CanAdmin(caller): CanAdmin,
     State(s): State<AppState>,
@@ -316,6 +417,7 @@ async fn approve_run(
     decide(&s, &caller, path(id)?, raw, "approved").await
 }
 
+#[utoipa::path(post, path = "/v1/runs/{id}/reject", tag = "runs", params(("id" = String, Path, description = "Run id")), request_body(content = DecisionBody), responses((status = 200, body = crate::store::ApprovalRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn reject_run(
     CanAdmin(caller): CanAdmin,
     State(s): State<AppState>,
@@ -327,6 +429,7 @@ async fn reject_run(
 
 // ---- plugins ----------------------------------------------------------------
 
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, description = "Each plugin's describe() record", body = Object)))]
 async fn list_plugins(_: CanRead, State(s): State<AppState>) -> Json<Value> {
     let mut out = Vec::new();
     for source in s.service.runtime.plugins() {
@@ -344,14 +447,19 @@ async fn list_plugins(_: CanRead, State(s): State<AppState>) -> Json<Value> {
 
 // ---- escalations ------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct EscalationsQuery {
+#[into_params(parameter_in = Query)]
+pub struct EscalationsQuery {
+    /// open, acknowledged or resolved.
     status: Option<String>,
+    /// Only escalations of this run.
     run: Option<String>,
+    /// At most this many, 1 to 500; by default 50.
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/escalations", tag = "escalations", params(EscalationsQuery), responses((status = 200, body = EscalationList), (status = 400, body = ErrorBody)))]
 async fn list_escalations(_: CanRead, State(s): State<AppState>, q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     if let Some(st) = &q.status
@@ -361,15 +469,17 @@ async fn list_escalations(_: CanRead, State(s): State<AppState>, q: Result<Query
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let list = s.service.store.list_escalations(q.status.as_deref(), q.run.as_deref(), limit).await?;
-    Ok(Json(json!({"escalations": list})))
+    Ok(Json(serde_json::to_value(EscalationList { escalations: list }).map_err(anyhow::Error::from)?))
 }
 
+#[utoipa::path(post, path = "/v1/escalations/{id}/ack", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn ack_escalation(CanAdmin(caller): CanAdmin, State(s): State<AppState>, id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     s.service.store.acknowledge_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;
     Ok(Json(json!({"id": id, "status": "acknowledged"})))
 }
 
+#[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn resolve_escalation(CanAdmin(caller): CanAdmin, State(s): State<AppState>, id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     s.service.store.resolve_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;

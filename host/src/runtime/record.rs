@@ -114,7 +114,7 @@ impl fmt::Display for Outcome {
 }
 
 /// Severity of a finding, lowest first (the contract's `severity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -137,16 +137,18 @@ impl Severity {
 }
 
 /// A measurement returned by a step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Metric {
     pub name: String,
     pub value: f64,
+    /// Label pairs, e.g. `[["url", "https://x"]]`.
+    #[schema(value_type = Vec<Vec<String>>)]
     #[serde(default)]
     pub labels: Vec<(String, String)>,
 }
 
 /// A problem a step found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     pub severity: Severity,
     pub title: String,
@@ -163,7 +165,7 @@ pub struct StepOutput {
 }
 
 /// Level of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -178,7 +180,7 @@ pub enum LogLevel {
 }
 
 /// One line of a step's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub level: LogLevel,
     pub message: String,
