@@ -544,3 +544,60 @@ async fn the_openapi_document_lists_every_endpoint() {
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["RunRecord"].is_object());
 }
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn runbooks_reload_on_change_and_keep_the_last_good_version() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.start();
+    let (status, _) = s.call("GET", "/v1/runbooks/later", Some(READER), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.runbook("later", &ECHO.replace("name: hello", "name: later"));
+    let start = Instant::now();
+    while s.call("GET", "/v1/runbooks/later", Some(READER), None).await.0 != StatusCode::OK {
+        assert!(start.elapsed() < Duration::from_secs(15), "the new runbook was never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Broken, it keeps serving its last good version and says why.
+    s.runbook("later", "name: later\nsteps:\n  - id: a\n    plugin: nope\n");
+    let start = Instant::now();
+    loop {
+        let (_, list) = s.call("GET", "/v1/runbooks", Some(READER), None).await;
+        if let Some(p) = list["problems"].as_array().and_then(|p| p.first()) {
+            assert!(p.as_str().unwrap().contains("plugin \"nope\" is not installed"), "{list}");
+            assert!(list["runbooks"].as_array().unwrap().iter().any(|r| r["name"] == "later"), "{list}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the broken file was never noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SIGHUP reloads too, and the process keeps serving.
+    signal(s.child.as_ref().unwrap(), "-HUP");
+    let (status, _) = s.call("GET", "/v1/runbooks/hello", Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_runs_in_flight_finish() {
+    let mut s = Server::new();
+    s.runbook(
+        "slowish",
+        "name: slowish\ntriggers: [{http: true}]\nsteps:\n  - id: wait\n    plugin: hostile\n    with: {mode: sleep, ms: 1500}\n    grants: {env: {A: b}, dirs: [\"/tmp:/tmp:ro\"], hosts: [localhost], secrets: [none]}\n",
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/slowish/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, "running").await;
+    let mut child = s.child.take().unwrap();
+    signal(&child, "-TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let store = tend::store::Store::open(s.path().join("tend.db").to_str().unwrap()).await.unwrap();
+    let run = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!(run.status, tend::store::RunStatus::Succeeded, "the run finished before exit");
+}
