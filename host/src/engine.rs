@@ -253,6 +253,9 @@ impl Engine {
         let (store, run_id, every) = (self.store.clone(), run_id.to_string(), self.options.heartbeat);
         tokio::spawn(async move {
             loop {
+                // The claim wrote the first sign of life; short runs never
+                // pay for a heartbeat.
+                tokio::time::sleep(every).await;
                 match store.heartbeat(&run_id).await {
                     Ok(true) => {
                         let _ = cancel.send(true);
@@ -260,7 +263,6 @@ impl Engine {
                     Ok(false) => {}
                     Err(e) => tracing::warn!(run_id, "heartbeat failed: {e:#}"),
                 }
-                tokio::time::sleep(every).await;
             }
         })
     }
@@ -276,7 +278,10 @@ impl Engine {
         let finish = |status: RunStatus, error: Option<String>| {
             let (store, run_id) = (self.store.clone(), run_id.clone());
             async move {
-                store.close_open_attempts(&run_id, status).await?;
+                // Only a run stopped from outside can leave an attempt open.
+                if matches!(status, RunStatus::Cancelled | RunStatus::TimedOut) {
+                    store.close_open_attempts(&run_id, status).await?;
+                }
                 store.finish_run(&run_id, status, error.as_deref()).await?;
                 let run = store.get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))?;
                 anyhow::Ok(RunOutcome { run_id, status: run.status, error: run.error })

@@ -573,7 +573,7 @@ impl Store {
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), owner = ?, heartbeat_at = ?
-             WHERE id = ? AND status = 'queued'
+             WHERE id = ? AND status = 'queued' AND cancel_requested = 0
                AND (? IS NULL OR (SELECT count(*) FROM runs r
                                   WHERE r.runbook = runs.runbook AND r.status IN ('running', 'waiting_approval')) < ?)",
         )
