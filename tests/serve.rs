@@ -47,6 +47,13 @@ impl Server {
         self.dir.path()
     }
 
+    /// Adds a table to tend.toml.
+    fn configure(&self, table: &str) {
+        let path = self.path().join("tend.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, format!("{text}\n{table}\n")).unwrap();
+    }
+
     fn runbook(&self, name: &str, yaml: &str) {
         std::fs::write(self.path().join("runbooks").join(format!("{name}.yaml")), yaml).unwrap();
     }
@@ -600,4 +607,38 @@ async fn sigterm_lets_the_runs_in_flight_finish() {
     let store = tend::store::Store::open(s.path().join("tend.db").to_str().unwrap()).await.unwrap();
     let run = store.get_run(&id).await.unwrap().unwrap();
     assert_eq!(run.status, tend::store::RunStatus::Succeeded, "the run finished before exit");
+}
+
+#[tokio::test]
+async fn service_wide_webhooks_get_every_escalation() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            let mut buf = vec![0u8; 16384];
+            let mut got = String::new();
+            while !got.ends_with('}') {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tx.send(got);
+        }
+    });
+    let mut s = Server::new();
+    s.configure(&format!("[notify]\nwebhooks = [\"{url}\"]"));
+    s.runbook(
+        "hot",
+        "name: hot\ntriggers: [{http: true}]\nsteps:\n  - id: a\n    plugin: echo\n    with: {findings: [{severity: high, title: overheating}]}\nnotify: {log: false}\n",
+    );
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/hot/runs", Some(TRIGGER), None).await;
+    s.wait_final(body["run_id"].as_str().unwrap()).await;
+    let request = rx.recv_timeout(Duration::from_secs(10)).expect("the webhook was called");
+    assert!(request.contains("\"text\":\"[HIGH] hot: a: overheating"), "{request}");
 }

@@ -149,6 +149,8 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     owner: String,
     options: EngineOptions,
+    /// Webhooks every escalation goes to, besides each runbook's own.
+    webhooks: Vec<WebhookUrl>,
 }
 
 /// Why a run stopped early.
@@ -177,12 +179,20 @@ impl Engine {
             events,
             owner: crate::store::this_owner(),
             options: EngineOptions::default(),
+            webhooks: Vec::new(),
         }
     }
 
     /// Replaces the clock (tests use virtual time).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Webhooks every escalation goes to, besides each runbook's own (the
+    /// `[notify]` of tend.toml). By default none.
+    pub fn with_webhooks(mut self, webhooks: Vec<WebhookUrl>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 
@@ -767,29 +777,40 @@ impl Engine {
         }
         metrics::counter!("tend_escalations_total", "severity" => severity.as_str()).increment(1);
         let n = Notification::new(severity.as_str(), &st.runbook.name, &st.run_id, step_id, raised.id, key, message);
+        self.notify(&n, st.runbook.notify.log, &st.runbook.notify.webhooks).await;
+    }
+
+    /// Sends a new escalation to the log (when `log`), to `webhooks` and
+    /// to the engine's own webhooks, and records each delivery. A failed
+    /// delivery is recorded and logged; it never fails the run.
+    pub async fn notify(&self, n: &Notification, log: bool, webhooks: &[WebhookUrl]) {
         let mut sinks = Vec::new();
-        if st.runbook.notify.log {
+        if log {
             sinks.push(Sink::Log);
         }
-        for w in &st.runbook.notify.webhooks {
-            match w {
-                WebhookUrl::Url(url) => sinks.push(Sink::Webhook { url: url.clone() }),
+        for w in webhooks.iter().chain(self.webhooks.iter()) {
+            let sink = match w {
+                WebhookUrl::Url(url) => Sink::Webhook { url: url.clone() },
                 WebhookUrl::Secret(name) => match self.secrets.get(name) {
-                    Some(url) => sinks.push(Sink::Webhook { url }),
+                    Some(url) => Sink::Webhook { url },
                     None => {
                         let why = Err(format!("secret {name:?} holding the webhook URL is not set"));
-                        let _ = self.store.record_notification(raised.id, &format!("webhook:secret:{name}"), &why).await;
+                        let _ = self.store.record_notification(n.escalation_id, &format!("webhook:secret:{name}"), &why).await;
+                        continue;
                     }
                 },
+            };
+            if !sinks.contains(&sink) {
+                sinks.push(sink);
             }
         }
         for sink in sinks {
-            let result = notify::send(&self.http, &sink, &n).await;
+            let result = notify::send(&self.http, &sink, n).await;
             if let Err(why) = &result {
-                tracing::warn!(run_id = %st.run_id, "notification of escalation {} failed: {why}", raised.id);
+                tracing::warn!(run_id = %n.run_id, "notification of escalation {} failed: {why}", n.escalation_id);
             }
-            if let Err(e) = self.store.record_notification(raised.id, &sink.name(), &result).await {
-                tracing::error!("notification of escalation {} could not be recorded: {e:#}", raised.id);
+            if let Err(e) = self.store.record_notification(n.escalation_id, &sink.name(), &result).await {
+                tracing::error!("notification of escalation {} could not be recorded: {e:#}", n.escalation_id);
             }
         }
     }

@@ -33,6 +33,21 @@ pub struct FileConfig {
     /// API tokens. By default none (only `TEND_TOKEN`, if set).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Where every escalation goes besides each runbook's own sinks.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Service-wide notification sinks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Webhook URLs, e.g. `["http://alerts.internal/hook"]`. By default none.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// Names of secrets holding webhook URLs, e.g. `["slack-webhook"]`. By default none.
+    #[serde(default)]
+    pub webhook_secrets: Vec<String>,
 }
 
 /// One API token, stored as the SHA-256 of its value.
@@ -83,6 +98,8 @@ pub struct ServeConfig {
     /// None keeps runs forever.
     pub retention: Option<std::time::Duration>,
     pub tokens: Vec<TokenConfig>,
+    /// Webhooks every escalation goes to.
+    pub webhooks: Vec<crate::runbook::WebhookUrl>,
 }
 
 /// Values given on the command line or in the environment (through clap).
@@ -151,6 +168,14 @@ impl ServeConfig {
             Some("forever") => None,
             Some(text) => Some(crate::units::parse_duration(text).map_err(|e| format!("{origin}retention: {e} (or \"forever\")"))?),
         };
+        let mut webhooks = Vec::new();
+        for url in &f.notify.webhooks {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => webhooks.push(crate::runbook::WebhookUrl::Url(url.clone())),
+                _ => return Err(format!("{origin}notify.webhooks: {url:?} is not an http or https URL")),
+            }
+        }
+        webhooks.extend(f.notify.webhook_secrets.iter().map(|s| crate::runbook::WebhookUrl::Secret(s.clone())));
         let mut tokens = f.tokens;
         for t in &tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -177,6 +202,7 @@ impl ServeConfig {
             rate_limit,
             retention,
             tokens,
+            webhooks,
         })
     }
 }

@@ -92,7 +92,7 @@ impl Service {
             catalog.plugins.insert(source.name.clone(), info);
         }
         let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-        let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets));
+        let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_webhooks(config.webhooks.clone()));
         let (dispatch, rx) = mpsc::unbounded_channel();
         let service = Arc::new(Service {
             metrics: install_metrics(),
@@ -215,7 +215,15 @@ impl Service {
                         message: &message,
                         dedup_key: &format!("{}:interrupted:{}", run.runbook, run.id),
                     };
-                    self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                    let raised = self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                    if !raised.grouped {
+                        let (log, hooks) = match self.runbook(&run.runbook) {
+                            Some(rb) => (rb.notify.log, rb.notify.webhooks.clone()),
+                            None => (true, Vec::new()),
+                        };
+                        let n = crate::notify::Notification::new("high", &run.runbook, &run.id, None, raised.id, e.dedup_key, &message);
+                        self.engine.notify(&n, log, &hooks).await;
+                    }
                 }
             }
         }
