@@ -85,6 +85,10 @@ pub fn main() -> ExitCode {
     if let Command::Serve(args) = &cli.command {
         let json = args.log_format.as_deref() == Some("json");
         init_tracing(cli.log.as_deref().unwrap_or("info"), json);
+    } else if let Command::Run(_) = &cli.command {
+        // Escalations already show in the run's progress; the log sink's
+        // copy would say everything twice.
+        init_tracing(cli.log.as_deref().unwrap_or("warn,tend::escalation=error"), false);
     } else {
         init_tracing(cli.log.as_deref().unwrap_or("warn"), false);
     }
