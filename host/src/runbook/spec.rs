@@ -9,22 +9,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Top-level keys, for the did-you-mean of an unknown key.
-pub const TOP_LEVEL_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "params",
-    "triggers",
-    "defaults",
-    "timeout",
-    "concurrency",
-    "steps",
-    "handlers",
-    "escalations",
-    "escalate_findings",
-    "notify",
-];
-
 /// A runbook file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
