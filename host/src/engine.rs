@@ -134,6 +134,15 @@ pub struct RunOutcome {
     pub error: Option<String>,
 }
 
+/// A run handed to [`Engine::execute`] that is no longer queued: another
+/// worker took it, or it was cancelled. Nothing was done.
+#[derive(Debug, thiserror::Error)]
+#[error("run {run_id} is no longer queued (it is {status})")]
+pub struct NotQueued {
+    pub run_id: String,
+    pub status: RunStatus,
+}
+
 /// Why params were refused.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.join("; "))]
@@ -305,6 +314,11 @@ impl Engine {
             }
             if self.store.claim_run(&run_id, &self.owner, cap).await? {
                 break;
+            }
+            // Dispatched twice (or finished meanwhile): someone else has it.
+            let current = self.store.get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))?;
+            if current.status != RunStatus::Queued {
+                return Err(NotQueued { run_id: run_id.clone(), status: current.status }.into());
             }
             if !announced {
                 self.emit(Event::Queued { run_id: run_id.clone() });

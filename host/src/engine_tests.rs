@@ -509,3 +509,20 @@ async fn secrets_are_redacted_from_the_record() {
     assert_eq!(a.config, Some(json!({"auth": "Bearer ***"})));
     assert_eq!(a.output, Some(json!({"echo": {"auth": "Bearer ***"}})));
 }
+
+#[tokio::test]
+async fn a_run_executed_twice_runs_once() {
+    let script = Script::slow(Duration::from_millis(200));
+    let s = setup(script.clone()).await;
+    let rb = runbook("name: twice\nsteps:\n  - id: a\n    plugin: fake\n");
+    let id = s.engine.submit(&rb, &Map::new(), &cli()).await.unwrap();
+    let (e1, e2) = (s.engine.clone(), s.engine.clone());
+    let (r1, r2, i1, i2) = (rb.clone(), rb.clone(), id.clone(), id.clone());
+    let a = tokio::spawn(async move { e1.execute(r1, &i1).await });
+    let b = tokio::spawn(async move { e2.execute(r2, &i2).await });
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let (ok, err) = if a.is_ok() { (a, b) } else { (b, a) };
+    assert_eq!(ok.unwrap().status, RunStatus::Succeeded);
+    assert!(err.unwrap_err().is::<NotQueued>());
+    assert_eq!(script.calls().len(), 1);
+}

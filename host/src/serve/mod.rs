@@ -325,6 +325,7 @@ impl Service {
         let cap = if serial { Some(1) } else { rb.concurrency };
         match self.engine.execute_capped(rb, id, cap).await {
             Ok(o) => tracing::info!(run_id = id, runbook = %run.runbook, status = %o.status, "run finished"),
+            Err(e) if e.is::<crate::engine::NotQueued>() => tracing::debug!(run_id = id, "{e}"),
             Err(e) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
         }
     }
