@@ -36,7 +36,8 @@ fn http_server(status: u16, body: &'static str, n: usize) -> String {
             let Ok(mut s) = stream else { break };
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf);
-            let _ = write!(s, "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ =
+                write!(s, "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
         }
     });
     addr
@@ -107,7 +108,8 @@ fn bad_flags_are_explained() {
 
 #[test]
 fn plugin_errors_exit_non_zero_with_one_line() {
-    let out = tend(&["plugins", "call", "echo", "--config", r#"{"error": {"kind": "failed", "message": "disk on fire"}}"#]);
+    let out =
+        tend(&["plugins", "call", "echo", "--config", r#"{"error": {"kind": "failed", "message": "disk on fire"}}"#]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "tend: echo: failed: disk on fire\n");
 }

@@ -227,7 +227,11 @@ fn bad_params_are_refused_before_anything_runs() {
     assert_eq!(stderr(&out), "tend: param \"n\" is required\n");
     let out = env.tend(&["run", "nope"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("tend: runbook \"nope\" is neither a file nor the name of a runbook in "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("tend: runbook \"nope\" is neither a file nor the name of a runbook in "),
+        "{}",
+        stderr(&out)
+    );
     assert!(env.runs().is_empty(), "nothing recorded");
 }
 
@@ -250,7 +254,10 @@ steps:
     for (verb, code) in [("approve", 0), ("reject", 1)] {
         let mut child = env.spawn(&["run", "gate"]);
         let id = env.wait_for("a run waiting for approval", || {
-            env.runs().into_iter().find(|r| r["status"] == "waiting_approval").map(|r| r["id"].as_str().unwrap().to_string())
+            env.runs()
+                .into_iter()
+                .find(|r| r["status"] == "waiting_approval")
+                .map(|r| r["id"].as_str().unwrap().to_string())
         });
         let out = env.tend(&["runs", verb, &id, "--by", "ann", "--reason", "ticket 7"]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -367,10 +374,7 @@ fn a_run_killed_mid_step_is_marked_interrupted_not_left_running() {
     let plugins = env.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(env!("TEND_HOSTILE_WASM"), plugins.join("hostile.wasm")).unwrap();
-    env.runbook(
-        "slow",
-        SLOW_RUNBOOK,
-    );
+    env.runbook("slow", SLOW_RUNBOOK);
     let mut child = env.spawn(&["run", "slow"]);
     let id = env.wait_for("the step to start", || {
         let runs = env.runs();
@@ -414,7 +418,10 @@ fn runs_cancel_stops_a_run_in_another_process() {
 fn runs_list_filters_and_explains_bad_filters() {
     let env = Env::new();
     env.runbook("a", "name: a\nsteps:\n  - id: x\n    plugin: echo\n");
-    env.runbook("b", "name: b\nsteps:\n  - id: x\n    plugin: echo\n    with: {error: {kind: failed, message: boom}}\n");
+    env.runbook(
+        "b",
+        "name: b\nsteps:\n  - id: x\n    plugin: echo\n    with: {error: {kind: failed, message: boom}}\n",
+    );
     assert!(env.tend(&["run", "a"]).status.success());
     assert!(!env.tend(&["run", "b"]).status.success());
     let failed = json_out(&env.tend(&["runs", "list", "--status", "failed", "--json"]));
@@ -424,7 +431,11 @@ fn runs_list_filters_and_explains_bad_filters() {
     assert_eq!(by_name[0]["status"], "succeeded");
     let out = env.tend(&["runs", "list", "--status", "done"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("tend: --status: run status \"done\" is not one of queued, running,"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("tend: --status: run status \"done\" is not one of queued, running,"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.tend(&["runs", "show", "01NOPE"]);
     assert_eq!((out.status.code(), stderr(&out)), (Some(2), "tend: run \"01NOPE\" not found\n".to_string()));
 }

@@ -146,7 +146,9 @@ async fn files_are_invisible_without_a_dir_grant() {
     let rt = runtime();
     let r = call(&rt, json!({"mode": "read-file", "path": "/etc/passwd"}), Grants::default(), quick()).await;
     match &r.outcome {
-        Outcome::PluginError { kind: ErrorKind::Failed, message } => assert!(message.starts_with("read /etc/passwd:"), "{message}"),
+        Outcome::PluginError { kind: ErrorKind::Failed, message } => {
+            assert!(message.starts_with("read /etc/passwd:"), "{message}")
+        }
         other => panic!("expected the read to fail, got {other:?}"),
     }
     assert!(!serde_json::to_string(&r).unwrap().contains("root:"), "no content of /etc/passwd leaked");
@@ -206,7 +208,8 @@ async fn http_to_a_host_not_granted_is_denied_and_named() {
         TrapKind::DeniedCapability { grant, message } => {
             assert_eq!(grant, "hosts");
             assert!(
-                message.starts_with(&format!("hosts: {} is not granted to this step (granted: api.example.com)", l.addr)),
+                message
+                    .starts_with(&format!("hosts: {} is not granted to this step (granted: api.example.com)", l.addr)),
                 "{message}"
             );
         }
@@ -227,8 +230,11 @@ async fn redirects_to_a_host_not_granted_are_denied() {
     let rt = runtime();
     let target = listener(OK_RESPONSE);
     let redirect: &'static str = Box::leak(
-        format!("HTTP/1.1 302 Found\r\nlocation: http://{}/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", target.addr)
-            .into_boxed_str(),
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://{}/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            target.addr
+        )
+        .into_boxed_str(),
     );
     let first = listener(redirect);
     let grants = Grants { hosts: vec![HostPattern::parse(&first.addr).unwrap()], ..Grants::default() };
@@ -298,7 +304,8 @@ async fn a_thousand_hostile_calls_leave_memory_flat() {
         async move {
             for i in 0..n {
                 let m = modes[i % modes.len()];
-                let r = call(rt, json!({"mode": m, "name": "x", "path": "/etc/passwd"}), Grants::default(), limits).await;
+                let r =
+                    call(rt, json!({"mode": m, "name": "x", "path": "/etc/passwd"}), Grants::default(), limits).await;
                 assert!(!r.outcome.is_ok() || m == "env", "{m}: {}", r.outcome);
             }
         }

@@ -79,7 +79,10 @@ impl Server {
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
-            panic!("tend serve did not start: {line:?}\n{}", std::fs::read_to_string(self.path().join("serve.log")).unwrap_or_default())
+            panic!(
+                "tend serve did not start: {line:?}\n{}",
+                std::fs::read_to_string(self.path().join("serve.log")).unwrap_or_default()
+            )
         });
         self.base = format!("http://{addr}");
         self.child = Some(child);
@@ -157,7 +160,8 @@ async fn a_trigger_is_accepted_and_runs_to_completion() {
     let mut s = Server::new();
     s.runbook("hello", ECHO);
     s.start();
-    let (status, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), Some(r#"{"params": {"who": "ann"}}"#)).await;
+    let (status, body) =
+        s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), Some(r#"{"params": {"who": "ann"}}"#)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["run_id"].as_str().unwrap();
     assert_eq!(body["status_url"], format!("/v1/runs/{id}"));
@@ -223,7 +227,10 @@ async fn tokens_and_scopes_are_enforced() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthorized");
     let (status, body) = s.call("GET", "/v1/runs", Some("wrong-token"), None).await;
-    assert_eq!((status, body["error"]["message"].as_str()), (StatusCode::UNAUTHORIZED, Some("the bearer token is not valid")));
+    assert_eq!(
+        (status, body["error"]["message"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("the bearer token is not valid"))
+    );
     let (status, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(READER), Some("{}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["message"], "token \"reader\" has scopes [read]; this needs \"trigger\"");
@@ -241,10 +248,34 @@ async fn bad_input_gets_a_json_4xx_never_a_500() {
     s.start();
     let cases: Vec<(&str, &str, Option<String>, StatusCode, &str)> = vec![
         ("POST", "/v1/runbooks/hello/runs", Some("{not json".into()), StatusCode::BAD_REQUEST, "bad_request"),
-        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"params": []}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"parms": {}}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("POST", "/v1/runbooks/hello/runs", Some(r#"{"params": {"who": 7}}"#.into()), StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        ("POST", "/v1/runbooks/hello/runs", Some(format!("{{\"params\": {{\"who\": \"{}\"}}}}", "x".repeat(5000))), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        (
+            "POST",
+            "/v1/runbooks/hello/runs",
+            Some(r#"{"params": []}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "POST",
+            "/v1/runbooks/hello/runs",
+            Some(r#"{"parms": {}}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "POST",
+            "/v1/runbooks/hello/runs",
+            Some(r#"{"params": {"who": 7}}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+        ),
+        (
+            "POST",
+            "/v1/runbooks/hello/runs",
+            Some(format!("{{\"params\": {{\"who\": \"{}\"}}}}", "x".repeat(5000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
         ("POST", "/v1/runbooks/nope/runs", Some("{}".into()), StatusCode::NOT_FOUND, "not_found"),
         ("POST", "/v1/runbooks/private/runs", Some("{}".into()), StatusCode::FORBIDDEN, "forbidden"),
         ("GET", "/v1/runs?limit=lots", None, StatusCode::BAD_REQUEST, "bad_request"),
@@ -284,7 +315,8 @@ async fn approvals_and_cancellation_over_http() {
     s.wait_status(&id, "waiting_approval").await;
     let (status, _) = s.call("POST", &format!("/v1/runs/{id}/approve"), Some(TRIGGER), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "approving needs admin");
-    let (status, body) = s.call("POST", &format!("/v1/runs/{id}/approve"), Some(ADMIN), Some(r#"{"reason": "lgtm"}"#)).await;
+    let (status, body) =
+        s.call("POST", &format!("/v1/runs/{id}/approve"), Some(ADMIN), Some(r#"{"reason": "lgtm"}"#)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["decided_by"], "token:admin");
     assert_eq!(s.wait_final(&id).await["run"]["status"], "succeeded");
@@ -374,7 +406,9 @@ steps:
 "#,
     );
     s.start();
-    let (status, body) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical"))).await;
+    let (status, body) = s
+        .call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical")))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let started = body["started"].as_array().unwrap();
     assert_eq!(started.len(), 1);
@@ -383,17 +417,29 @@ steps:
     assert_eq!(run["run"]["trigger_kind"], "alert");
     assert_eq!(run["steps"][0]["output"], "web-1");
     // Alertmanager repeats the group notification: no second run.
-    let (_, again) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical"))).await;
+    let (_, again) = s
+        .call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical")))
+        .await;
     assert_eq!((again["started"].as_array().unwrap().len(), again["repeated"].as_i64()), (0, Some(1)));
     // Labels that do not match start nothing; resolved alerts are recorded.
-    let (_, other) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "warning"))).await;
+    let (_, other) = s
+        .call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "warning")))
+        .await;
     assert_eq!(other["started"], json!([]));
-    let (_, resolved) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("resolved", "HostDown", "critical"))).await;
+    let (_, resolved) = s
+        .call(
+            "POST",
+            "/v1/alerts/alertmanager",
+            Some(TRIGGER),
+            Some(&alert_payload("resolved", "HostDown", "critical")),
+        )
+        .await;
     assert_eq!(resolved["resolved"], 1);
     let (_, runs) = s.call("GET", "/v1/runs", Some(READER), None).await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
     // Bad payloads are 4xx.
-    let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some("{\"version\": \"3\", \"alerts\": []}")).await;
+    let (status, _) =
+        s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some("{\"version\": \"3\", \"alerts\": []}")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, _) = s.call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some("[]")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -457,9 +503,13 @@ steps:
     s.wait_final(body["run_id"].as_str().unwrap()).await;
     let resp = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let text = s.http.get(format!("{}/metrics", s.base)).bearer_auth(READER).send().await.unwrap().text().await.unwrap();
+    let text =
+        s.http.get(format!("{}/metrics", s.base)).bearer_auth(READER).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("tend_runs_total{runbook=\"hello\",status=\"succeeded\"} 1"), "{text}");
-    assert!(text.contains("tend_step_duration_seconds_bucket{runbook=\"hello\",plugin=\"echo\",le=\"0.001\"}"), "{text}");
+    assert!(
+        text.contains("tend_step_duration_seconds_bucket{runbook=\"hello\",plugin=\"echo\",le=\"0.001\"}"),
+        "{text}"
+    );
     assert!(text.contains("tend_escalations_total{severity=\"critical\"} 1"), "{text}");
 }
 
@@ -508,10 +558,11 @@ steps:
         .iter()
         .map(|a| (a["step_id"].as_str().unwrap().to_string(), a["status"].as_str().unwrap().to_string()))
         .collect();
-    let expected: Vec<(String, String)> = [("first", "succeeded"), ("wait", "interrupted"), ("wait", "succeeded"), ("last", "succeeded")]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+    let expected: Vec<(String, String)> =
+        [("first", "succeeded"), ("wait", "interrupted"), ("wait", "succeeded"), ("last", "succeeded")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
     assert_eq!(steps, expected, "first is not run again");
     assert_eq!(run["steps"][3]["output"], "one", "restored output flows on");
     assert_eq!(run["escalations"], json!([]));

@@ -21,13 +21,13 @@
 //! SERVE_LOAD_WARMUP (200), SERVE_LOAD_MAX_RUNS (`max_concurrent_runs`, 256).
 //! TEND_LOG is passed through to the server (its log goes to a file).
 
+use ::tend::store::{RunFilter, RunStatus, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use ::tend::store::{RunFilter, RunStatus, Store};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const TOKEN: &str = "serve-load-bench-token";
@@ -226,7 +226,11 @@ async fn fire(http: &reqwest::Client, url: &str, clients: usize, until: Option<I
                         out.latencies.push(took);
                     }
                     Ok((status, body)) => {
-                        let key = format!("HTTP {} {}", status.as_u16(), String::from_utf8_lossy(&body).chars().take(120).collect::<String>());
+                        let key = format!(
+                            "HTTP {} {}",
+                            status.as_u16(),
+                            String::from_utf8_lossy(&body).chars().take(120).collect::<String>()
+                        );
                         *out.errors.entry(key).or_default() += 1;
                     }
                     Err(e) => *out.errors.entry(format!("request: {e}")).or_default() += 1,
@@ -254,8 +258,17 @@ async fn wait_all_final(http: &reqwest::Client, base: &str, runbook: &str) -> In
         let mut busy = false;
         for status in ["queued", "running"] {
             let url = format!("{base}/v1/runs?runbook={runbook}&status={status}&limit=1");
-            let v: serde_json::Value =
-                http.get(&url).bearer_auth(TOKEN).send().await.unwrap().error_for_status().unwrap().json().await.unwrap();
+            let v: serde_json::Value = http
+                .get(&url)
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             if !v["runs"].as_array().map(|a| a.is_empty()).unwrap_or(false) {
                 busy = true;
                 break;
@@ -361,7 +374,11 @@ async fn scenario(bin: &Path, runbook: &str, steps: usize) -> Row {
         for b in bad.iter().take(10) {
             eprintln!("serve_load: {b}");
         }
-        format!("PROBLEM: {} of {expected} runs not recorded as succeeded; {} rows in the database", bad.len(), rows.len())
+        format!(
+            "PROBLEM: {} of {expected} runs not recorded as succeeded; {} rows in the database",
+            bad.len(),
+            rows.len()
+        )
     };
 
     let mut lat = fired.latencies.clone();
@@ -414,7 +431,9 @@ fn main() {
     });
 
     println!();
-    println!("| runbook | triggers accepted | accepted/s | runs completed/s | trigger p50 | trigger p99 | trigger max | peak RSS (VmHWM) | server CPU | client CPU |");
+    println!(
+        "| runbook | triggers accepted | accepted/s | runs completed/s | trigger p50 | trigger p99 | trigger max | peak RSS (VmHWM) | server CPU | client CPU |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(

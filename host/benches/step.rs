@@ -10,10 +10,10 @@
 //! Rounds interleave the three so machine noise hits them alike. Prints
 //! p50/p99 of each and the ratios b/a and b/c as a Markdown table.
 
-use std::time::{Duration, Instant};
 use ::tend::runtime::{Runtime, RuntimeConfig, StepCall, StepContext};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use std::time::{Duration, Instant};
 use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Bindings for the bare baseline, generated apart from tend's own.
@@ -55,10 +55,7 @@ impl wit_host::Host for Bare {
     async fn secret(&mut self, _: String) -> Option<String> {
         None
     }
-    async fn http_fetch(
-        &mut self,
-        _: wit_types::HttpRequest,
-    ) -> Result<wit_types::HttpResponse, String> {
+    async fn http_fetch(&mut self, _: wit_types::HttpRequest) -> Result<wit_types::HttpResponse, String> {
         Err("denied".into())
     }
     async fn system_metrics(&mut self) -> Result<wit_types::SystemSnapshot, String> {
@@ -104,7 +101,13 @@ async fn bench() -> anyhow::Result<()> {
     };
     let full = || async {
         let call = StepCall {
-            ctx: StepContext { run_id: "bench".into(), step_id: "echo".into(), runbook: "bench".into(), attempt: 1, iteration: 0 },
+            ctx: StepContext {
+                run_id: "bench".into(),
+                step_id: "echo".into(),
+                runbook: "bench".into(),
+                attempt: 1,
+                iteration: 0,
+            },
             config: "{}".into(),
             input: INPUT.into(),
             ..StepCall::default()

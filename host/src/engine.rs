@@ -79,9 +79,20 @@ impl Clock for SystemClock {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The run waits for a slot under the runbook's concurrency cap.
-    Queued { run_id: String },
-    RunStarted { run_id: String, runbook: String },
-    StepStarted { run_id: String, step: String, iteration: u32, attempt: u32, plugin: String },
+    Queued {
+        run_id: String,
+    },
+    RunStarted {
+        run_id: String,
+        runbook: String,
+    },
+    StepStarted {
+        run_id: String,
+        step: String,
+        iteration: u32,
+        attempt: u32,
+        plugin: String,
+    },
     StepFinished {
         run_id: String,
         step: String,
@@ -93,12 +104,43 @@ pub enum Event {
         duration_ms: f64,
         error: Option<String>,
     },
-    Retrying { run_id: String, step: String, iteration: u32, next_attempt: u32, delay_ms: u64 },
-    WaitingApproval { run_id: String, step: String, iteration: u32, message: String },
-    ApprovalDecided { run_id: String, step: String, status: String, by: Option<String> },
-    IterationFinished { run_id: String, repeat: String, iteration: u32, until_met: bool },
-    Escalated { run_id: String, escalation_id: i64, severity: Severity, message: String, grouped: bool },
-    RunFinished { run_id: String, status: RunStatus, error: Option<String> },
+    Retrying {
+        run_id: String,
+        step: String,
+        iteration: u32,
+        next_attempt: u32,
+        delay_ms: u64,
+    },
+    WaitingApproval {
+        run_id: String,
+        step: String,
+        iteration: u32,
+        message: String,
+    },
+    ApprovalDecided {
+        run_id: String,
+        step: String,
+        status: String,
+        by: Option<String>,
+    },
+    IterationFinished {
+        run_id: String,
+        repeat: String,
+        iteration: u32,
+        until_met: bool,
+    },
+    Escalated {
+        run_id: String,
+        escalation_id: i64,
+        severity: Severity,
+        message: String,
+        grouped: bool,
+    },
+    RunFinished {
+        run_id: String,
+        status: RunStatus,
+        error: Option<String>,
+    },
 }
 
 /// Settings of an [`Engine`].
@@ -226,7 +268,12 @@ impl Engine {
 
     /// Checks params and records a queued run; returns its id. The run is
     /// durable when this returns.
-    pub async fn submit(&self, rb: &Runbook, params: &Map<String, Value>, trigger: &TriggerInfo) -> anyhow::Result<String> {
+    pub async fn submit(
+        &self,
+        rb: &Runbook,
+        params: &Map<String, Value>,
+        trigger: &TriggerInfo,
+    ) -> anyhow::Result<String> {
         let params = rb.resolve_params(params).map_err(ParamsError)?;
         self.store
             .create_run(&NewRun {
@@ -240,7 +287,12 @@ impl Engine {
     }
 
     /// Submits and executes a run.
-    pub async fn run(&self, rb: Arc<Runbook>, params: &Map<String, Value>, trigger: &TriggerInfo) -> anyhow::Result<RunOutcome> {
+    pub async fn run(
+        &self,
+        rb: Arc<Runbook>,
+        params: &Map<String, Value>,
+        trigger: &TriggerInfo,
+    ) -> anyhow::Result<RunOutcome> {
         let id = self.submit(&rb, params, trigger).await?;
         self.execute(rb, &id).await
     }
@@ -264,7 +316,11 @@ impl Engine {
         let outcome = result?;
         metrics::counter!("tend_runs_total", "runbook" => runbook_name, "status" => outcome.status.as_str())
             .increment(1);
-        self.emit(Event::RunFinished { run_id: outcome.run_id.clone(), status: outcome.status, error: outcome.error.clone() });
+        self.emit(Event::RunFinished {
+            run_id: outcome.run_id.clone(),
+            status: outcome.status,
+            error: outcome.error.clone(),
+        });
         Ok(outcome)
     }
 
@@ -433,7 +489,12 @@ impl Engine {
                     return Err(stop);
                 }
             };
-            self.emit(Event::IterationFinished { run_id: st.run_id.clone(), repeat: r.id.clone(), iteration: i, until_met: met });
+            self.emit(Event::IterationFinished {
+                run_id: st.run_id.clone(),
+                repeat: r.id.clone(),
+                iteration: i,
+                until_met: met,
+            });
             self.escalate_rules(st, None).await;
             if met {
                 st.scope.iteration = 0;
@@ -489,8 +550,15 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("`{}` was false", when.source);
-                    self.store.record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason).await.map_err(store_err)?;
-                    set_step(&mut st.scope, &step.id, json!({"status": "skipped", "output": null, "metrics": {}, "findings": []}));
+                    self.store
+                        .record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason)
+                        .await
+                        .map_err(store_err)?;
+                    set_step(
+                        &mut st.scope,
+                        &step.id,
+                        json!({"status": "skipped", "output": null, "metrics": {}, "findings": []}),
+                    );
                     self.emit(Event::StepFinished {
                         run_id: st.run_id.clone(),
                         step: step.id.clone(),
@@ -582,7 +650,8 @@ impl Engine {
             }
             if let Ok(StepRecord { outcome: Outcome::Trap { .. }, .. }) = &result {
                 let kind = end.outcome.clone().unwrap_or_default();
-                metrics::counter!("tend_plugin_traps_total", "plugin" => step.plugin.clone(), "kind" => kind).increment(1);
+                metrics::counter!("tend_plugin_traps_total", "plugin" => step.plugin.clone(), "kind" => kind)
+                    .increment(1);
             }
             self.emit(Event::StepFinished {
                 run_id: st.run_id.clone(),
@@ -603,7 +672,8 @@ impl Engine {
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
                     .map_err(store_err)?;
-                let metrics: Map<String, Value> = output.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
+                let metrics: Map<String, Value> =
+                    output.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
                 set_step(
                     &mut st.scope,
                     &step.id,
@@ -638,7 +708,13 @@ impl Engine {
 
     /// Records a step that failed before its plugin ran (a condition or a
     /// template that could not be evaluated, a rejected approval).
-    async fn fail_before_running(&self, st: &mut RunState, step: &Step, outcome: &str, why: String) -> Result<Option<String>, Stop> {
+    async fn fail_before_running(
+        &self,
+        st: &mut RunState,
+        step: &Step,
+        outcome: &str,
+        why: String,
+    ) -> Result<Option<String>, Stop> {
         let start = AttemptStart {
             run_id: &st.run_id,
             step_id: &step.id,
@@ -650,9 +726,19 @@ impl Engine {
         };
         let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
         let row = self.store.start_attempt(&start).await.map_err(store_err)?;
-        let end = AttemptEnd { status: "failed".into(), outcome: Some(outcome.into()), error: Some(why.clone()), duration_ms: Some(0.0), ..AttemptEnd::default() };
+        let end = AttemptEnd {
+            status: "failed".into(),
+            outcome: Some(outcome.into()),
+            error: Some(why.clone()),
+            duration_ms: Some(0.0),
+            ..AttemptEnd::default()
+        };
         self.store.finish_attempt(row, &end).await.map_err(store_err)?;
-        set_step(&mut st.scope, &step.id, json!({"status": "failed", "output": null, "metrics": {}, "findings": [], "error": why}));
+        set_step(
+            &mut st.scope,
+            &step.id,
+            json!({"status": "failed", "output": null, "metrics": {}, "findings": [], "error": why}),
+        );
         self.emit(Event::StepFinished {
             run_id: st.run_id.clone(),
             step: step.id.clone(),
@@ -691,7 +777,11 @@ impl Engine {
             }
             if self.clock.now_ms() >= expires {
                 let status = if approval.approve_on_timeout { "approved" } else { "timed_out" };
-                match self.store.decide_approval(&st.run_id, status, "tend", Some("no decision before the timeout")).await {
+                match self
+                    .store
+                    .decide_approval(&st.run_id, status, "tend", Some("no decision before the timeout"))
+                    .await
+                {
                     Ok(row) => break row,
                     // Decided in the meantime: read it again.
                     Err(_) => continue,
@@ -748,7 +838,10 @@ impl Engine {
                     continue;
                 }
             }
-            let message = rule.message.render(&st.scope).unwrap_or_else(|e| format!("escalation rule {} fired ({e})", rule.index));
+            let message = rule
+                .message
+                .render(&st.scope)
+                .unwrap_or_else(|e| format!("escalation rule {} fired ({e})", rule.index));
             let key = match &rule.dedup_key {
                 Some(t) => t.render(&st.scope).unwrap_or_else(|_| format!("{}:rule{}", rb.name, rule.index)),
                 None => format!("{}:rule{}", rb.name, rule.index),
@@ -809,7 +902,10 @@ impl Engine {
                     Some(url) => Sink::Webhook { url },
                     None => {
                         let why = Err(format!("secret {name:?} holding the webhook URL is not set"));
-                        let _ = self.store.record_notification(n.escalation_id, &format!("webhook:secret:{name}"), &why).await;
+                        let _ = self
+                            .store
+                            .record_notification(n.escalation_id, &format!("webhook:secret:{name}"), &why)
+                            .await;
                         continue;
                     }
                 },

@@ -170,7 +170,8 @@ steps:
 
 #[tokio::test]
 async fn retries_back_off_exponentially_up_to_the_cap() {
-    let script = Script::new(|_, c| if c.ctx.attempt < 4 { Ok(retryable("busy")) } else { Ok(ok(json!(c.ctx.attempt))) });
+    let script =
+        Script::new(|_, c| if c.ctx.attempt < 4 { Ok(retryable("busy")) } else { Ok(ok(json!(c.ctx.attempt))) });
     let s = setup(script.clone()).await;
     let rb = runbook(
         r#"
@@ -183,7 +184,10 @@ steps:
     );
     let out = run(&s, &rb, json!({})).await;
     assert_eq!(out.status, RunStatus::Succeeded);
-    assert_eq!(*s.clock.sleeps.lock().unwrap(), vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(3)]);
+    assert_eq!(
+        *s.clock.sleeps.lock().unwrap(),
+        vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(3)]
+    );
     let attempts = s.store.attempts(&out.run_id).await.unwrap();
     let statuses: Vec<(u32, &str)> = attempts.iter().map(|a| (a.attempt, a.status.as_str())).collect();
     assert_eq!(statuses, vec![(1, "failed"), (2, "failed"), (3, "failed"), (4, "succeeded")]);
@@ -225,11 +229,14 @@ steps:
     let out = run(&s, &rb, json!({})).await;
     assert_eq!(out.status, RunStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("step \"f\" failed: failed: disk on fire"));
-    let attempts: Vec<(String, u32)> = s.store.attempts(&out.run_id).await.unwrap().into_iter().map(|a| (a.step_id, a.attempt)).collect();
+    let attempts: Vec<(String, u32)> =
+        s.store.attempts(&out.run_id).await.unwrap().into_iter().map(|a| (a.step_id, a.attempt)).collect();
     assert_eq!(attempts, vec![("t".into(), 1), ("t".into(), 2), ("f".into(), 1)]);
 
     // With `on: [failed]` the permanent failure is retried too.
-    let rb = runbook("name: k2\nsteps:\n  - id: f\n    plugin: fake\n    retry: {attempts: 2, jitter: false, on: [failed]}\n");
+    let rb = runbook(
+        "name: k2\nsteps:\n  - id: f\n    plugin: fake\n    retry: {attempts: 2, jitter: false, on: [failed]}\n",
+    );
     let out = run(&s, &rb, json!({})).await;
     assert_eq!(s.store.attempts(&out.run_id).await.unwrap().len(), 2);
 }
@@ -281,7 +288,10 @@ async fn an_exhausted_loop_continues_or_fails_as_told() {
     assert_eq!(s.store.attempts(&out.run_id).await.unwrap().len(), 3);
     let out = run(&s, &runbook(&yaml("fail")), json!({})).await;
     assert_eq!(out.status, RunStatus::Failed);
-    assert_eq!(out.error.as_deref(), Some("repeat \"repeat\": `steps.m.output.healthy` still false after 3 iterations"));
+    assert_eq!(
+        out.error.as_deref(),
+        Some("repeat \"repeat\": `steps.m.output.healthy` still false after 3 iterations")
+    );
 }
 
 #[tokio::test]

@@ -150,9 +150,8 @@ mod tests {
     #[tokio::test]
     async fn webhook_failure_is_a_one_line_reason() {
         let n = Notification::new("high", "rb", "01J", None, 1, "k", "m");
-        let err = send(&reqwest::Client::new(), &Sink::Webhook { url: "http://127.0.0.1:9/x".into() }, &n)
-            .await
-            .unwrap_err();
+        let err =
+            send(&reqwest::Client::new(), &Sink::Webhook { url: "http://127.0.0.1:9/x".into() }, &n).await.unwrap_err();
         assert!(err.starts_with("webhook:127.0.0.1: "), "{err}");
     }
 }

@@ -60,8 +60,12 @@ fn fires_between(t: &CronTrigger, from: Timestamp, until: Timestamp, cap: usize)
     const MAX_WALK: usize = 1_000_000;
     let Some((cron, tz)) = parse(t) else { return Vec::new() };
     let start = from.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(from);
-    let all: Vec<Timestamp> =
-        cron.iter_after(start.to_zoned(tz)).map(|z| z.timestamp()).take_while(|ts| *ts <= until).take(MAX_WALK).collect();
+    let all: Vec<Timestamp> = cron
+        .iter_after(start.to_zoned(tz))
+        .map(|z| z.timestamp())
+        .take_while(|ts| *ts <= until)
+        .take(MAX_WALK)
+        .collect();
     all[all.len().saturating_sub(cap)..].to_vec()
 }
 
@@ -173,7 +177,9 @@ impl Scheduler {
                 for (run, why) in &runs {
                     match why {
                         Some(w) => tracing::info!(runbook = %rb.name, "schedule {}: {w}", c.expr),
-                        None => tracing::info!(runbook = %rb.name, "schedule {} fired ({})", c.expr, run.trigger_source.as_deref().unwrap_or("")),
+                        None => {
+                            tracing::info!(runbook = %rb.name, "schedule {} fired ({})", c.expr, run.trigger_source.as_deref().unwrap_or(""))
+                        }
                     }
                 }
                 Ok(ids)
@@ -217,7 +223,8 @@ mod tests {
     fn a_fixed_time_job_runs_once_on_the_spring_forward_day() {
         // 2026-03-08: New York skips 02:00-03:00.
         let t = cron("30 2 * * *", "America/New_York");
-        let fires: Vec<String> = next_fires(&t, at("2026-03-07T12:00:00Z"), 3).into_iter().map(|f| local(f, "America/New_York")).collect();
+        let fires: Vec<String> =
+            next_fires(&t, at("2026-03-07T12:00:00Z"), 3).into_iter().map(|f| local(f, "America/New_York")).collect();
         assert_eq!(fires, vec!["2026-03-08 03:00 EDT", "2026-03-09 02:30 EDT", "2026-03-10 02:30 EDT"]);
     }
 
@@ -225,16 +232,21 @@ mod tests {
     fn a_fixed_time_job_runs_once_on_the_fall_back_day() {
         // 2026-10-25: Paris repeats 02:00-03:00.
         let t = cron("30 2 * * *", "Europe/Paris");
-        let fires: Vec<String> = next_fires(&t, at("2026-10-24T12:00:00Z"), 2).into_iter().map(|f| local(f, "Europe/Paris")).collect();
+        let fires: Vec<String> =
+            next_fires(&t, at("2026-10-24T12:00:00Z"), 2).into_iter().map(|f| local(f, "Europe/Paris")).collect();
         assert_eq!(fires, vec!["2026-10-25 02:30 CEST", "2026-10-26 02:30 CET"]);
     }
 
     #[test]
     fn interval_jobs_follow_real_time_through_the_repeated_hour() {
         let t = cron("*/30 * * * *", "Europe/Paris");
-        let fires: Vec<String> = next_fires(&t, at("2026-10-24T23:45:00Z"), 4).into_iter().map(|f| f.to_string()).collect();
+        let fires: Vec<String> =
+            next_fires(&t, at("2026-10-24T23:45:00Z"), 4).into_iter().map(|f| f.to_string()).collect();
         // 01:30 CEST, 02:00 CEST, 02:30 CEST, then 02:00 CET: every 30 real minutes.
-        assert_eq!(fires, vec!["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]);
+        assert_eq!(
+            fires,
+            vec!["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]
+        );
     }
 
     #[test]
@@ -292,7 +304,13 @@ mod tests {
         let again = Scheduler::new(store.clone(), clock.clone());
         assert!(again.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
         assert_eq!(statuses(&store).await, vec!["queued 0 * * * * (UTC) at 2026-01-01T11:00:00Z"]);
-        let key = key("sched", match &rb.triggers[0] { Trigger::Cron(c) => c, _ => unreachable!() });
+        let key = key(
+            "sched",
+            match &rb.triggers[0] {
+                Trigger::Cron(c) => c,
+                _ => unreachable!(),
+            },
+        );
         assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T12:00:00Z"))));
     }
 
@@ -309,10 +327,15 @@ mod tests {
     #[tokio::test]
     async fn missed_all_replays_within_the_window_and_none_drops_them() {
         let (s, clock, store, rb) =
-            setup("{cron: \"0 * * * *\", missed: all, missed_window: 90m, overlap: allow}", "2026-01-01T10:15:00Z").await;
+            setup("{cron: \"0 * * * *\", missed: all, missed_window: 90m, overlap: allow}", "2026-01-01T10:15:00Z")
+                .await;
         s.tick(std::slice::from_ref(&rb)).await.unwrap();
         set(&clock, "2026-01-01T14:20:00Z");
-        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 2, "12:00 is outside 90m; 13:00 and 14:00 run");
+        assert_eq!(
+            s.tick(std::slice::from_ref(&rb)).await.unwrap().len(),
+            2,
+            "12:00 is outside 90m; 13:00 and 14:00 run"
+        );
 
         let (s, clock, store2, rb) = setup("{cron: \"0 * * * *\", missed: none}", "2026-01-01T10:15:00Z").await;
         s.tick(std::slice::from_ref(&rb)).await.unwrap();
@@ -333,7 +356,10 @@ mod tests {
         assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
         let runs = store.list_runs(&RunFilter::default()).await.unwrap();
         assert_eq!(runs[0].status, RunStatus::Skipped);
-        assert_eq!(runs[0].error.as_deref(), Some("skipped: a run of sched was still queued or running (overlap: skip)"));
+        assert_eq!(
+            runs[0].error.as_deref(),
+            Some("skipped: a run of sched was still queued or running (overlap: skip)")
+        );
     }
 
     #[tokio::test]
@@ -353,7 +379,13 @@ mod tests {
     async fn jitter_delays_the_stored_fire_time() {
         let (s, _clock, store, rb) = setup("{cron: \"0 * * * *\", jitter: 10m}", "2026-01-01T10:15:00Z").await;
         s.tick(std::slice::from_ref(&rb)).await.unwrap();
-        let key = key("sched", match &rb.triggers[0] { Trigger::Cron(c) => c, _ => unreachable!() });
+        let key = key(
+            "sched",
+            match &rb.triggers[0] {
+                Trigger::Cron(c) => c,
+                _ => unreachable!(),
+            },
+        );
         // The test clock's random() is 0.5: five of the ten minutes.
         assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T11:05:00Z"))));
     }

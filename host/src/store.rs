@@ -20,10 +20,7 @@ use std::time::Duration;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Where a run stands. Final statuses: succeeded, failed, cancelled,
@@ -453,13 +450,14 @@ impl Store {
     ) -> anyhow::Result<Option<Vec<String>>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")
-            .bind(next)
-            .bind(now)
-            .bind(key)
-            .bind(expected)
-            .execute(&mut *tx)
-            .await?;
+        let moved =
+            sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")
+                .bind(next)
+                .bind(now)
+                .bind(key)
+                .bind(expected)
+                .execute(&mut *tx)
+                .await?;
         if moved.rows_affected() != 1 {
             return Ok(None);
         }
@@ -867,12 +865,11 @@ impl Store {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        let metric_rows = sqlx::query(
-            "SELECT step_id, iteration, name, value, labels FROM metrics WHERE run_id = ? ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let metric_rows =
+            sqlx::query("SELECT step_id, iteration, name, value, labels FROM metrics WHERE run_id = ? ORDER BY id")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
         let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<anyhow::Result<_>>()?;
         for m in metric_rows {
             let (step, iteration): (String, i64) = (m.get(0), m.get(1));
@@ -1006,7 +1003,12 @@ impl Store {
     }
 
     /// Records a notification attempt for an escalation.
-    pub async fn record_notification(&self, escalation_id: i64, sink: &str, result: &Result<(), String>) -> anyhow::Result<()> {
+    pub async fn record_notification(
+        &self,
+        escalation_id: i64,
+        sink: &str,
+        result: &Result<(), String>,
+    ) -> anyhow::Result<()> {
         sqlx::query("INSERT INTO notifications (escalation_id, sink, sent_at, ok, error) VALUES (?, ?, ?, ?, ?)")
             .bind(escalation_id)
             .bind(sink)
@@ -1041,10 +1043,11 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut e = escalation_row(r)?;
-            let sent = sqlx::query("SELECT sink, sent_at, ok, error FROM notifications WHERE escalation_id = ? ORDER BY id")
-                .bind(e.id)
-                .fetch_all(&self.pool)
-                .await?;
+            let sent =
+                sqlx::query("SELECT sink, sent_at, ok, error FROM notifications WHERE escalation_id = ? ORDER BY id")
+                    .bind(e.id)
+                    .fetch_all(&self.pool)
+                    .await?;
             e.notifications = sent
                 .iter()
                 .map(|n| NotificationRow { sink: n.get(0), sent_at: n.get(1), ok: n.get(2), error: n.get(3) })
@@ -1431,11 +1434,27 @@ mod tests {
         let old = s.create_run(&new_run("rb")).await.unwrap();
         let live = s.create_run(&new_run("rb")).await.unwrap();
         s.claim_run(&old, "1@h", None).await.unwrap();
-        let a = AttemptStart { run_id: &old, step_id: "x", iteration: 0, attempt: 1, plugin: "echo", config: &Value::Null, input: &Value::Null };
+        let a = AttemptStart {
+            run_id: &old,
+            step_id: "x",
+            iteration: 0,
+            attempt: 1,
+            plugin: "echo",
+            config: &Value::Null,
+            input: &Value::Null,
+        };
         s.start_attempt(&a).await.unwrap();
         let m = Metric { name: "m".into(), value: 1.0, labels: Vec::new() };
         s.insert_metrics(&old, "rb", "x", 0, &[m]).await.unwrap();
-        let e = NewEscalation { run_id: &old, runbook: "rb", step_id: None, iteration: 0, severity: Severity::Low, message: "m", dedup_key: "k" };
+        let e = NewEscalation {
+            run_id: &old,
+            runbook: "rb",
+            step_id: None,
+            iteration: 0,
+            severity: Severity::Low,
+            message: "m",
+            dedup_key: "k",
+        };
         let raised = s.raise_escalation(&e, Duration::from_secs(60), now_ms()).await.unwrap();
         s.record_notification(raised.id, "log", &Ok(())).await.unwrap();
         s.finish_run(&old, RunStatus::Succeeded, None).await.unwrap();

@@ -12,9 +12,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("duration {text:?} has no unit; expected e.g. \"500ms\", \"5s\", \"10m\" or \"1h\""))?;
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("duration {text:?} does not start with a number; expected e.g. \"5s\""))?;
+    let value: f64 =
+        num.parse().map_err(|_| format!("duration {text:?} does not start with a number; expected e.g. \"5s\""))?;
     let secs = match unit.trim() {
         "ms" => value / 1000.0,
         "s" => value,
@@ -22,9 +21,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         "d" => value * 86_400.0,
         other => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {other:?}; expected ms, s, m, h or d"
-            ));
+            return Err(format!("duration {text:?} has unknown unit {other:?}; expected ms, s, m, h or d"));
         }
     };
     if !secs.is_finite() || secs > 1e9 {
@@ -39,9 +36,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("size {text:?} does not start with a number; expected e.g. \"64MiB\""))?;
+    let value: f64 =
+        num.parse().map_err(|_| format!("size {text:?} does not start with a number; expected e.g. \"64MiB\""))?;
     let scale: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "KiB" | "K" => 1024.0,
@@ -51,9 +47,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "MB" => 1e6,
         "GB" => 1e9,
         other => {
-            return Err(format!(
-                "size {text:?} has unknown unit {other:?}; expected B, KiB, MiB, GiB, KB, MB or GB"
-            ));
+            return Err(format!("size {text:?} has unknown unit {other:?}; expected B, KiB, MiB, GiB, KB, MB or GB"));
         }
     };
     let bytes = value * scale;

@@ -76,7 +76,10 @@ pub async fn alertmanager(
     let mut resolved = 0;
     for alert in &payload.alerts {
         if !matches!(alert.status.as_str(), "firing" | "resolved") {
-            return Err(ApiError::Unprocessable(format!("alert status {:?} is not \"firing\" or \"resolved\"", alert.status)));
+            return Err(ApiError::Unprocessable(format!(
+                "alert status {:?} is not \"firing\" or \"resolved\"",
+                alert.status
+            )));
         }
         let fp = fingerprint(alert);
         s.service
@@ -108,7 +111,10 @@ pub async fn alertmanager(
                 );
             }
             let name = alert.labels.get("alertname").and_then(Value::as_str).unwrap_or("?");
-            let trigger = TriggerInfo { kind: "alert".into(), source: Some(format!("alertmanager:{name}:{fp} via token:{}", caller.name)) };
+            let trigger = TriggerInfo {
+                kind: "alert".into(),
+                source: Some(format!("alertmanager:{name}:{fp} via token:{}", caller.name)),
+            };
             // One run per runbook and alert instance, however often it is re-sent.
             let key = format!("alert:{}:{fp}:{}", rb.name, alert.starts_at);
             match s.service.trigger(&rb.name, &params, &trigger, Some(&key)).await {

@@ -112,7 +112,11 @@ mod tests {
     use crate::serve::config::token_hash;
 
     fn auth(rate: u32) -> Auth {
-        let t = |name: &str, value: &str, scopes: Vec<Scope>| TokenConfig { name: name.into(), sha256: token_hash(value), scopes };
+        let t = |name: &str, value: &str, scopes: Vec<Scope>| TokenConfig {
+            name: name.into(),
+            sha256: token_hash(value),
+            scopes,
+        };
         Auth::new(&[t("reader", "r-token", vec![Scope::Read]), t("ci", "t-token", vec![Scope::Trigger])], rate)
     }
 

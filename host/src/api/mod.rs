@@ -53,7 +53,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -99,7 +102,9 @@ pub fn router(service: Arc<Service>) -> Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("method not allowed on this endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("method not allowed on this endpoint".into())
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -276,7 +281,11 @@ async fn list_runbooks(_: CanRead, State(s): State<AppState>) -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/v1/runbooks/{name}", tag = "runbooks", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Params, triggers with next fire times, steps", body = Object), (status = 404, body = ErrorBody)))]
-async fn get_runbook(_: CanRead, State(s): State<AppState>, name: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
+async fn get_runbook(
+    _: CanRead,
+    State(s): State<AppState>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let name = path(name)?;
     let rb = s.service.runbook(&name).ok_or_else(|| ApiError::NotFound(format!("runbook {name:?} not found")))?;
     Ok(Json(runbook_json(&rb)))
@@ -316,7 +325,9 @@ async fn trigger_run(
     if let Some(rb) = s.service.runbook(&name)
         && !rb.triggers.iter().any(|t| matches!(t, Trigger::Http))
     {
-        return Err(ApiError::Forbidden(format!("runbook {name:?} has no http trigger; add `- http: true` to its triggers")));
+        return Err(ApiError::Forbidden(format!(
+            "runbook {name:?} has no http trigger; add `- http: true` to its triggers"
+        )));
     }
     let trigger = TriggerInfo { kind: "http".into(), source: Some(format!("token:{}", caller.name)) };
     let (id, created) = s.service.trigger(&name, &b.params, &trigger, key.as_deref()).await.map_err(|e| match e {
@@ -325,11 +336,8 @@ async fn trigger_run(
         TriggerError::Conflict(m) => ApiError::Conflict(m),
         TriggerError::Internal(e) => ApiError::Internal(e),
     })?;
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(RunAccepted { status_url: format!("/v1/runs/{id}"), run_id: id }),
-    )
-        .into_response();
+    let mut response =
+        (StatusCode::ACCEPTED, Json(RunAccepted { status_url: format!("/v1/runs/{id}"), run_id: id })).into_response();
     if !created {
         response.headers_mut().insert("idempotent-replayed", header::HeaderValue::from_static("true"));
     }
@@ -351,7 +359,11 @@ pub struct RunsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunsQuery), responses((status = 200, body = RunPage), (status = 400, body = ErrorBody)))]
-async fn list_runs(_: CanRead, State(s): State<AppState>, q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+async fn list_runs(
+    _: CanRead,
+    State(s): State<AppState>,
+    q: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose().map_err(ApiError::BadRequest)?;
     let limit = q.limit.unwrap_or(50);
@@ -377,7 +389,11 @@ async fn list_runs(_: CanRead, State(s): State<AppState>, q: Result<Query<RunsQu
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 200, body = RunRecord), (status = 404, body = ErrorBody)))]
-async fn get_run(_: CanRead, State(s): State<AppState>, id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
+async fn get_run(
+    _: CanRead,
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let store = &s.service.store;
     let run = store.get_run(&id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
@@ -388,7 +404,11 @@ async fn get_run(_: CanRead, State(s): State<AppState>, id: Result<Path<String>,
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 202, description = "Cancellation requested", body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn cancel_run(_: CanAdmin, State(s): State<AppState>, id: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<Response, ApiError> {
+async fn cancel_run(
+    _: CanAdmin,
+    State(s): State<AppState>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
     let id = path(id)?;
     let was = s.service.store.request_cancel(&id).await.map_err(decision)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"run_id": id, "status": was, "cancel_requested": true}))).into_response())
@@ -401,9 +421,20 @@ pub struct DecisionBody {
     reason: Option<String>,
 }
 
-async fn decide(s: &AppState, caller: &Caller, id: String, raw: Result<Bytes, axum::extract::rejection::BytesRejection>, status: &str) -> Result<Json<Value>, ApiError> {
+async fn decide(
+    s: &AppState,
+    caller: &Caller,
+    id: String,
+    raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    status: &str,
+) -> Result<Json<Value>, ApiError> {
     let b: DecisionBody = parse_body(&body(raw)?)?;
-    let row = s.service.store.decide_approval(&id, status, &format!("token:{}", caller.name), b.reason.as_deref()).await.map_err(decision)?;
+    let row = s
+        .service
+        .store
+        .decide_approval(&id, status, &format!("token:{}", caller.name), b.reason.as_deref())
+        .await
+        .map_err(decision)?;
     Ok(Json(serde_json::to_value(row).map_err(anyhow::Error::from)?))
 }
 
@@ -460,7 +491,11 @@ pub struct EscalationsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/escalations", tag = "escalations", params(EscalationsQuery), responses((status = 200, body = EscalationList), (status = 400, body = ErrorBody)))]
-async fn list_escalations(_: CanRead, State(s): State<AppState>, q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+async fn list_escalations(
+    _: CanRead,
+    State(s): State<AppState>,
+    q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     if let Some(st) = &q.status
         && !["open", "acknowledged", "resolved"].contains(&st.as_str())
@@ -473,14 +508,22 @@ async fn list_escalations(_: CanRead, State(s): State<AppState>, q: Result<Query
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/ack", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn ack_escalation(CanAdmin(caller): CanAdmin, State(s): State<AppState>, id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
+async fn ack_escalation(
+    CanAdmin(caller): CanAdmin,
+    State(s): State<AppState>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     s.service.store.acknowledge_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;
     Ok(Json(json!({"id": id, "status": "acknowledged"})))
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn resolve_escalation(CanAdmin(caller): CanAdmin, State(s): State<AppState>, id: Result<Path<i64>, axum::extract::rejection::PathRejection>) -> Result<Json<Value>, ApiError> {
+async fn resolve_escalation(
+    CanAdmin(caller): CanAdmin,
+    State(s): State<AppState>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     s.service.store.resolve_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;
     Ok(Json(json!({"id": id, "status": "resolved"})))

@@ -230,7 +230,10 @@ fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, Exi
         for d in &diags {
             eprintln!("{d}");
         }
-        fail(EXIT_USAGE, format!("{what}: the runbook has {} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" }))
+        fail(
+            EXIT_USAGE,
+            format!("{what}: the runbook has {} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" }),
+        )
     };
     if path.is_file() {
         return runbook::load_file(path, catalog).map_err(print);
@@ -240,9 +243,8 @@ fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, Exi
     for file in files {
         // Find the file by its `name:` first, so one broken runbook does not hide the others.
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        let name = runbook::yaml::parse(&text)
-            .ok()
-            .and_then(|n| n.get("name").and_then(|v| v.as_str().map(str::to_string)));
+        let name =
+            runbook::yaml::parse(&text).ok().and_then(|n| n.get("name").and_then(|v| v.as_str().map(str::to_string)));
         if name.as_deref() == Some(what) {
             return runbook::load_file(&file, catalog).map_err(print);
         }
@@ -251,7 +253,10 @@ fn find_runbook(cli: &Cli, what: &str, catalog: &Catalog) -> Result<Runbook, Exi
     let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
     Err(fail(
         EXIT_USAGE,
-        format!("runbook {what:?} is neither a file nor the name of a runbook in {} (runbooks: {known})", cli.runbooks().display()),
+        format!(
+            "runbook {what:?} is neither a file nor the name of a runbook in {} (runbooks: {known})",
+            cli.runbooks().display()
+        ),
     ))
 }
 
@@ -273,7 +278,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(errors) => return fail(EXIT_USAGE, errors.join("; ")),
     };
-    let secrets: Arc<dyn crate::runtime::caps::secrets::SecretSource> = Arc::new(crate::runtime::caps::secrets::EnvSecrets);
+    let secrets: Arc<dyn crate::runtime::caps::secrets::SecretSource> =
+        Arc::new(crate::runtime::caps::secrets::EnvSecrets);
     let engine = Arc::new(Engine::new(store.clone(), rt, secrets));
     let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
     let run_id = match engine.submit(&rb, &params, &trigger).await {
@@ -323,7 +329,10 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
     let tty = std::io::stderr().is_terminal();
     let spinner = tty.then(|| {
         let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
         pb.enable_steady_tick(Duration::from_millis(100));
         pb
     });
@@ -339,7 +348,9 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
             Err(_) => break,
         };
         match event {
-            Event::Queued { run_id: id } if id == run_id => line(format!("… run {id} is queued: the runbook's concurrency cap is reached")),
+            Event::Queued { run_id: id } if id == run_id => {
+                line(format!("… run {id} is queued: the runbook's concurrency cap is reached"))
+            }
             Event::RunStarted { run_id: id, .. } if id == run_id => line(format!("▶ {runbook} (run {id})")),
             Event::StepStarted { run_id: id, step, iteration, attempt, plugin } if id == run_id => {
                 let retry = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
@@ -348,18 +359,23 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
                     None => eprintln!("  … {step} ({plugin}){}{retry}", at(iteration)),
                 }
             }
-            Event::StepFinished { run_id: id, step, iteration, attempt, status, outcome, duration_ms, error } if id == run_id => {
+            Event::StepFinished { run_id: id, step, iteration, attempt, status, outcome, duration_ms, error }
+                if id == run_id =>
+            {
                 let took = format_duration(Duration::from_secs_f64(duration_ms / 1000.0));
                 let n = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
                 match status.as_str() {
                     "succeeded" => line(format!("  ✓ {step}{}{n} {took}", at(iteration))),
                     "skipped" => line(format!("  - {step}{} skipped: {}", at(iteration), error.unwrap_or_default())),
-                    _ => line(format!("  ✗ {step}{}{n} {outcome} {took}: {}", at(iteration), error.unwrap_or_default())),
+                    _ => {
+                        line(format!("  ✗ {step}{}{n} {outcome} {took}: {}", at(iteration), error.unwrap_or_default()))
+                    }
                 }
             }
-            Event::Retrying { run_id: id, step, next_attempt, delay_ms, .. } if id == run_id => {
-                line(format!("  ↻ {step}: attempt {next_attempt} in {}", format_duration(Duration::from_millis(delay_ms))))
-            }
+            Event::Retrying { run_id: id, step, next_attempt, delay_ms, .. } if id == run_id => line(format!(
+                "  ↻ {step}: attempt {next_attempt} in {}",
+                format_duration(Duration::from_millis(delay_ms))
+            )),
             Event::WaitingApproval { run_id: id, step, message, .. } if id == run_id => line(format!(
                 "  ⏸ {step} waits for approval: {message}\n    tend runs approve {id}   |   tend runs reject {id}"
             )),
@@ -370,11 +386,13 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
                 "  ⟳ {repeat} iteration {iteration}: {}",
                 if until_met { "condition met" } else { "condition not met" }
             )),
-            Event::Escalated { run_id: id, escalation_id, severity, message, grouped } if id == run_id => line(format!(
-                "  ! escalation {escalation_id} [{}] {message}{}",
-                severity.as_str(),
-                if grouped { " (grouped with an open one; not sent again)" } else { "" }
-            )),
+            Event::Escalated { run_id: id, escalation_id, severity, message, grouped } if id == run_id => {
+                line(format!(
+                    "  ! escalation {escalation_id} [{}] {message}{}",
+                    severity.as_str(),
+                    if grouped { " (grouped with an open one; not sent again)" } else { "" }
+                ))
+            }
             Event::RunFinished { run_id: id, .. } if id == run_id => break,
             _ => {}
         }
@@ -410,7 +428,8 @@ async fn print_summary(store: &Store, id: &str) -> anyhow::Result<()> {
     }
     println!("{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}", "STEP", "ITER", "ATTEMPT", "STATUS", "OUTCOME", "DURATION");
     for a in &attempts {
-        let dur = a.duration_ms.map(|d| format_duration(Duration::from_secs_f64(d / 1000.0))).unwrap_or_else(|| "-".into());
+        let dur =
+            a.duration_ms.map(|d| format_duration(Duration::from_secs_f64(d / 1000.0))).unwrap_or_else(|| "-".into());
         println!(
             "{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}",
             a.step_id,
@@ -441,11 +460,21 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     Ok(s) => s,
                     Err(e) => return Ok(fail(EXIT_USAGE, format!("--status: {e}"))),
                 };
-                let runs = store.list_runs(&RunFilter { runbook: runbook.clone(), status, limit: Some(*limit), ..RunFilter::default() }).await?;
+                let runs = store
+                    .list_runs(&RunFilter {
+                        runbook: runbook.clone(),
+                        status,
+                        limit: Some(*limit),
+                        ..RunFilter::default()
+                    })
+                    .await?;
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {
-                    println!("{:<26} {:<24} {:<16} {:<8} {:>9}  ERROR", "ID", "RUNBOOK", "STATUS", "TRIGGER", "DURATION");
+                    println!(
+                        "{:<26} {:<24} {:<16} {:<8} {:>9}  ERROR",
+                        "ID", "RUNBOOK", "STATUS", "TRIGGER", "DURATION"
+                    );
                     for r in &runs {
                         println!(
                             "{:<26} {:<24} {:<16} {:<8} {:>9}  {}",
@@ -526,7 +555,10 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                 if *json {
                     println!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
-                    println!("{:>5} {:<9} {:<13} {:<24} {:>5}  MESSAGE", "ID", "SEVERITY", "STATUS", "RUNBOOK", "TIMES");
+                    println!(
+                        "{:>5} {:<9} {:<13} {:<24} {:>5}  MESSAGE",
+                        "ID", "SEVERITY", "STATUS", "RUNBOOK", "TIMES"
+                    );
                     for e in &list {
                         println!(
                             "{:>5} {:<9} {:<13} {:<24} {:>5}  {}",

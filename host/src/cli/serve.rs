@@ -3,8 +3,8 @@
 //! runs on SIGTERM or Ctrl-C.
 
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
-use crate::serve::config::{Overrides, ServeConfig};
 use crate::serve::Service;
+use crate::serve::config::{Overrides, ServeConfig};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +50,9 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> ExitCode {
         Err(e) => return fail(EXIT_USAGE, e),
     };
     if config.tokens.is_empty() {
-        tracing::warn!("no API tokens are configured: every /v1 request will be refused (set TEND_TOKEN or add [[tokens]])");
+        tracing::warn!(
+            "no API tokens are configured: every /v1 request will be refused (set TEND_TOKEN or add [[tokens]])"
+        );
     }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

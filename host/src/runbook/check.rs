@@ -9,13 +9,13 @@ use super::expr::{self, Expr, Text, Tmpl};
 use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
-    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Repeat, RetryPolicy, Rule, Runbook, Step, Trigger,
-    WebhookUrl,
+    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Repeat, RetryPolicy, Rule, Runbook, Step,
+    Trigger, WebhookUrl,
 };
+use crate::runtime::PluginInfo;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
 use crate::runtime::limits::Limits;
 use crate::runtime::record::Severity;
-use crate::runtime::PluginInfo;
 use crate::units::{parse_bytes, parse_duration};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +49,14 @@ pub fn check(file: &Path, text: &str, catalog: &Catalog) -> Result<Runbook, Vec<
         Ok(node) => node,
         Err(e) => return Err(vec![Diagnostic { pos: e.pos, message: format!("invalid YAML: {}", e.message) }]),
     };
-    let mut cx = Checker { diags: Vec::new(), catalog, step_ids: BTreeMap::new(), handler_ids: BTreeSet::new(), params: BTreeSet::new(), cron_params: Vec::new() };
+    let mut cx = Checker {
+        diags: Vec::new(),
+        catalog,
+        step_ids: BTreeMap::new(),
+        handler_ids: BTreeSet::new(),
+        params: BTreeSet::new(),
+        cron_params: Vec::new(),
+    };
     let runbook = cx.runbook(&root, file, text);
     let mut diags = cx.diags;
     diags.sort();
@@ -74,7 +81,8 @@ struct Checker<'a> {
 /// Names: a letter, then letters, digits, `_` (usable in CEL as `steps.<id>`).
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Runbook names: lower case letters, digits, `-` and `_`, starting with a letter or digit.
@@ -132,7 +140,10 @@ impl Checker<'_> {
                 Some(e)
             }
             Err(e) => {
-                self.error(src.pos, format!("{what}: CEL syntax error in `{}` at column {}: {}", src.value, e.col, e.message));
+                self.error(
+                    src.pos,
+                    format!("{what}: CEL syntax error in `{}` at column {}: {}", src.value, e.col, e.message),
+                );
                 None
             }
         }
@@ -192,7 +203,9 @@ impl Checker<'_> {
                     .unwrap_or_default();
                 self.error(
                     pos,
-                    format!("{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration and run"),
+                    format!(
+                        "{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration and run"
+                    ),
                 );
             }
         }
@@ -200,7 +213,10 @@ impl Checker<'_> {
 
     fn runbook(&mut self, root: &Node, file: &Path, text: &str) -> Option<Runbook> {
         if !matches!(root.value, yaml::Value::Map(_)) {
-            self.error(root.pos, format!("a runbook is a mapping with at least `name` and `steps`, found {}", root.kind()));
+            self.error(
+                root.pos,
+                format!("a runbook is a mapping with at least `name` and `steps`, found {}", root.kind()),
+            );
             return None;
         }
         let spec: Option<RunbookSpec> = self.read(root, "");
@@ -227,7 +243,8 @@ impl Checker<'_> {
         for (i, item) in spec.steps.iter().enumerate() {
             if item.get("repeat").is_some() {
                 loops.push((i, item));
-                if let Some(yaml::Value::Seq(inner)) = item.get("repeat").and_then(|r| r.get("steps")).map(|s| &s.value) {
+                if let Some(yaml::Value::Seq(inner)) = item.get("repeat").and_then(|r| r.get("steps")).map(|s| &s.value)
+                {
                     for (j, n) in inner.iter().enumerate() {
                         step_nodes.push((format!("steps[{i}].repeat.steps[{j}]"), n, true));
                     }
@@ -255,7 +272,10 @@ impl Checker<'_> {
             }
         }
         if spec.steps.is_empty() {
-            self.error(root.get("steps").map(|n| n.pos).unwrap_or(root.pos), "steps: a runbook needs at least one step");
+            self.error(
+                root.get("steps").map(|n| n.pos).unwrap_or(root.pos),
+                "steps: a runbook needs at least one step",
+            );
         }
 
         let defaults = self.defaults(&spec.defaults);
@@ -366,7 +386,10 @@ impl Checker<'_> {
         let mut out = Vec::new();
         for (name, p) in &spec.params {
             if !is_ident(name) {
-                self.error(p.pos, format!("params: {name:?} is not a valid param name; expected letters, digits and `_`"));
+                self.error(
+                    p.pos,
+                    format!("params: {name:?} is not a valid param name; expected letters, digits and `_`"),
+                );
             }
             self.params.insert(name.clone());
             let kind = p.value.kind.value;
@@ -375,10 +398,7 @@ impl Checker<'_> {
                     self.error(d.pos, format!("param {name:?}: a required param cannot have a default"));
                 }
                 if !d.value.is_null() && !kind.accepts(&d.value) {
-                    self.error(
-                        d.pos,
-                        format!("param {name:?}: default {} is not a {}", d.value, kind.as_str()),
-                    );
+                    self.error(d.pos, format!("param {name:?}: default {} is not a {}", d.value, kind.as_str()));
                 }
             }
             if let Some(allowed) = &p.value.allowed {
@@ -408,7 +428,8 @@ impl Checker<'_> {
 
     fn defaults(&mut self, d: &spec::DefaultsSpec) -> Defaults {
         let timeout = self.duration("defaults.timeout", &d.timeout).unwrap_or(Limits::default().timeout);
-        let memory = d.memory.as_ref().and_then(|m| self.bytes("defaults.memory", m)).unwrap_or(Limits::default().memory_bytes);
+        let memory =
+            d.memory.as_ref().and_then(|m| self.bytes("defaults.memory", m)).unwrap_or(Limits::default().memory_bytes);
         let retry = match &d.retry {
             Some(r) => self.retry("defaults.retry", r, &RetryPolicy::default()),
             None => RetryPolicy::default(),
@@ -503,7 +524,10 @@ impl Checker<'_> {
         let what = format!("repeat {id:?}");
         let until = self.cel(&format!("{what}: until"), &r.until);
         if r.max_iterations.value == 0 || r.max_iterations.value > 10_000 {
-            self.error(r.max_iterations.pos, format!("{what}: max_iterations {} is out of range; expected 1 to 10000", r.max_iterations.value));
+            self.error(
+                r.max_iterations.pos,
+                format!("{what}: max_iterations {} is out of range; expected 1 to 10000", r.max_iterations.value),
+            );
         }
         let interval = self.duration(&format!("{what}: interval"), &r.interval);
         let fail_when_exhausted = match &r.on_exhausted {
@@ -552,7 +576,11 @@ impl Checker<'_> {
                     .unwrap_or_default();
                 self.error(
                     spec.plugin.pos,
-                    format!("{what}: plugin {:?} is not installed ({hint}installed: {})", spec.plugin.value, names.join(", ")),
+                    format!(
+                        "{what}: plugin {:?} is not installed ({hint}installed: {})",
+                        spec.plugin.value,
+                        names.join(", ")
+                    ),
                 );
                 ok = false;
                 None
@@ -618,7 +646,10 @@ impl Checker<'_> {
                             let hint = yaml::did_you_mean(h, self.handler_ids.iter().map(String::as_str))
                                 .map(|s| format!(" (did you mean {s:?}?)"))
                                 .unwrap_or_default();
-                            self.error(o.pos, format!("{what}: on_failure names {h:?}, which is not a step under `handlers`{hint}"));
+                            self.error(
+                                o.pos,
+                                format!("{what}: on_failure names {h:?}, which is not a step under `handlers`{hint}"),
+                            );
                         }
                     }
                     OnFailure::Run(ids.clone())
@@ -630,13 +661,18 @@ impl Checker<'_> {
             None => None,
             Some(a) => {
                 let message = a.value.message.as_ref().and_then(|m| self.text(&format!("{what}: approval.message"), m));
-                let timeout = self.duration(&format!("{what}: approval.timeout"), &a.value.timeout).unwrap_or(Duration::from_secs(3600));
+                let timeout = self
+                    .duration(&format!("{what}: approval.timeout"), &a.value.timeout)
+                    .unwrap_or(Duration::from_secs(3600));
                 let approve_on_timeout = match &a.value.on_timeout {
                     None => false,
                     Some(v) if v.value == "reject" => false,
                     Some(v) if v.value == "approve" => true,
                     Some(v) => {
-                        self.error(v.pos, format!("{what}: approval.on_timeout {:?} is not \"reject\" or \"approve\"", v.value));
+                        self.error(
+                            v.pos,
+                            format!("{what}: approval.on_timeout {:?} is not \"reject\" or \"approve\"", v.value),
+                        );
                         false
                     }
                 };
@@ -705,19 +741,31 @@ impl Checker<'_> {
             if let Some(grant) = missing {
                 self.error(
                     spec.plugin.pos,
-                    format!("{what}: plugin {:?} needs the {cap:?} capability, but the step is not granted it; add {grant}", info.name),
+                    format!(
+                        "{what}: plugin {:?} needs the {cap:?} capability, but the step is not granted it; add {grant}",
+                        info.name
+                    ),
                 );
             }
         }
     }
 
     fn severity(&mut self, what: &str, s: &At<String>, allow_info: bool) -> Option<Severity> {
-        let names: &[&str] = if allow_info { &["critical", "high", "medium", "low", "info"] } else { &["critical", "high", "medium", "low"] };
+        let names: &[&str] = if allow_info {
+            &["critical", "high", "medium", "low", "info"]
+        } else {
+            &["critical", "high", "medium", "low"]
+        };
         if names.contains(&s.value.as_str()) {
             serde_json::from_value(Value::String(s.value.clone())).ok()
         } else {
-            let hint = yaml::did_you_mean(&s.value, names.iter().copied()).map(|h| format!(" (did you mean {h:?}?)")).unwrap_or_default();
-            self.error(s.pos, format!("{what}: severity {:?} is not one of {}{hint}", s.value, yaml::quote_list(names)));
+            let hint = yaml::did_you_mean(&s.value, names.iter().copied())
+                .map(|h| format!(" (did you mean {h:?}?)"))
+                .unwrap_or_default();
+            self.error(
+                s.pos,
+                format!("{what}: severity {:?} is not one of {}{hint}", s.value, yaml::quote_list(names)),
+            );
             None
         }
     }
@@ -751,7 +799,12 @@ impl Checker<'_> {
                 continue;
             }
             if v.cron.is_none()
-                && (v.timezone.is_some() || v.overlap.is_some() || v.missed.is_some() || v.missed_window.is_some() || v.jitter.is_some() || v.params.is_some())
+                && (v.timezone.is_some()
+                    || v.overlap.is_some()
+                    || v.missed.is_some()
+                    || v.missed_window.is_some()
+                    || v.jitter.is_some()
+                    || v.params.is_some())
             {
                 self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger"));
             }
@@ -803,8 +856,9 @@ impl Checker<'_> {
                         Missed::Last
                     }
                 };
-                let missed_window =
-                    self.duration(&format!("{what}: missed_window"), &v.missed_window).unwrap_or(Duration::from_secs(86_400));
+                let missed_window = self
+                    .duration(&format!("{what}: missed_window"), &v.missed_window)
+                    .unwrap_or(Duration::from_secs(86_400));
                 let jitter = self.duration(&format!("{what}: jitter"), &v.jitter).unwrap_or(Duration::ZERO);
                 self.cron_params.push((v.params.as_ref().map(|p| p.pos).unwrap_or(cron.pos), params.clone()));
                 if ok_cron && ok_tz {
@@ -827,11 +881,15 @@ impl Checker<'_> {
                 for (label, re) in &alert.match_re {
                     match regex::Regex::new(&format!("^(?:{})$", re.value)) {
                         Ok(r) => regexes.push((label.clone(), r)),
-                        Err(e) => self.error(re.pos, format!("{what}: alert.match_re.{label}: invalid regular expression: {e}")),
+                        Err(e) => self
+                            .error(re.pos, format!("{what}: alert.match_re.{label}: invalid regular expression: {e}")),
                     }
                 }
                 if alert.exact.is_empty() && alert.match_re.is_empty() {
-                    self.error(t.pos, format!("{what}: an alert trigger needs at least one label in `match` or `match_re`"));
+                    self.error(
+                        t.pos,
+                        format!("{what}: an alert trigger needs at least one label in `match` or `match_re`"),
+                    );
                 }
                 out.push(Trigger::Alert { exact: alert.exact.clone(), regex: regexes });
             }
@@ -878,7 +936,3 @@ fn pointer_pos(node: &Node, pointer: &str) -> Option<Pos> {
     }
     Some(cur.pos)
 }
-
-
-
-

@@ -153,7 +153,8 @@ fn macro_vars(source: &str) -> Vec<String> {
         while let Some(i) = rest.find(m) {
             let after = &rest[i + m.len()..];
             let preceded_by_dot = rest[..i].trim_end().ends_with('.');
-            let name: String = after.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String =
+                after.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             if preceded_by_dot && !name.is_empty() && after.trim_start()[name.len()..].trim_start().starts_with(',') {
                 out.push(name);
             }

@@ -275,7 +275,10 @@ impl Runbook {
     /// Checks and fills run parameters: required ones given, types and
     /// enums respected, no unknown names; defaults added. Every problem is
     /// reported, each naming the param.
-    pub fn resolve_params(&self, given: &serde_json::Map<String, Value>) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+    pub fn resolve_params(
+        &self,
+        given: &serde_json::Map<String, Value>,
+    ) -> Result<serde_json::Map<String, Value>, Vec<String>> {
         let mut errors = Vec::new();
         let mut out = serde_json::Map::new();
         for name in given.keys() {
@@ -284,7 +287,11 @@ impl Runbook {
                 let hint = yaml::did_you_mean(name, names.iter().copied())
                     .map(|s| format!(" (did you mean {s:?}?)"))
                     .unwrap_or_default();
-                let known = if names.is_empty() { "it takes none".to_string() } else { format!("it takes {}", names.join(", ")) };
+                let known = if names.is_empty() {
+                    "it takes none".to_string()
+                } else {
+                    format!("it takes {}", names.join(", "))
+                };
                 errors.push(format!("param {name:?} is not a param of runbook {:?}{hint}; {known}", self.name));
             }
         }
@@ -292,7 +299,12 @@ impl Runbook {
             match given.get(&p.name) {
                 Some(v) => {
                     if !p.kind.accepts(v) {
-                        errors.push(format!("param {:?}: expected a {}, got {}", p.name, p.kind.as_str(), expr::describe(v)));
+                        errors.push(format!(
+                            "param {:?}: expected a {}, got {}",
+                            p.name,
+                            p.kind.as_str(),
+                            expr::describe(v)
+                        ));
                     } else if let Some(allowed) = &p.allowed
                         && !allowed.contains(v)
                     {
@@ -361,7 +373,9 @@ impl std::fmt::Display for FileDiagnostic {
 
 /// Reads and checks one runbook file.
 pub fn load_file(path: &Path, catalog: &Catalog) -> Result<Runbook, Vec<FileDiagnostic>> {
-    let wrap = |diags: Vec<Diagnostic>| diags.into_iter().map(|d| FileDiagnostic { file: path.to_path_buf(), diagnostic: d }).collect();
+    let wrap = |diags: Vec<Diagnostic>| {
+        diags.into_iter().map(|d| FileDiagnostic { file: path.to_path_buf(), diagnostic: d }).collect()
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
         wrap(vec![Diagnostic { pos: yaml::Pos { line: 1, col: 1 }, message: format!("cannot read the file: {e}") }])
     })?;
@@ -389,7 +403,10 @@ pub fn load_dir(dir: &Path, catalog: &Catalog) -> (Vec<Runbook>, Vec<FileDiagnos
         Err(e) => {
             problems.push(FileDiagnostic {
                 file: dir.to_path_buf(),
-                diagnostic: Diagnostic { pos: yaml::Pos { line: 1, col: 1 }, message: format!("cannot read the directory: {e}") },
+                diagnostic: Diagnostic {
+                    pos: yaml::Pos { line: 1, col: 1 },
+                    message: format!("cannot read the directory: {e}"),
+                },
             });
             return (runbooks, problems);
         }
@@ -421,7 +438,12 @@ mod tests {
 
     #[test]
     fn exponential_backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy { delay: Duration::from_secs(1), max_delay: Duration::from_secs(5), jitter: false, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+            jitter: false,
+            ..RetryPolicy::default()
+        };
         let delays: Vec<u64> = (1..=5).map(|a| p.delay_for(a, 0.9).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 5, 5]);
         let c = RetryPolicy { backoff: Backoff::Constant, ..p.clone() };

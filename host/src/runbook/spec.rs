@@ -4,8 +4,8 @@
 //! does, and turns these into the engine's model.
 
 use super::yaml::{At, Node};
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -7,8 +7,8 @@
 //! both the typed model and the position of anything validation reports.
 //! Pure: no I/O.
 
-use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use std::cell::RefCell;
 use std::fmt;
@@ -280,7 +280,9 @@ impl de::Error for DeError {
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        let hint = did_you_mean(variant, expected.iter().copied()).map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default();
+        let hint = did_you_mean(variant, expected.iter().copied())
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
         de::Error::custom(format_args!("{variant:?} is not one of {}{hint}", quote_list(expected)))
     }
 
@@ -474,7 +476,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             Value::Float(f) => visitor.visit_f64(*f),
             Value::Str(s) => visitor.visit_str(s),
             Value::Seq(items) => visitor.visit_seq(Seq { de: &self, items: items.iter().enumerate() }),
-            Value::Map(entries) => visitor.visit_map(Map { de: &self, entries: entries.iter(), value: None, fields: None }),
+            Value::Map(entries) => {
+                visitor.visit_map(Map { de: &self, entries: entries.iter(), value: None, fields: None })
+            }
         };
         r.map_err(|e| self.locate(e))
     }
@@ -518,7 +522,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, DeError> {
         let r = match &self.node.value {
             Value::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
-            Value::Map(entries) if entries.len() == 1 => visitor.visit_enum(Enum { de: &self, key: &entries[0].0, value: &entries[0].1 }),
+            Value::Map(entries) if entries.len() == 1 => {
+                visitor.visit_enum(Enum { de: &self, key: &entries[0].0, value: &entries[0].1 })
+            }
             _ => return Err(self.invalid(&"a name or a mapping with one key")),
         };
         r.map_err(|e: DeError| self.locate(e))
@@ -713,7 +719,10 @@ mod tests {
         let node = parse("id: x\nretry:\n  attempts: many\n").unwrap();
         let err = from_node::<Step>(&node, "steps[0]", &mut Vec::new()).unwrap_err();
         assert_eq!(err.pos, Some(Pos { line: 3, col: 13 }));
-        assert_eq!(err.to_string(), "steps[0].retry.attempts: expected a whole number, 0 or more, found string \"many\"");
+        assert_eq!(
+            err.to_string(),
+            "steps[0].retry.attempts: expected a whole number, 0 or more, found string \"many\""
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ pub fn new_engine(stack_bytes: usize, pooling: bool) -> anyhow::Result<(Engine, 
     };
     let (engine, pooled) = match engine {
         Some(engine) => (engine, true),
-        None => (Engine::new(&base_config(stack_bytes)).map_err(anyhow::Error::from).context("creating the wasmtime engine")?, false),
+        None => (
+            Engine::new(&base_config(stack_bytes))
+                .map_err(anyhow::Error::from)
+                .context("creating the wasmtime engine")?,
+            false,
+        ),
     };
     start_ticker(&engine);
     Ok((engine, pooled))
@@ -164,7 +169,8 @@ fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
 fn store(path: &Path, component: &Component) -> anyhow::Result<()> {
     let dir = path.parent().context("cache path has no parent")?;
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
+    let tmp =
+        dir.join(format!(".{}.{}.tmp", std::process::id(), path.file_name().unwrap_or_default().to_string_lossy()));
     std::fs::write(&tmp, component.serialize()?)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -80,7 +80,11 @@ impl HostPattern {
     /// `127.0.0.1:8080` or `[::1]:80`.
     pub fn parse(text: &str) -> Result<HostPattern, String> {
         let t = text.trim().to_ascii_lowercase();
-        let bad = |why: &str| format!("host grant {text:?}: {why}; expected a host name with an optional port, e.g. api.example.com, *.example.com or localhost:8080");
+        let bad = |why: &str| {
+            format!(
+                "host grant {text:?}: {why}; expected a host name with an optional port, e.g. api.example.com, *.example.com or localhost:8080"
+            )
+        };
         if t.is_empty() {
             return Err(bad("empty"));
         }

@@ -328,11 +328,17 @@ impl Runtime {
     }
 
     /// Calls `describe()` in a sandbox with no grants and default limits.
-    async fn read_info(&self, engine: &Engine, pre: &PluginPre<StepState>, source: &PluginSource) -> anyhow::Result<PluginInfo> {
+    async fn read_info(
+        &self,
+        engine: &Engine,
+        pre: &PluginPre<StepState>,
+        source: &PluginSource,
+    ) -> anyhow::Result<PluginInfo> {
         let what = describe_origin(source);
         let limits = Limits { timeout: Duration::from_secs(10), ..Limits::default() };
         let deadline = Instant::now() + limits.timeout;
-        let state = sandbox::step_state(&self.services, "", &Grants::default(), &limits, deadline).map_err(anyhow::Error::msg)?;
+        let state = sandbox::step_state(&self.services, "", &Grants::default(), &limits, deadline)
+            .map_err(anyhow::Error::msg)?;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64);
@@ -353,11 +359,7 @@ impl Runtime {
             ),
         };
         if info.name != source.name {
-            anyhow::bail!(
-                "{what} describes itself as {:?}; rename the file to {}.wasm",
-                info.name,
-                info.name
-            );
+            anyhow::bail!("{what} describes itself as {:?}; rename the file to {}.wasm", info.name, info.name);
         }
         Ok(PluginInfo {
             name: info.name,
@@ -459,14 +461,11 @@ fn finish(
         outcome = Outcome::Trap { trap: TrapKind::DeniedCapability { grant, message: detail } };
     }
 
-    let mut logs: Vec<LogLine> = state
-        .caps
-        .log
-        .lines
-        .iter()
-        .map(|l| LogLine { level: l.level, message: redact(&l.message) })
-        .collect();
-    for (level, text, dropped) in [(LogLevel::Stdout, stdout, stdout_dropped), (LogLevel::Stderr, stderr, stderr_dropped)] {
+    let mut logs: Vec<LogLine> =
+        state.caps.log.lines.iter().map(|l| LogLine { level: l.level, message: redact(&l.message) }).collect();
+    for (level, text, dropped) in
+        [(LogLevel::Stdout, stdout, stdout_dropped), (LogLevel::Stderr, stderr, stderr_dropped)]
+    {
         logs.extend(text.lines().map(|l| LogLine { level, message: redact(l) }));
         if dropped > 0 {
             logs.push(LogLine { level, message: format!("[{dropped} more bytes dropped]") });
@@ -517,7 +516,11 @@ fn panic_message(stderr: &str) -> String {
     "the guest aborted (wasm unreachable instruction)".to_string()
 }
 
-fn convert_output(out: types::StepOutput, limits: &Limits, redact: &dyn Fn(&str) -> String) -> Result<StepOutput, String> {
+fn convert_output(
+    out: types::StepOutput,
+    limits: &Limits,
+    redact: &dyn Fn(&str) -> String,
+) -> Result<StepOutput, String> {
     if out.data.len() > limits.max_data_bytes {
         return Err(format!(
             "data is {} long; the limit is {}",
@@ -531,11 +534,7 @@ fn convert_output(out: types::StepOutput, limits: &Limits, redact: &dyn Fn(&str)
     } else {
         serde_json::from_str(&text).map_err(|e| format!("data is not valid JSON: {e}"))?
     };
-    let metrics = out
-        .metrics
-        .into_iter()
-        .map(|m| Metric { name: m.name, value: m.value, labels: m.labels })
-        .collect();
+    let metrics = out.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, labels: m.labels }).collect();
     let findings = out
         .findings
         .into_iter()

@@ -7,14 +7,14 @@
 //! refusal recorded), no name lookups. Stdout and stderr are captured,
 //! bounded, into the step's log.
 
+use super::Services;
 use super::caps::{self, Caps, Denials};
 use super::grants::Grants;
 use super::limits::{Limits, MemoryLimiter};
 use super::output::BoundedPipe;
-use super::Services;
 use std::time::Instant;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// Data of the store of one step.
@@ -71,7 +71,9 @@ pub fn step_state(
     // records the refusal.
     let socket_denials = denials.clone();
     wasi.allow_tcp(true).allow_udp(true).allow_ip_name_lookup(false).socket_addr_check(move |addr, _use| {
-        socket_denials.push(format!("sockets: raw socket access to {addr} is not granted (use the hosts grant and host.http-fetch)"));
+        socket_denials.push(format!(
+            "sockets: raw socket access to {addr} is not granted (use the hosts grant and host.http-fetch)"
+        ));
         Box::pin(async { false })
     });
 

@@ -166,12 +166,16 @@ impl ServeConfig {
         let retention = match f.retention.as_deref() {
             None => Some(std::time::Duration::from_secs(30 * 86_400)),
             Some("forever") => None,
-            Some(text) => Some(crate::units::parse_duration(text).map_err(|e| format!("{origin}retention: {e} (or \"forever\")"))?),
+            Some(text) => Some(
+                crate::units::parse_duration(text).map_err(|e| format!("{origin}retention: {e} (or \"forever\")"))?,
+            ),
         };
         let mut webhooks = Vec::new();
         for url in &f.notify.webhooks {
             match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => webhooks.push(crate::runbook::WebhookUrl::Url(url.clone())),
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    webhooks.push(crate::runbook::WebhookUrl::Url(url.clone()))
+                }
                 _ => return Err(format!("{origin}notify.webhooks: {url:?} is not an http or https URL")),
             }
         }
@@ -179,14 +183,21 @@ impl ServeConfig {
         let mut tokens = f.tokens;
         for t in &tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("{origin}token {:?}: sha256 must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)", t.name));
+                return Err(format!(
+                    "{origin}token {:?}: sha256 must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)",
+                    t.name
+                ));
             }
             if t.scopes.is_empty() {
                 return Err(format!("{origin}token {:?}: give at least one scope (read, trigger, admin)", t.name));
             }
         }
         if let Some(admin) = o.admin_token.as_deref().filter(|t| !t.is_empty()) {
-            tokens.push(TokenConfig { name: "TEND_TOKEN".into(), sha256: token_hash(admin), scopes: vec![Scope::Admin] });
+            tokens.push(TokenConfig {
+                name: "TEND_TOKEN".into(),
+                sha256: token_hash(admin),
+                scopes: vec![Scope::Admin],
+            });
         }
         for t in &mut tokens {
             t.sha256 = t.sha256.to_ascii_lowercase();
@@ -226,9 +237,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_file_line_and_setting() {
-        let err = ServeConfig::resolve(Some((Path::new("tend.toml"), "listen = \"x\"\nport = 1\n")), &Overrides::default()).unwrap_err();
+        let err =
+            ServeConfig::resolve(Some((Path::new("tend.toml"), "listen = \"x\"\nport = 1\n")), &Overrides::default())
+                .unwrap_err();
         assert!(err.starts_with("tend.toml:2: unknown field `port`"), "{err}");
-        let err = ServeConfig::resolve(Some((Path::new("tend.toml"), "listen = \"nowhere\"\n")), &Overrides::default()).unwrap_err();
+        let err = ServeConfig::resolve(Some((Path::new("tend.toml"), "listen = \"nowhere\"\n")), &Overrides::default())
+            .unwrap_err();
         assert_eq!(err, "tend.toml: listen \"nowhere\" is not an address; expected e.g. 127.0.0.1:8800");
         let bad = "[[tokens]]\nname = \"ci\"\nsha256 = \"abc\"\nscopes = [\"read\"]\n";
         let err = ServeConfig::resolve(Some((Path::new("t.toml"), bad)), &Overrides::default()).unwrap_err();

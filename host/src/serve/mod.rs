@@ -92,7 +92,8 @@ impl Service {
             catalog.plugins.insert(source.name.clone(), info);
         }
         let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-        let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_webhooks(config.webhooks.clone()));
+        let engine =
+            Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_webhooks(config.webhooks.clone()));
         let (dispatch, rx) = mpsc::unbounded_channel();
         let service = Arc::new(Service {
             metrics: install_metrics(),
@@ -173,7 +174,9 @@ impl Service {
             params: Value::Object(params),
         };
         let (id, created) = match idempotency_key {
-            Some(key) => self.store.create_run_once(&run, key).await.map_err(|e| match e.downcast::<crate::store::DecisionError>() {
+            Some(key) => self.store.create_run_once(&run, key).await.map_err(|e| match e
+                .downcast::<crate::store::DecisionError>()
+            {
                 Ok(crate::store::DecisionError::Conflict(m)) => TriggerError::Conflict(m),
                 Ok(other) => TriggerError::Internal(other.into()),
                 Err(e) => TriggerError::Internal(e),
@@ -205,7 +208,8 @@ impl Service {
                         continue;
                     }
                     tracing::warn!(run_id = %run.id, runbook = %run.runbook, "run interrupted by a crash ({why}); not resumed: {not}");
-                    let message = format!("run {} of {} was interrupted ({why}) and not resumed: {not}", run.id, run.runbook);
+                    let message =
+                        format!("run {} of {} was interrupted ({why}) and not resumed: {not}", run.id, run.runbook);
                     let e = NewEscalation {
                         run_id: &run.id,
                         runbook: &run.runbook,
@@ -215,13 +219,22 @@ impl Service {
                         message: &message,
                         dedup_key: &format!("{}:interrupted:{}", run.runbook, run.id),
                     };
-                    let raised = self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                    let raised =
+                        self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
                     if !raised.grouped {
                         let (log, hooks) = match self.runbook(&run.runbook) {
                             Some(rb) => (rb.notify.log, rb.notify.webhooks.clone()),
                             None => (true, Vec::new()),
                         };
-                        let n = crate::notify::Notification::new("high", &run.runbook, &run.id, None, raised.id, e.dedup_key, &message);
+                        let n = crate::notify::Notification::new(
+                            "high",
+                            &run.runbook,
+                            &run.id,
+                            None,
+                            raised.id,
+                            e.dedup_key,
+                            &message,
+                        );
                         self.engine.notify(&n, log, &hooks).await;
                     }
                 }
@@ -283,7 +296,9 @@ impl Service {
             let cutoff = crate::store::now_ms() - age.as_millis() as i64;
             match self.store.prune(cutoff, 500).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!("retention: deleted {n} runs older than {}", crate::units::format_duration(age)),
+                Ok(n) => {
+                    tracing::info!("retention: deleted {n} runs older than {}", crate::units::format_duration(age))
+                }
                 Err(e) => tracing::error!("retention: {e:#}"),
             }
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -321,7 +336,10 @@ impl Service {
         // A scheduled run whose trigger does not allow overlap waits for the
         // runs before it, whatever the runbook's own concurrency cap.
         let serial = run.trigger_kind == "cron"
-            && rb.triggers.iter().any(|t| matches!(t, crate::runbook::Trigger::Cron(c) if c.overlap != crate::runbook::Overlap::Allow));
+            && rb
+                .triggers
+                .iter()
+                .any(|t| matches!(t, crate::runbook::Trigger::Cron(c) if c.overlap != crate::runbook::Overlap::Allow));
         let cap = if serial { Some(1) } else { rb.concurrency };
         match self.engine.execute_capped(rb, id, cap).await {
             Ok(o) => tracing::info!(run_id = id, runbook = %run.runbook, status = %o.status, "run finished"),

@@ -82,8 +82,11 @@ impl HttpCap {
             let status = resp.status();
             if req.follow_redirects && status.is_redirection() {
                 if let Some(location) = resp.headers().get(reqwest::header::LOCATION) {
-                    let location = location.to_str().map_err(|_| format!("redirect from {url} has a non-text Location"))?;
-                    url = url.join(location).map_err(|e| format!("redirect from {url} to {location:?} is not a valid URL: {e}"))?;
+                    let location =
+                        location.to_str().map_err(|_| format!("redirect from {url} has a non-text Location"))?;
+                    url = url
+                        .join(location)
+                        .map_err(|e| format!("redirect from {url} to {location:?} is not a valid URL: {e}"))?;
                     // 303, and 301/302 after POST, turn into GET without a body, as browsers do.
                     if status == reqwest::StatusCode::SEE_OTHER
                         || (method == reqwest::Method::POST && status.as_u16() < 303)
@@ -138,7 +141,9 @@ async fn read_response(mut resp: reqwest::Response) -> Result<Response, String> 
         .collect();
     let mut body = Vec::new();
     let mut truncated = false;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the response from {final_url} failed: {}", describe(&e)))? {
+    while let Some(chunk) =
+        resp.chunk().await.map_err(|e| format!("reading the response from {final_url} failed: {}", describe(&e)))?
+    {
         let room = MAX_BODY_BYTES - body.len();
         if chunk.len() > room {
             body.extend_from_slice(&chunk[..room]);
