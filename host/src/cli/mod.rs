@@ -120,6 +120,28 @@ fn init_tracing(filter: &str, json: bool) {
     }
 }
 
+/// The plugin runtime for a command: built-in plugins plus the plugins
+/// directory, the compile cache, and `state` for runbook state (in memory
+/// when None). Problems with plugin files are printed as warnings.
+pub(crate) fn runtime(
+    cli: &Cli,
+    state: Option<std::sync::Arc<dyn crate::runtime::caps::state::StateStore>>,
+) -> anyhow::Result<crate::runtime::Runtime> {
+    let mut config = crate::runtime::RuntimeConfig {
+        plugin_dir: Some(cli.plugins()),
+        cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
+        ..crate::runtime::RuntimeConfig::default()
+    };
+    if let Some(state) = state {
+        config.state = state;
+    }
+    let rt = crate::runtime::Runtime::new(config)?;
+    for warning in &rt.load_warnings {
+        eprintln!("tend: warning: {warning}");
+    }
+    Ok(rt)
+}
+
 /// Prints `tend: <message>` (first line only) on stderr and returns `code`.
 pub(crate) fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     let message = message.to_string();

@@ -3,7 +3,7 @@
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
 use crate::runtime::grants::{DirGrant, Grants, HostPattern, parse_env};
 use crate::runtime::limits::Limits;
-use crate::runtime::{Origin, Runtime, RuntimeConfig, StepCall, StepContext};
+use crate::runtime::{Origin, Runtime, StepCall, StepContext};
 use crate::units::{parse_bytes, parse_duration};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -69,18 +69,10 @@ pub struct CallArgs {
 }
 
 pub async fn run(cli: &Cli, cmd: &PluginsCommand) -> ExitCode {
-    let config = RuntimeConfig {
-        plugin_dir: Some(cli.plugins()),
-        cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
-        ..RuntimeConfig::default()
-    };
-    let runtime = match Runtime::new(config) {
+    let runtime = match super::runtime(cli, None) {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
-    for warning in &runtime.load_warnings {
-        eprintln!("tend: warning: {warning}");
-    }
     match cmd {
         PluginsCommand::List { json } => list(&runtime, *json).await,
         PluginsCommand::Inspect { plugin } => inspect(&runtime, plugin).await,

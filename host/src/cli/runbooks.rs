@@ -5,7 +5,7 @@
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
 use crate::engine::{Engine, Event, TriggerInfo};
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
-use crate::runtime::{Runtime, RuntimeConfig};
+use crate::runtime::Runtime;
 use crate::store::{RunFilter, RunRow, RunStatus, Store};
 use crate::units::format_duration;
 use clap::{Args, Subcommand};
@@ -113,36 +113,14 @@ fn who(by: &Option<String>) -> String {
     })
 }
 
-fn runtime(cli: &Cli, store: Option<&Store>) -> anyhow::Result<Runtime> {
-    let mut config = RuntimeConfig {
-        plugin_dir: Some(cli.plugins()),
-        cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
-        ..RuntimeConfig::default()
-    };
-    if let Some(store) = store {
-        config.state = Arc::new(store.clone());
-    }
-    let rt = Runtime::new(config)?;
-    for warning in &rt.load_warnings {
-        eprintln!("tend: warning: {warning}");
-    }
-    Ok(rt)
-}
-
-/// Every installed plugin with its `describe()` record.
+/// Every installed plugin with its `describe()` record; plugins that do
+/// not load are warned about and left without one.
 async fn catalog(rt: &Runtime) -> Catalog {
-    let mut catalog = Catalog::default();
-    for source in rt.plugins() {
-        let info = match rt.describe(source).await {
-            Ok(info) => Some(info),
-            Err(e) => {
-                eprintln!("tend: warning: {e:#}");
-                None
-            }
-        };
-        catalog.plugins.insert(source.name.clone(), info);
+    let (plugins, problems) = rt.describe_all().await;
+    for p in problems {
+        eprintln!("tend: warning: {p}");
     }
-    catalog
+    Catalog { plugins }
 }
 
 async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
@@ -161,7 +139,7 @@ async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
 // ---- validate -------------------------------------------------------------
 
 pub async fn validate(cli: &Cli, args: &ValidateArgs) -> ExitCode {
-    let rt = match runtime(cli, None) {
+    let rt = match super::runtime(cli, None) {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
@@ -265,7 +243,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let rt = match runtime(cli, Some(&store)) {
+    let rt = match super::runtime(cli, Some(Arc::new(store.clone()))) {
         Ok(rt) => Arc::new(rt),
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };

@@ -237,15 +237,22 @@ impl Runtime {
     }
 
     /// Compiles (or loads from cache) every installed plugin, so the first
-    /// steps do not pay for it. Returns the problems found.
-    pub async fn preload(&self) -> Vec<String> {
+    /// steps do not pay for it, and returns each one's `describe()` record
+    /// by name (None for a plugin that does not load) with the problems.
+    pub async fn describe_all(&self) -> (BTreeMap<String, Option<PluginInfo>>, Vec<String>) {
+        let mut infos = BTreeMap::new();
         let mut problems = Vec::new();
         for source in self.plugins.values() {
-            if let Err(e) = self.describe(source).await {
-                problems.push(format!("{e:#}"));
-            }
+            let info = match self.describe(source).await {
+                Ok(info) => Some(info),
+                Err(e) => {
+                    problems.push(format!("{e:#}"));
+                    None
+                }
+            };
+            infos.insert(source.name.clone(), info);
         }
-        problems
+        (infos, problems)
     }
 
     /// Runs one step. `Err` only for problems before the guest runs

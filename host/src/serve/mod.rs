@@ -80,17 +80,11 @@ impl Service {
         for w in &runtime.load_warnings {
             tracing::warn!("{w}");
         }
-        let mut catalog = Catalog::default();
-        for source in runtime.plugins() {
-            let info = match runtime.describe(source).await {
-                Ok(info) => Some(info),
-                Err(e) => {
-                    tracing::warn!("{e:#}");
-                    None
-                }
-            };
-            catalog.plugins.insert(source.name.clone(), info);
+        let (plugins, problems) = runtime.describe_all().await;
+        for p in problems {
+            tracing::warn!("{p}");
         }
+        let catalog = Catalog { plugins };
         let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
         let engine =
             Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_webhooks(config.webhooks.clone()));
