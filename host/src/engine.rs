@@ -300,17 +300,23 @@ impl Engine {
     /// Executes a queued run to its end: waits for a slot under the
     /// concurrency cap, runs the steps, records the final status.
     pub async fn execute(&self, rb: Arc<Runbook>, run_id: &str) -> anyhow::Result<RunOutcome> {
+        let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
         let cap = rb.concurrency;
-        self.execute_capped(rb, run_id, cap).await
+        self.execute_capped(rb, run, cap).await
     }
 
-    /// [`Engine::execute`] with another cap on concurrent runs of the runbook
-    /// (scheduled runs that must not overlap use 1).
-    pub async fn execute_capped(&self, rb: Arc<Runbook>, run_id: &str, cap: Option<u32>) -> anyhow::Result<RunOutcome> {
-        let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
+    /// [`Engine::execute`] of a run the caller has already read, with
+    /// another cap on concurrent runs of the runbook (scheduled runs that
+    /// must not overlap use 1).
+    pub async fn execute_capped(
+        &self,
+        rb: Arc<Runbook>,
+        run: crate::store::RunRow,
+        cap: Option<u32>,
+    ) -> anyhow::Result<RunOutcome> {
         let runbook_name = run.runbook.clone();
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
-        let heartbeat = self.spawn_heartbeat(run_id, cancel_tx);
+        let heartbeat = self.spawn_heartbeat(&run.id, cancel_tx);
         let result = self.execute_inner(rb, run, cap, &mut cancel_rx).await;
         heartbeat.abort();
         let outcome = result?;

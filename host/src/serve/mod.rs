@@ -335,8 +335,9 @@ impl Service {
                 .iter()
                 .any(|t| matches!(t, crate::runbook::Trigger::Cron(c) if c.overlap != crate::runbook::Overlap::Allow));
         let cap = if serial { Some(1) } else { rb.concurrency };
-        match self.engine.execute_capped(rb, id, cap).await {
-            Ok(o) => tracing::info!(run_id = id, runbook = %run.runbook, status = %o.status, "run finished"),
+        let runbook = run.runbook.clone();
+        match self.engine.execute_capped(rb, run, cap).await {
+            Ok(o) => tracing::info!(run_id = id, runbook = %runbook, status = %o.status, "run finished"),
             Err(e) if e.is::<crate::engine::NotQueued>() => tracing::debug!(run_id = id, "{e}"),
             Err(e) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
         }
