@@ -1040,19 +1040,33 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let mut e = escalation_row(r)?;
-            let sent =
-                sqlx::query("SELECT sink, sent_at, ok, error FROM notifications WHERE escalation_id = ? ORDER BY id")
-                    .bind(e.id)
-                    .fetch_all(&self.pool)
-                    .await?;
-            e.notifications = sent
-                .iter()
-                .map(|n| NotificationRow { sink: n.get(0), sent_at: n.get(1), ok: n.get(2), error: n.get(3) })
-                .collect();
-            out.push(e);
+        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<anyhow::Result<_>>()?;
+        // The notifications of all of them in one query, selected by the same filter.
+        if !out.is_empty() {
+            let sent = sqlx::query(
+                "SELECT escalation_id, sink, sent_at, ok, error FROM notifications
+                 WHERE escalation_id IN (
+                     SELECT id FROM escalations
+                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
+                     ORDER BY id DESC LIMIT ?3)
+                 ORDER BY id",
+            )
+            .bind(status)
+            .bind(run_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
+            for n in &sent {
+                if let Some(&i) = index.get(&n.get::<i64, _>(0)) {
+                    out[i].notifications.push(NotificationRow {
+                        sink: n.get(1),
+                        sent_at: n.get(2),
+                        ok: n.get(3),
+                        error: n.get(4),
+                    });
+                }
+            }
         }
         Ok(out)
     }
