@@ -565,16 +565,14 @@ impl Engine {
                         &step.id,
                         json!({"status": "skipped", "output": null, "metrics": {}, "findings": []}),
                     );
-                    self.emit(Event::StepFinished {
-                        run_id: st.run_id.clone(),
-                        step: step.id.clone(),
-                        iteration,
-                        attempt: 0,
+                    let end = AttemptEnd {
                         status: "skipped".into(),
-                        outcome: "skipped".into(),
-                        duration_ms: 0.0,
+                        outcome: Some("skipped".into()),
                         error: Some(reason),
-                    });
+                        duration_ms: Some(0.0),
+                        ..AttemptEnd::default()
+                    };
+                    self.emit_finished(st, step, 0, &end);
                     return Ok(None);
                 }
                 Err(e) => return self.fail_before_running(st, step, "when-error", format!("when: {e}")).await,
@@ -659,16 +657,7 @@ impl Engine {
                 metrics::counter!("tend_plugin_traps_total", "plugin" => step.plugin.clone(), "kind" => kind)
                     .increment(1);
             }
-            self.emit(Event::StepFinished {
-                run_id: st.run_id.clone(),
-                step: step.id.clone(),
-                iteration,
-                attempt,
-                status: end.status.clone(),
-                outcome: end.outcome.clone().unwrap_or_default(),
-                duration_ms: end.duration_ms.unwrap_or(0.0),
-                error: end.error.clone(),
-            });
+            self.emit_finished(st, step, attempt, &end);
 
             if let Ok(record) = &result
                 && let Some(output) = &record.output
@@ -745,17 +734,22 @@ impl Engine {
             &step.id,
             json!({"status": "failed", "output": null, "metrics": {}, "findings": [], "error": why}),
         );
+        self.emit_finished(st, step, 1, &end);
+        Ok(Some(why))
+    }
+
+    /// Reports a recorded attempt (or skip) as a `StepFinished` event.
+    fn emit_finished(&self, st: &RunState, step: &Step, attempt: u32, end: &AttemptEnd) {
         self.emit(Event::StepFinished {
             run_id: st.run_id.clone(),
             step: step.id.clone(),
             iteration: st.scope.iteration,
-            attempt: 1,
-            status: "failed".into(),
-            outcome: outcome.into(),
-            duration_ms: 0.0,
-            error: Some(why.clone()),
+            attempt,
+            status: end.status.clone(),
+            outcome: end.outcome.clone().unwrap_or_default(),
+            duration_ms: end.duration_ms.unwrap_or(0.0),
+            error: end.error.clone(),
         });
-        Ok(Some(why))
     }
 
     /// Pauses the run until the step's approval is decided. `Ok(Err(why))`
