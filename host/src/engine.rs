@@ -253,10 +253,6 @@ impl Engine {
         self
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Live events of every run this engine executes.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

@@ -1482,6 +1482,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_alert_instance_is_one_row_from_firing_to_resolved() {
+        let s = store().await;
+        let mut a = AlertRow {
+            fingerprint: "c0ffee".into(),
+            starts_at: "2026-11-24T10:00:00Z".into(),
+            status: "firing".into(),
+            labels: serde_json::json!({"alertname": "HostDown"}),
+            annotations: serde_json::json!({}),
+            ends_at: None,
+            group_key: Some("g".into()),
+        };
+        s.record_alert(&a).await.unwrap();
+        s.record_alert(&a).await.unwrap();
+        a.status = "resolved".into();
+        a.ends_at = Some("2026-11-24T10:05:00Z".into());
+        s.record_alert(&a).await.unwrap();
+        assert_eq!(s.alerts(10).await.unwrap(), vec![a]);
+    }
+
+    #[tokio::test]
     async fn idempotency_keys_return_the_first_run() {
         let s = store().await;
         let (a, new_a) = s.create_run_once(&new_run("rb"), "k1").await.unwrap();
