@@ -280,6 +280,7 @@ impl Engine {
                 params: Value::Object(params),
             })
             .await
+            .map(|run| run.id)
     }
 
     /// Submits and executes a run.
@@ -359,9 +360,9 @@ impl Engine {
                 if matches!(status, RunStatus::Cancelled | RunStatus::TimedOut) {
                     store.close_open_attempts(&run_id, status).await?;
                 }
-                store.finish_run(&run_id, status, error.as_deref()).await?;
-                let run = store.get_run(&run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} vanished"))?;
-                anyhow::Ok(RunOutcome { run_id, status: run.status, error: run.error })
+                // A run finished meanwhile from outside (cancelled, ...) keeps that status.
+                let (status, error) = store.finish_run(&run_id, status, error.as_deref()).await?;
+                anyhow::Ok(RunOutcome { run_id, status, error })
             }
         };
         // Wait for a slot.

@@ -4,17 +4,22 @@
 //! reimplementing this module. Migrations (`host/migrations/`) run when the
 //! store opens; an applied migration is never edited.
 //!
-//! Every write that reports a status commits before it returns, so a status
-//! shown to a user is already durable.
+//! Every write commits before it returns, so a status shown to a user is
+//! already durable. Reads use a pool of async connections (sqlx); writes go
+//! through one writer thread ([`writer`]) that commits the writes of
+//! concurrent tasks in one transaction, so many runs share each fsync.
 
 use crate::runtime::caps::state::StateStore;
 use crate::runtime::record::{Finding, LogLine, Metric, Severity};
 use anyhow::Context as _;
+use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::path::Path;
+
+mod writer;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -289,55 +294,63 @@ pub enum DecisionError {
 }
 
 /// The SQLite store. Cheap to clone.
+///
+/// Reads go through a pool of async connections; every write goes through
+/// the single [`writer::Writer`], which commits the writes of concurrent
+/// tasks together (group commit).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
+    writer: writer::Writer,
+    /// Keeps the file of a `:memory:` store until the last clone is dropped.
+    _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database file at `path` and applies
-    /// pending migrations. `:memory:` opens a private in-memory database.
+    /// pending migrations. `:memory:` opens a private throwaway database (a
+    /// file in a temporary directory, deleted when the store is dropped).
     ///
     /// By default: WAL journal, `synchronous = FULL` (a committed status
     /// survives a crash of tend and of the machine), foreign keys on, a
     /// 5-second busy timeout so several tend processes can share the file.
     pub async fn open(path: &str) -> anyhow::Result<Store> {
-        let memory = path == ":memory:";
+        let scratch = if path == ":memory:" { Some(std::sync::Arc::new(tempfile::tempdir()?)) } else { None };
+        let file = match &scratch {
+            Some(dir) => dir.path().join("tend.db"),
+            None => std::path::PathBuf::from(path),
+        };
         // Two processes opening a new database at once would both set it up
         // (WAL mode, tables); an advisory lock on the file (flock, which is
         // independent of SQLite's own fcntl locks) makes one wait for the
         // other. An empty file is a valid empty database.
-        let lock = if memory {
-            None
-        } else {
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating the directory of database {path}"))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening database {path}"))?;
-            Some(
-                tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-                    .await?
-                    .with_context(|| format!("locking database {path} to set it up"))?,
-            )
-        };
-        let options = if memory {
-            SqliteConnectOptions::from_str("sqlite::memory:")?
-        } else {
-            SqliteConnectOptions::new().filename(path).create_if_missing(true)
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating the directory of database {path}"))?;
         }
-        .journal_mode(SqliteJournalMode::Wal)
-        // Lets retention hand freed pages back to the file system in steps
-        // (applies to databases created from now on).
-        .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .with_context(|| format!("opening database {path}"))?;
+        let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+            .await?
+            .with_context(|| format!("locking database {path} to set it up"))?;
+        let sync = if scratch.is_some() { writer::Sync::Off } else { writer::Sync::Full };
+        let options = SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Lets retention hand freed pages back to the file system in steps
+            // (applies to databases created from now on).
+            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
+            .synchronous(match sync {
+                writer::Sync::Full => SqliteSynchronous::Full,
+                writer::Sync::Off => SqliteSynchronous::Off,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
-            .max_connections(if memory { 1 } else { 4 })
+            .max_connections(4)
             .connect_with(options)
             .await
             .with_context(|| format!("opening database {path}"))?;
@@ -345,51 +358,49 @@ impl Store {
             .run(&pool)
             .await
             .with_context(|| format!("applying migrations to database {path}"))?;
+        let writer = writer::Writer::start(&file, sync).with_context(|| format!("opening database {path} to write"))?;
         drop(lock);
-        Ok(Store { pool })
+        Ok(Store { pool, writer, _scratch: scratch })
     }
 
     // ---- runs -------------------------------------------------------------
 
-    /// Records a new run as queued and returns its id.
-    pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<String> {
-        let id = new_run_id();
-        insert_run(&self.pool, &id, run, None, now_ms()).await?;
-        Ok(id)
+    /// Records a new run as queued and returns it.
+    pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<RunRow> {
+        let run = run.clone();
+        self.writer.write(move |db| insert_run(db, &new_run_id(), &run, None, now_ms())).await
     }
 
     /// Records a new queued run under an idempotency key, in one
-    /// transaction: a key seen before returns the run it created then
-    /// (`Ok((id, false))`) instead of a new one (`Ok((id, true))`). A key
-    /// first used for another runbook is a conflict.
-    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> anyhow::Result<(String, bool)> {
-        let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query("SELECT runbook, run_id FROM idempotency_keys WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            let runbook: String = row.get(0);
-            if runbook != run.runbook {
-                return Err(DecisionError::Conflict(format!(
-                    "idempotency key {key:?} was already used for runbook {runbook:?}"
-                ))
-                .into());
-            }
-            return Ok((row.get(1), false));
-        }
-        let id = new_run_id();
-        let now = now_ms();
-        insert_run(&mut *tx, &id, run, None, now).await?;
-        sqlx::query("INSERT INTO idempotency_keys (key, runbook, run_id, created_at) VALUES (?, ?, ?, ?)")
-            .bind(key)
-            .bind(&run.runbook)
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((id, true))
+    /// transaction: returns the run's id and the new run, or, for a key seen
+    /// before, the id of the run it created then and `None`. A key first
+    /// used for another runbook is a conflict.
+    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> anyhow::Result<(String, Option<RunRow>)> {
+        let (run, key) = (run.clone(), key.to_string());
+        self.writer
+            .write(move |db| {
+                let existing: Option<(String, String)> = db
+                    .prepare_cached("SELECT runbook, run_id FROM idempotency_keys WHERE key = ?")?
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((runbook, id)) = existing {
+                    if runbook != run.runbook {
+                        return Err(DecisionError::Conflict(format!(
+                            "idempotency key {key:?} was already used for runbook {runbook:?}"
+                        ))
+                        .into());
+                    }
+                    return Ok((id, None));
+                }
+                let now = now_ms();
+                let row = insert_run(db, &new_run_id(), &run, None, now)?;
+                db.prepare_cached(
+                    "INSERT INTO idempotency_keys (key, runbook, run_id, created_at) VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![key, run.runbook, row.id, now])?;
+                Ok((row.id.clone(), Some(row)))
+            })
+            .await
     }
 
     /// Runs still queued, oldest first: accepted triggers a worker must run.
@@ -416,13 +427,16 @@ impl Store {
 
     /// Records a schedule's first next fire time, unless it is known already.
     pub async fn init_schedule(&self, key: &str, runbook: &str, next_fire_at: i64) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO schedules (key, runbook, next_fire_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(runbook)
-            .bind(next_fire_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (key, runbook) = (key.to_string(), runbook.to_string());
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO schedules (key, runbook, next_fire_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![key, runbook, next_fire_at])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Number of runs of a runbook that are queued, running or waiting.
@@ -448,29 +462,28 @@ impl Store {
         next: i64,
         runs: &[(NewRun, Option<String>)],
     ) -> anyhow::Result<Option<Vec<String>>> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let moved =
-            sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")
-                .bind(next)
-                .bind(now)
-                .bind(key)
-                .bind(expected)
-                .execute(&mut *tx)
-                .await?;
-        if moved.rows_affected() != 1 {
-            return Ok(None);
-        }
-        let mut queued = Vec::new();
-        for (run, skipped) in runs {
-            let id = new_run_id();
-            insert_run(&mut *tx, &id, run, skipped.as_deref(), now).await?;
-            if skipped.is_none() {
-                queued.push(id);
-            }
-        }
-        tx.commit().await?;
-        Ok(Some(queued))
+        let (key, runs) = (key.to_string(), runs.to_vec());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                let moved = db
+                    .prepare_cached(
+                        "UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?",
+                    )?
+                    .execute(params![next, now, key, expected])?;
+                if moved != 1 {
+                    return Ok(None);
+                }
+                let mut queued = Vec::new();
+                for (run, skipped) in &runs {
+                    let row = insert_run(db, &new_run_id(), run, skipped.as_deref(), now)?;
+                    if skipped.is_none() {
+                        queued.push(row.id);
+                    }
+                }
+                Ok(Some(queued))
+            })
+            .await
     }
 
     // ---- alerts -----------------------------------------------------------
@@ -478,26 +491,32 @@ impl Store {
     /// Records an Alertmanager alert instance (firing or resolved); a
     /// repeated notification updates the same row.
     pub async fn record_alert(&self, a: &AlertRow) -> anyhow::Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO alerts (fingerprint, starts_at, status, labels, annotations, ends_at, group_key, first_seen_at, last_seen_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
-                 status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
-                 ends_at = excluded.ends_at, group_key = excluded.group_key, last_seen_at = excluded.last_seen_at",
-        )
-        .bind(&a.fingerprint)
-        .bind(&a.starts_at)
-        .bind(&a.status)
-        .bind(a.labels.to_string())
-        .bind(a.annotations.to_string())
-        .bind(&a.ends_at)
-        .bind(&a.group_key)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let a = a.clone();
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                db.prepare_cached(
+                    "INSERT INTO alerts (fingerprint, starts_at, status, labels, annotations, ends_at, group_key,
+                                         first_seen_at, last_seen_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
+                         status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
+                         ends_at = excluded.ends_at, group_key = excluded.group_key, last_seen_at = excluded.last_seen_at",
+                )?
+                .execute(params![
+                    a.fingerprint,
+                    a.starts_at,
+                    a.status,
+                    a.labels.to_string(),
+                    a.annotations.to_string(),
+                    a.ends_at,
+                    a.group_key,
+                    now,
+                    now
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Recorded alerts, most recently seen first.
@@ -533,27 +552,35 @@ impl Store {
     /// freed pages to the file system and truncates the WAL. Returns the
     /// number of runs deleted.
     pub async fn prune(&self, cutoff: i64, batch: u32) -> anyhow::Result<u64> {
+        let batch = batch.max(1);
         let mut deleted = 0;
         loop {
-            let done = sqlx::query(
-                "DELETE FROM runs WHERE id IN (
-                     SELECT id FROM runs
-                     WHERE created_at < ? AND status NOT IN ('queued', 'running', 'waiting_approval')
-                     LIMIT ?)",
-            )
-            .bind(cutoff)
-            .bind(i64::from(batch.max(1)))
-            .execute(&self.pool)
-            .await?;
-            deleted += done.rows_affected();
-            if done.rows_affected() < u64::from(batch.max(1)) {
+            let done = self
+                .writer
+                .write(move |db| {
+                    Ok(db
+                        .prepare_cached(
+                            "DELETE FROM runs WHERE id IN (
+                                 SELECT id FROM runs
+                                 WHERE created_at < ? AND status NOT IN ('queued', 'running', 'waiting_approval')
+                                 LIMIT ?)",
+                        )?
+                        .execute(params![cutoff, i64::from(batch)])?)
+                })
+                .await?;
+            deleted += done as u64;
+            if done < batch as usize {
                 break;
             }
-            tokio::task::yield_now().await;
         }
         if deleted > 0 {
-            sqlx::query("PRAGMA incremental_vacuum").execute(&self.pool).await?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+            self.writer
+                .alone(|db| {
+                    db.execute_batch("PRAGMA incremental_vacuum")?;
+                    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                    Ok(())
+                })
+                .await?;
         }
         Ok(deleted)
     }
@@ -568,60 +595,80 @@ impl Store {
     /// of its runbook are running (no cap when `None`). Returns whether it
     /// did; one statement, so two processes never both take the last slot.
     pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> anyhow::Result<bool> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), owner = ?, heartbeat_at = ?
-             WHERE id = ? AND status = 'queued' AND cancel_requested = 0
-               AND (? IS NULL OR (SELECT count(*) FROM runs r
-                                  WHERE r.runbook = runs.runbook AND r.status IN ('running', 'waiting_approval')) < ?)",
-        )
-        .bind(now)
-        .bind(owner)
-        .bind(now)
-        .bind(id)
-        .bind(cap.map(i64::from))
-        .bind(cap.map(i64::from))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                let cap = cap.map(i64::from);
+                let done = db
+                    .prepare_cached(
+                        "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?), owner = ?,
+                                         heartbeat_at = ?
+                         WHERE id = ? AND status = 'queued' AND cancel_requested = 0
+                           AND (? IS NULL OR (SELECT count(*) FROM runs r
+                                              WHERE r.runbook = runs.runbook
+                                                AND r.status IN ('running', 'waiting_approval')) < ?)",
+                    )?
+                    .execute(params![now, owner, now, id, cap, cap])?;
+                Ok(done == 1)
+            })
+            .await
     }
 
     /// Sets a run's status (not a final one: see [`Store::finish_run`]).
     pub async fn set_run_status(&self, id: &str, status: RunStatus) -> anyhow::Result<()> {
-        sqlx::query("UPDATE runs SET status = ?, heartbeat_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let id = id.to_string();
+        self.writer
+            .write(move |db| {
+                db.prepare_cached("UPDATE runs SET status = ?, heartbeat_at = ? WHERE id = ?")?.execute(params![
+                    status.as_str(),
+                    now_ms(),
+                    id
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Records the owner's sign of life and returns whether cancellation
     /// was requested.
     pub async fn heartbeat(&self, id: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query("UPDATE runs SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested")
-            .bind(now_ms())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<i64, _>(0) != 0).unwrap_or(false))
+        let id = id.to_string();
+        self.writer
+            .write(move |db| {
+                let cancel: Option<i64> = db
+                    .prepare_cached("UPDATE runs SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested")?
+                    .query_row(params![now_ms(), id], |r| r.get(0))
+                    .optional()?;
+                Ok(cancel.is_some_and(|c| c != 0))
+            })
+            .await
     }
 
     /// Ends a run with a final status. A run already final keeps its status.
-    pub async fn finish_run(&self, id: &str, status: RunStatus, error: Option<&str>) -> anyhow::Result<()> {
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> anyhow::Result<(RunStatus, Option<String>)> {
         debug_assert!(status.is_final());
-        sqlx::query(
-            "UPDATE runs SET status = ?, error = ?, finished_at = ?
-             WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let (id, error) = (id.to_string(), error.map(str::to_string));
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "UPDATE runs SET status = ?, error = ?, finished_at = ?
+                     WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
+                )?
+                .execute(params![status.as_str(), error, now_ms(), id])?;
+                let (status, error): (String, Option<String>) = db
+                    .prepare_cached("SELECT status, error FROM runs WHERE id = ?")?
+                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+                Ok((status.parse().map_err(anyhow::Error::msg)?, error))
+            })
+            .await
     }
 
     /// Closes what a run left open when it stopped early: attempts still
@@ -633,41 +680,44 @@ impl Store {
             RunStatus::Cancelled => ("cancelled", "the run was cancelled during this attempt"),
             _ => ("interrupted", "the run stopped during this attempt"),
         };
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, finished_at = ?
-             WHERE run_id = ? AND status = 'running'",
-        )
-        .bind(attempt_status)
-        .bind(attempt_status)
-        .bind(why)
-        .bind(now)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE approvals SET status = 'rejected', reason = ?, decided_at = ?, decided_by = 'tend'
-             WHERE run_id = ? AND status = 'pending'",
-        )
-        .bind(format!("the run ended ({})", status.as_str()))
-        .bind(now)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let run_id = run_id.to_string();
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                db.prepare_cached(
+                    "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, finished_at = ?
+                     WHERE run_id = ? AND status = 'running'",
+                )?
+                .execute(params![attempt_status, attempt_status, why, now, run_id])?;
+                db.prepare_cached(
+                    "UPDATE approvals SET status = 'rejected', reason = ?, decided_at = ?, decided_by = 'tend'
+                     WHERE run_id = ? AND status = 'pending'",
+                )?
+                .execute(params![format!("the run ended ({})", status.as_str()), now, run_id])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Asks the process running a run to cancel it. Returns the run's
     /// status, or an error when the run does not exist or is over.
     pub async fn request_cancel(&self, id: &str) -> Result<RunStatus, anyhow::Error> {
-        let run = self.get_run(id).await?.ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
-        if run.status.is_final() {
-            return Err(DecisionError::Conflict(format!("run {id} is already {}", run.status)).into());
-        }
-        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ?").bind(id).execute(&self.pool).await?;
-        Ok(run.status)
+        let id = id.to_string();
+        self.writer
+            .write(move |db| {
+                let status: String = db
+                    .prepare_cached("SELECT status FROM runs WHERE id = ?")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+                let status: RunStatus = status.parse().map_err(anyhow::Error::msg)?;
+                if status.is_final() {
+                    return Err(DecisionError::Conflict(format!("run {id} is already {status}")).into());
+                }
+                db.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE id = ?")?.execute([&id])?;
+                Ok(status)
+            })
+            .await
     }
 
     /// One run.
@@ -731,45 +781,44 @@ impl Store {
     /// and any pending approval. Returns false when the run was not
     /// running any more (someone else dealt with it).
     pub async fn interrupt(&self, id: &str, why: &str) -> anyhow::Result<bool> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
-             WHERE id = ? AND status IN ('running', 'waiting_approval')",
-        )
-        .bind(format!("interrupted: {why}"))
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        close_running_attempts(&mut tx, id, now).await?;
-        sqlx::query(
-            "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
-             WHERE run_id = ? AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let (id, why) = (id.to_string(), why.to_string());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                let done = db
+                    .prepare_cached(
+                        "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
+                         WHERE id = ? AND status IN ('running', 'waiting_approval')",
+                    )?
+                    .execute(params![format!("interrupted: {why}"), now, id])?;
+                close_running_attempts(db, &id, now)?;
+                db.prepare_cached(
+                    "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
+                     WHERE run_id = ? AND status = 'pending'",
+                )?
+                .execute(params![now, id])?;
+                Ok(done == 1)
+            })
+            .await
     }
 
     /// Puts an orphaned run back in the queue to resume it: the attempt
     /// that was running is kept as interrupted; completed ones stay. Returns
     /// false when the run was not running any more.
     pub async fn requeue(&self, id: &str) -> anyhow::Result<bool> {
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'queued', owner = NULL, heartbeat_at = NULL WHERE id = ? AND status = 'running'",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        close_running_attempts(&mut tx, id, now).await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        let id = id.to_string();
+        self.writer
+            .write(move |db| {
+                let done = db
+                    .prepare_cached(
+                        "UPDATE runs SET status = 'queued', owner = NULL, heartbeat_at = NULL
+                         WHERE id = ? AND status = 'running'",
+                    )?
+                    .execute([&id])?;
+                close_running_attempts(db, &id, now_ms())?;
+                Ok(done == 1)
+            })
+            .await
     }
 
     /// Marks runs whose owner is gone as interrupted (see
@@ -788,44 +837,53 @@ impl Store {
 
     /// Records that an attempt started; returns its row id.
     pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> anyhow::Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) RETURNING id",
-        )
-        .bind(a.run_id)
-        .bind(a.step_id)
-        .bind(i64::from(a.iteration))
-        .bind(i64::from(a.attempt))
-        .bind(a.plugin)
-        .bind(a.config.to_string())
-        .bind(a.input.to_string())
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get(0))
+        let (run_id, step_id, plugin) = (a.run_id.to_string(), a.step_id.to_string(), a.plugin.to_string());
+        let (iteration, attempt) = (i64::from(a.iteration), i64::from(a.attempt));
+        let (config, input) = (a.config.to_string(), a.input.to_string());
+        self.writer
+            .write(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status,
+                                                    started_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) RETURNING id",
+                    )?
+                    .query_row(params![run_id, step_id, iteration, attempt, plugin, config, input, now_ms()], |r| {
+                        r.get(0)
+                    })?)
+            })
+            .await
     }
 
     /// Records how an attempt ended.
     pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, plugin_digest = ?, output = ?, findings = ?,
-                    logs = ?, duration_ms = ?, peak_memory_bytes = ?, finished_at = ?
-             WHERE id = ?",
-        )
-        .bind(&end.status)
-        .bind(&end.outcome)
-        .bind(&end.error)
-        .bind(&end.plugin_digest)
-        .bind(end.output.as_ref().map(Value::to_string))
-        .bind(serde_json::to_string(&end.findings)?)
-        .bind(serde_json::to_string(&end.logs)?)
-        .bind(end.duration_ms)
-        .bind(end.peak_memory_bytes.map(|b| b as i64))
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let output = end.output.as_ref().map(Value::to_string);
+        let findings = serde_json::to_string(&end.findings)?;
+        let logs = serde_json::to_string(&end.logs)?;
+        let end = AttemptEnd { output: None, findings: Vec::new(), logs: Vec::new(), ..end.clone() };
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, plugin_digest = ?, output = ?,
+                            findings = ?, logs = ?, duration_ms = ?, peak_memory_bytes = ?, finished_at = ?
+                     WHERE id = ?",
+                )?
+                .execute(params![
+                    end.status,
+                    end.outcome,
+                    end.error,
+                    end.plugin_digest,
+                    output,
+                    findings,
+                    logs,
+                    end.duration_ms,
+                    end.peak_memory_bytes.map(|b| b as i64),
+                    now_ms(),
+                    id
+                ])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Records a step that did not run, with why (`when` was false, ...).
@@ -837,22 +895,20 @@ impl Store {
         plugin: &str,
         reason: &str,
     ) -> anyhow::Result<()> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, status, outcome, error,
-                                        started_at, finished_at, duration_ms)
-             VALUES (?, ?, ?, 0, ?, 'skipped', 'skipped', ?, ?, ?, 0)",
-        )
-        .bind(run_id)
-        .bind(step_id)
-        .bind(i64::from(iteration))
-        .bind(plugin)
-        .bind(reason)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let (run_id, step_id, plugin, reason) =
+            (run_id.to_string(), step_id.to_string(), plugin.to_string(), reason.to_string());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                db.prepare_cached(
+                    "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, status, outcome, error,
+                                                started_at, finished_at, duration_ms)
+                     VALUES (?, ?, ?, 0, ?, 'skipped', 'skipped', ?, ?, ?, 0)",
+                )?
+                .execute(params![run_id, step_id, i64::from(iteration), plugin, reason, now, now])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Every attempt of a run in order, with the metrics each recorded.
@@ -903,28 +959,37 @@ impl Store {
         if metrics.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        for m in metrics {
-            let labels: std::collections::BTreeMap<&str, &str> =
-                m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            sqlx::query(
-                "INSERT INTO metrics (run_id, runbook, step_id, iteration, name, value, labels, recorded_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(run_id)
-            .bind(runbook)
-            .bind(step_id)
-            .bind(i64::from(iteration))
-            .bind(&m.name)
-            .bind(m.value)
-            .bind(serde_json::to_string(&labels)?)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let rows: Vec<(String, f64, String)> = metrics
+            .iter()
+            .map(|m| {
+                let labels: std::collections::BTreeMap<&str, &str> =
+                    m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                Ok((m.name.clone(), m.value, serde_json::to_string(&labels)?))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let (run_id, runbook, step_id) = (run_id.to_string(), runbook.to_string(), step_id.to_string());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                let mut insert = db.prepare_cached(
+                    "INSERT INTO metrics (run_id, runbook, step_id, iteration, name, value, labels, recorded_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )?;
+                for (name, value, labels) in rows {
+                    insert.execute(params![
+                        run_id,
+                        runbook,
+                        step_id,
+                        i64::from(iteration),
+                        name,
+                        value,
+                        labels,
+                        now
+                    ])?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// A metric of a runbook over time, oldest first, across runs and
@@ -960,46 +1025,40 @@ impl Store {
     /// open or acknowledged and was last seen within `window` before `now`,
     /// it is grouped into that one (occurrences + 1) instead.
     pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
-        let mut tx = self.pool.begin().await?;
         let since = now - window.as_millis() as i64;
-        let existing = sqlx::query(
-            "SELECT id FROM escalations
-             WHERE dedup_key = ? AND status IN ('open', 'acknowledged') AND last_seen_at >= ?
-             ORDER BY id DESC LIMIT 1",
-        )
-        .bind(e.dedup_key)
-        .bind(since)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let raised = if let Some(row) = existing {
-            let id: i64 = row.get(0);
-            sqlx::query("UPDATE escalations SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            Raised { id, grouped: true }
-        } else {
-            let row = sqlx::query(
-                "INSERT INTO escalations (run_id, runbook, step_id, iteration, severity, message, dedup_key, status,
-                                          created_at, last_seen_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
-            )
-            .bind(e.run_id)
-            .bind(e.runbook)
-            .bind(e.step_id)
-            .bind(i64::from(e.iteration))
-            .bind(e.severity.as_str())
-            .bind(e.message)
-            .bind(e.dedup_key)
-            .bind(now)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            Raised { id: row.get(0), grouped: false }
-        };
-        tx.commit().await?;
-        Ok(raised)
+        let (run_id, runbook, step_id) = (e.run_id.to_string(), e.runbook.to_string(), e.step_id.map(str::to_string));
+        let (message, dedup_key) = (e.message.to_string(), e.dedup_key.to_string());
+        let (iteration, severity) = (i64::from(e.iteration), e.severity.as_str());
+        self.writer
+            .write(move |db| {
+                let existing: Option<i64> = db
+                    .prepare_cached(
+                        "SELECT id FROM escalations
+                         WHERE dedup_key = ? AND status IN ('open', 'acknowledged') AND last_seen_at >= ?
+                         ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row(params![dedup_key, since], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = existing {
+                    db.prepare_cached(
+                        "UPDATE escalations SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?",
+                    )?
+                    .execute(params![now, id])?;
+                    return Ok(Raised { id, grouped: true });
+                }
+                let id = db
+                    .prepare_cached(
+                        "INSERT INTO escalations (run_id, runbook, step_id, iteration, severity, message, dedup_key,
+                                                  status, created_at, last_seen_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
+                    )?
+                    .query_row(
+                        params![run_id, runbook, step_id, iteration, severity, message, dedup_key, now, now],
+                        |r| r.get(0),
+                    )?;
+                Ok(Raised { id, grouped: false })
+            })
+            .await
     }
 
     /// Records a notification attempt for an escalation.
@@ -1009,15 +1068,16 @@ impl Store {
         sink: &str,
         result: &Result<(), String>,
     ) -> anyhow::Result<()> {
-        sqlx::query("INSERT INTO notifications (escalation_id, sink, sent_at, ok, error) VALUES (?, ?, ?, ?, ?)")
-            .bind(escalation_id)
-            .bind(sink)
-            .bind(now_ms())
-            .bind(result.is_ok())
-            .bind(result.as_ref().err())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (sink, error) = (sink.to_string(), result.as_ref().err().cloned());
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO notifications (escalation_id, sink, sent_at, ok, error) VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![escalation_id, sink, now_ms(), error.is_none(), error])?;
+                Ok(())
+            })
+            .await
     }
 
     /// Escalations, newest first, optionally only those with `status`
@@ -1073,47 +1133,40 @@ impl Store {
 
     /// Acknowledges an open escalation.
     pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
-        let done = sqlx::query(
-            "UPDATE escalations SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
-             WHERE id = ? AND status = 'open'",
-        )
-        .bind(by)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(self.escalation_refusal(id, "acknowledged").await?.into());
-        }
-        Ok(())
+        let by = by.to_string();
+        self.writer
+            .write(move |db| {
+                let done = db
+                    .prepare_cached(
+                        "UPDATE escalations SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
+                         WHERE id = ? AND status = 'open'",
+                    )?
+                    .execute(params![by, now_ms(), id])?;
+                if done == 0 {
+                    return Err(escalation_refusal(db, id, "acknowledged")?.into());
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Resolves an open or acknowledged escalation.
     pub async fn resolve_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
-        let done = sqlx::query(
-            "UPDATE escalations SET status = 'resolved', resolved_by = ?, resolved_at = ?
-             WHERE id = ? AND status IN ('open', 'acknowledged')",
-        )
-        .bind(by)
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(self.escalation_refusal(id, "resolved").await?.into());
-        }
-        Ok(())
-    }
-
-    async fn escalation_refusal(&self, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM escalations WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match status {
-            None => DecisionError::NotFound(format!("escalation {id}")),
-            Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
-        })
+        let by = by.to_string();
+        self.writer
+            .write(move |db| {
+                let done = db
+                    .prepare_cached(
+                        "UPDATE escalations SET status = 'resolved', resolved_by = ?, resolved_at = ?
+                         WHERE id = ? AND status IN ('open', 'acknowledged')",
+                    )?
+                    .execute(params![by, now_ms(), id])?;
+                if done == 0 {
+                    return Err(escalation_refusal(db, id, "resolved")?.into());
+                }
+                Ok(())
+            })
+            .await
     }
 
     // ---- approvals --------------------------------------------------------
@@ -1127,19 +1180,19 @@ impl Store {
         message: &str,
         expires_at: i64,
     ) -> anyhow::Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO approvals (run_id, step_id, iteration, message, status, requested_at, expires_at)
-             VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
-        )
-        .bind(run_id)
-        .bind(step_id)
-        .bind(i64::from(iteration))
-        .bind(message)
-        .bind(now_ms())
-        .bind(expires_at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.get(0))
+        let (run_id, step_id, message) = (run_id.to_string(), step_id.to_string(), message.to_string());
+        self.writer
+            .write(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "INSERT INTO approvals (run_id, step_id, iteration, message, status, requested_at, expires_at)
+                         VALUES (?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+                    )?
+                    .query_row(params![run_id, step_id, i64::from(iteration), message, now_ms(), expires_at], |r| {
+                        r.get(0)
+                    })?)
+            })
+            .await
     }
 
     /// One approval request.
@@ -1175,29 +1228,37 @@ impl Store {
         by: &str,
         reason: Option<&str>,
     ) -> Result<ApprovalRow, anyhow::Error> {
-        let row = sqlx::query(
-            "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, reason = ?
-             WHERE id = (SELECT id FROM approvals WHERE run_id = ? AND status = 'pending' ORDER BY id DESC LIMIT 1)
-             RETURNING id",
-        )
-        .bind(status)
-        .bind(by)
-        .bind(now_ms())
-        .bind(reason)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(r) => Ok(self.approval(r.get(0)).await?.context("approval vanished")?),
-            None => Err(match self.get_run(run_id).await? {
-                None => DecisionError::NotFound(format!("run {run_id:?}")),
-                Some(run) => DecisionError::Conflict(format!(
-                    "run {run_id} is not waiting for an approval (it is {})",
-                    run.status
-                )),
-            }
-            .into()),
-        }
+        let (run_id, status, by, reason) =
+            (run_id.to_string(), status.to_string(), by.to_string(), reason.map(str::to_string));
+        let id = self
+            .writer
+            .write(move |db| {
+                let decided: Option<i64> = db
+                    .prepare_cached(
+                        "UPDATE approvals SET status = ?, decided_by = ?, decided_at = ?, reason = ?
+                         WHERE id = (SELECT id FROM approvals WHERE run_id = ? AND status = 'pending'
+                                     ORDER BY id DESC LIMIT 1)
+                         RETURNING id",
+                    )?
+                    .query_row(params![status, by, now_ms(), reason, run_id], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = decided {
+                    return Ok(id);
+                }
+                let run: Option<String> = db
+                    .prepare_cached("SELECT status FROM runs WHERE id = ?")?
+                    .query_row([&run_id], |r| r.get(0))
+                    .optional()?;
+                Err(match run {
+                    None => DecisionError::NotFound(format!("run {run_id:?}")),
+                    Some(status) => {
+                        DecisionError::Conflict(format!("run {run_id} is not waiting for an approval (it is {status})"))
+                    }
+                }
+                .into())
+            })
+            .await?;
+        self.approval(id).await?.context("approval vanished")
     }
 
     // ---- plugin state -----------------------------------------------------
@@ -1218,70 +1279,92 @@ impl StateStore for Store {
     }
 
     async fn set(&self, runbook: &str, key: &str, value: &str) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO plugin_state (runbook, key, value, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(runbook)
-        .bind(key)
-        .bind(value)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let (runbook, key, value) = (runbook.to_string(), key.to_string(), value.to_string());
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO plugin_state (runbook, key, value, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (runbook, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                )?
+                .execute(params![runbook, key, value, now_ms()])?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete(&self, runbook: &str, key: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM plugin_state WHERE runbook = ? AND key = ?")
-            .bind(runbook)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let (runbook, key) = (runbook.to_string(), key.to_string());
+        self.writer
+            .write(move |db| {
+                db.prepare_cached("DELETE FROM plugin_state WHERE runbook = ? AND key = ?")?
+                    .execute(params![runbook, key])?;
+                Ok(())
+            })
+            .await
     }
 }
 
 /// Marks the attempts of a run still `running` as interrupted.
-async fn close_running_attempts(tx: &mut sqlx::SqliteConnection, run_id: &str, now: i64) -> anyhow::Result<()> {
-    sqlx::query(
+fn close_running_attempts(db: &rusqlite::Connection, run_id: &str, now: i64) -> anyhow::Result<()> {
+    db.prepare_cached(
         "UPDATE step_attempts SET status = 'interrupted', outcome = 'interrupted', error = ?, finished_at = ?
          WHERE run_id = ? AND status = 'running'",
-    )
-    .bind("the run was interrupted during this attempt")
-    .bind(now)
-    .bind(run_id)
-    .execute(tx)
-    .await?;
+    )?
+    .execute(params!["the run was interrupted during this attempt", now, run_id])?;
     Ok(())
 }
 
+/// Why an escalation could not be acknowledged or resolved.
+fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
+    let status: Option<String> =
+        db.prepare_cached("SELECT status FROM escalations WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?;
+    Ok(match status {
+        None => DecisionError::NotFound(format!("escalation {id}")),
+        Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
+    })
+}
+
 /// Inserts a run: queued, or skipped (final at once) with the reason.
-async fn insert_run<'e>(
-    db: impl sqlx::SqliteExecutor<'e>,
+/// Returns it as recorded.
+fn insert_run(
+    db: &rusqlite::Connection,
     id: &str,
     run: &NewRun,
     skipped: Option<&str>,
     now: i64,
-) -> anyhow::Result<()> {
-    let (status, finished) = if skipped.is_some() { ("skipped", Some(now)) } else { ("queued", None) };
-    sqlx::query(
+) -> anyhow::Result<RunRow> {
+    let (status, finished) =
+        if skipped.is_some() { (RunStatus::Skipped, Some(now)) } else { (RunStatus::Queued, None) };
+    db.prepare_cached(
         "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                            created_at, finished_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(&run.runbook)
-    .bind(&run.runbook_hash)
-    .bind(&run.trigger_kind)
-    .bind(&run.trigger_source)
-    .bind(run.params.to_string())
-    .bind(status)
-    .bind(skipped)
-    .bind(now)
-    .bind(finished)
-    .execute(db)
-    .await?;
-    Ok(())
+    )?
+    .execute(params![
+        id,
+        run.runbook,
+        run.runbook_hash,
+        run.trigger_kind,
+        run.trigger_source,
+        run.params.to_string(),
+        status.as_str(),
+        skipped,
+        now,
+        finished
+    ])?;
+    Ok(RunRow {
+        id: id.to_string(),
+        runbook: run.runbook.clone(),
+        runbook_hash: run.runbook_hash.clone(),
+        trigger_kind: run.trigger_kind.clone(),
+        trigger_source: run.trigger_source.clone(),
+        params: run.params.clone(),
+        status,
+        error: skipped.map(str::to_string),
+        created_at: now,
+        started_at: None,
+        finished_at: finished,
+    })
 }
 
 static RUN_SELECT_BY_ID: &str = "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
@@ -1431,12 +1514,13 @@ mod tests {
     #[tokio::test]
     async fn runs_go_from_queued_to_a_final_status() {
         let s = store().await;
-        let id = s.create_run(&new_run("rb")).await.unwrap();
+        let id = s.create_run(&new_run("rb")).await.unwrap().id;
         assert_eq!(s.get_run(&id).await.unwrap().unwrap().status, RunStatus::Queued);
         assert!(s.claim_run(&id, "1@h", None).await.unwrap());
-        s.finish_run(&id, RunStatus::Failed, Some("step x failed")).await.unwrap();
-        // A final status is never overwritten.
-        s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap();
+        let failed = (RunStatus::Failed, Some("step x failed".to_string()));
+        assert_eq!(s.finish_run(&id, RunStatus::Failed, Some("step x failed")).await.unwrap(), failed);
+        // A final status is never overwritten; finishing returns the one that stays.
+        assert_eq!(s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap(), failed);
         let run = s.get_run(&id).await.unwrap().unwrap();
         assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some("step x failed")));
         assert_eq!(run.params, serde_json::json!({"a": 1}));
@@ -1445,8 +1529,8 @@ mod tests {
     #[tokio::test]
     async fn pruning_deletes_old_finished_runs_with_everything_they_own() {
         let s = store().await;
-        let old = s.create_run(&new_run("rb")).await.unwrap();
-        let live = s.create_run(&new_run("rb")).await.unwrap();
+        let old = s.create_run(&new_run("rb")).await.unwrap().id;
+        let live = s.create_run(&new_run("rb")).await.unwrap().id;
         s.claim_run(&old, "1@h", None).await.unwrap();
         let a = AttemptStart {
             run_id: &old,
@@ -1506,7 +1590,8 @@ mod tests {
         let s = store().await;
         let (a, new_a) = s.create_run_once(&new_run("rb"), "k1").await.unwrap();
         let (b, new_b) = s.create_run_once(&new_run("rb"), "k1").await.unwrap();
-        assert_eq!((a.clone(), new_a, new_b), (b, true, false));
+        assert_eq!(new_a.as_ref().map(|r| (r.id.as_str(), r.status)), Some((a.as_str(), RunStatus::Queued)));
+        assert_eq!((a.clone(), new_b), (b, None));
         let err = s.create_run_once(&new_run("other"), "k1").await.unwrap_err();
         assert_eq!(err.to_string(), "idempotency key \"k1\" was already used for runbook \"rb\"");
         assert_eq!(s.queued_runs().await.unwrap().len(), 1);
@@ -1517,7 +1602,7 @@ mod tests {
         let s = store().await;
         let mut ids = Vec::new();
         for _ in 0..3 {
-            ids.push(s.create_run(&new_run("rb")).await.unwrap());
+            ids.push(s.create_run(&new_run("rb")).await.unwrap().id);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let page = s.list_runs(&RunFilter { limit: Some(2), ..RunFilter::default() }).await.unwrap();
@@ -1532,9 +1617,9 @@ mod tests {
     #[tokio::test]
     async fn the_concurrency_cap_is_one_statement() {
         let s = store().await;
-        let a = s.create_run(&new_run("rb")).await.unwrap();
-        let b = s.create_run(&new_run("rb")).await.unwrap();
-        let other = s.create_run(&new_run("other")).await.unwrap();
+        let a = s.create_run(&new_run("rb")).await.unwrap().id;
+        let b = s.create_run(&new_run("rb")).await.unwrap().id;
+        let other = s.create_run(&new_run("other")).await.unwrap().id;
         assert!(s.claim_run(&a, "1@h", Some(1)).await.unwrap());
         assert!(!s.claim_run(&b, "1@h", Some(1)).await.unwrap());
         assert!(s.claim_run(&other, "1@h", Some(1)).await.unwrap());
@@ -1545,7 +1630,7 @@ mod tests {
     #[tokio::test]
     async fn escalations_with_one_key_group_inside_the_window() {
         let s = store().await;
-        let run = s.create_run(&new_run("rb")).await.unwrap();
+        let run = s.create_run(&new_run("rb")).await.unwrap().id;
         let e = NewEscalation {
             run_id: &run,
             runbook: "rb",
@@ -1578,7 +1663,7 @@ mod tests {
     #[tokio::test]
     async fn approvals_are_decided_once() {
         let s = store().await;
-        let run = s.create_run(&new_run("rb")).await.unwrap();
+        let run = s.create_run(&new_run("rb")).await.unwrap().id;
         let err = s.decide_approval(&run, "approved", "ann", None).await.unwrap_err();
         assert_eq!(err.to_string(), format!("run {run} is not waiting for an approval (it is queued)"));
         let id = s.request_approval(&run, "restart", 0, "Restart?", now_ms() + 1000).await.unwrap();
@@ -1591,7 +1676,7 @@ mod tests {
     async fn metric_series_span_runs() {
         let s = store().await;
         for v in [3.0, 9.0] {
-            let run = s.create_run(&new_run("rb")).await.unwrap();
+            let run = s.create_run(&new_run("rb")).await.unwrap().id;
             let m = Metric { name: "health_score".into(), value: v, labels: vec![("host".into(), "a".into())] };
             s.insert_metrics(&run, "rb", "score", 1, &[m]).await.unwrap();
         }
@@ -1615,7 +1700,7 @@ mod tests {
     #[tokio::test]
     async fn runs_of_a_dead_owner_are_interrupted() {
         let s = store().await;
-        let id = s.create_run(&new_run("rb")).await.unwrap();
+        let id = s.create_run(&new_run("rb")).await.unwrap().id;
         // pid 4194305 is above Linux's pid_max: never alive.
         let owner = format!("4194305@{}", hostname());
         assert!(s.claim_run(&id, &owner, None).await.unwrap());
@@ -1629,7 +1714,7 @@ mod tests {
             input: &Value::Null,
         };
         s.start_attempt(&a).await.unwrap();
-        let live = s.create_run(&new_run("rb")).await.unwrap();
+        let live = s.create_run(&new_run("rb")).await.unwrap().id;
         assert!(s.claim_run(&live, &this_owner(), None).await.unwrap());
         assert_eq!(s.reap_interrupted(Duration::from_secs(60)).await.unwrap(), vec![id.clone()]);
         let run = s.get_run(&id).await.unwrap().unwrap();

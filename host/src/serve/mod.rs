@@ -11,7 +11,7 @@ use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewEscalation, NewRun, RunStatus, Store};
+use crate::store::{NewEscalation, NewRun, RunRow, RunStatus, Store};
 pub use config::ServeConfig;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -60,7 +60,8 @@ pub struct Service {
     runbooks: RwLock<BTreeMap<String, Arc<Runbook>>>,
     /// Problems found by the last (re)load, as `file:line:col: message`.
     problems: RwLock<Vec<String>>,
-    dispatch: mpsc::UnboundedSender<String>,
+    /// Accepted runs for the dispatcher, as recorded.
+    dispatch: mpsc::UnboundedSender<RunRow>,
     /// Bounds the runs executing at once.
     slots: Arc<Semaphore>,
     /// Renders `/metrics`; None when another recorder was installed first.
@@ -167,7 +168,7 @@ impl Service {
             trigger_source: trigger.source.clone(),
             params: Value::Object(params),
         };
-        let (id, created) = match idempotency_key {
+        let (id, new_run) = match idempotency_key {
             Some(key) => self.store.create_run_once(&run, key).await.map_err(|e| match e
                 .downcast::<crate::store::DecisionError>()
             {
@@ -175,10 +176,14 @@ impl Service {
                 Ok(other) => TriggerError::Internal(other.into()),
                 Err(e) => TriggerError::Internal(e),
             })?,
-            None => (self.store.create_run(&run).await?, true),
+            None => {
+                let row = self.store.create_run(&run).await?;
+                (row.id.clone(), Some(row))
+            }
         };
-        if created {
-            let _ = self.dispatch.send(id.clone());
+        let created = new_run.is_some();
+        if let Some(row) = new_run {
+            let _ = self.dispatch.send(row);
         }
         Ok((id, created))
     }
@@ -235,7 +240,7 @@ impl Service {
             }
         }
         for run in self.store.queued_runs().await? {
-            let _ = self.dispatch.send(run.id);
+            let _ = self.dispatch.send(run);
         }
         Ok(())
     }
@@ -274,7 +279,13 @@ impl Service {
             match scheduler.tick(&self.runbooks()).await {
                 Ok(ids) => {
                     for id in ids {
-                        let _ = self.dispatch.send(id);
+                        match self.store.get_run(&id).await {
+                            Ok(Some(run)) => {
+                                let _ = self.dispatch.send(run);
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::error!(run_id = %id, "scheduler: cannot read the run it queued: {e:#}"),
+                        }
                     }
                 }
                 Err(e) => tracing::error!("scheduler: {e:#}"),
@@ -300,26 +311,22 @@ impl Service {
     }
 
     /// Executes dispatched runs, at most `max_concurrent_runs` at once.
-    async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<String>) {
-        while let Some(id) = rx.recv().await {
+    async fn dispatcher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<RunRow>) {
+        while let Some(run) = rx.recv().await {
             let Ok(permit) = self.slots.clone().acquire_owned().await else { break };
             let service = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                service.execute(&id).await;
+                service.execute(run).await;
             });
         }
     }
 
-    async fn execute(&self, id: &str) {
-        let run = match self.store.get_run(id).await {
-            Ok(Some(run)) if run.status == RunStatus::Queued => run,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(run_id = id, "cannot read run: {e:#}");
-                return;
-            }
-        };
+    /// Executes a run as it was dispatched; the engine's claim finds out
+    /// whether it is still queued.
+    async fn execute(&self, run: RunRow) {
+        let id = run.id.clone();
+        let id = id.as_str();
         let Some(rb) = self.runbook(&run.runbook) else {
             let why = format!("runbook {:?} is no longer loaded", run.runbook);
             if let Err(e) = self.store.finish_run(id, RunStatus::Failed, Some(&why)).await {
