@@ -1,7 +1,8 @@
 //! End-to-end tests of `tend serve` over a loopback port: triggers polled
 //! to completion, idempotency keys, tokens and scopes, JSON errors for bad
-//! input, approvals and cancellation over HTTP, and a `kill -9` in the
-//! middle of runs followed by a restart.
+//! input, approvals and cancellation over HTTP, a `kill -9` in the middle
+//! of runs followed by a restart, and cron schedules on a clock the test
+//! moves (`TEND_CLOCK_FILE`) across daylight saving changes and restarts.
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -63,19 +64,22 @@ impl Server {
         let plugins = self.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
         std::fs::copy(env!("TEND_HOSTILE_WASM"), plugins.join("hostile.wasm")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
+        cmd.args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
             .current_dir(self.path())
             .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
             .env_remove("TEND_DB")
             .env_remove("TEND_RUNBOOKS")
             .env_remove("TEND_PLUGINS")
             .env_remove("TEND_TOKEN")
+            .env_remove("TEND_CLOCK_FILE")
             .env("TEND_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.path().join("serve.log")).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(self.path().join("serve.log")).unwrap());
+        if self.clock_file().exists() {
+            cmd.env("TEND_CLOCK_FILE", self.clock_file());
+        }
+        let mut child = cmd.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
@@ -86,6 +90,72 @@ impl Server {
         });
         self.base = format!("http://{addr}");
         self.child = Some(child);
+    }
+
+    fn clock_file(&self) -> std::path::PathBuf {
+        self.path().join("clock")
+    }
+
+    /// Sets the scheduler's clock (`TEND_CLOCK_FILE`, used from the next
+    /// start if the file did not exist), replacing the file at once.
+    fn set_clock(&self, at: &str) {
+        let tmp = self.path().join("clock.tmp");
+        std::fs::write(&tmp, at).unwrap();
+        std::fs::rename(tmp, self.clock_file()).unwrap();
+    }
+
+    /// Sets the clock and waits until the scheduler has made a whole pass
+    /// at that time: every fire due by then is recorded.
+    async fn clock_to(&self, at: &str) {
+        self.set_clock(at);
+        let wanted = at.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64 / 1000.0;
+        let start = Instant::now();
+        loop {
+            let metrics = self
+                .http
+                .get(format!("{}/metrics", self.base))
+                .bearer_auth(READER)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let seen = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("tend_scheduler_pass_timestamp_seconds "))
+                .map(|v| v.trim().parse::<f64>().unwrap());
+            if seen.is_some_and(|t| t >= wanted) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "the scheduler never reached {at}: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The scheduled instant of each cron run of `runbook`, oldest first.
+    async fn fires(&self, runbook: &str) -> Vec<String> {
+        let (status, list) =
+            self.call("GET", &format!("/v1/runs?runbook={runbook}&limit=500"), Some(READER), None).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let mut fires: Vec<String> = list["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["trigger_kind"], "cron", "{r}");
+                r["trigger_source"].as_str().unwrap().rsplit(" at ").next().unwrap().to_string()
+            })
+            .collect();
+        fires.reverse();
+        fires
+    }
+
+    /// The first cron trigger of `runbook` as `GET /v1/runbooks/{name}` shows it.
+    async fn cron_trigger(&self, runbook: &str) -> Value {
+        let (status, rb) = self.call("GET", &format!("/v1/runbooks/{runbook}"), Some(READER), None).await;
+        assert_eq!(status, StatusCode::OK, "{rb}");
+        rb["triggers"].as_array().unwrap().iter().find(|t| t.get("cron").is_some()).unwrap().clone()
     }
 
     fn kill9(&mut self) {
@@ -692,4 +762,176 @@ async fn service_wide_webhooks_get_every_escalation() {
     s.wait_final(body["run_id"].as_str().unwrap()).await;
     let request = rx.recv_timeout(Duration::from_secs(10)).expect("the webhook was called");
     assert!(request.contains("\"text\":\"[HIGH] hot: a: overheating"), "{request}");
+}
+
+/// A daily job at a fixed time in a zone with daylight saving: Berlin
+/// skips 02:00-03:00 on 2026-03-29 and repeats it on 2026-10-25.
+const NIGHTLY: &str = r#"
+name: nightly
+triggers:
+  - {cron: "30 2 * * *", timezone: Europe/Berlin}
+steps:
+  - id: a
+    plugin: echo
+"#;
+
+#[tokio::test]
+async fn a_daily_cron_job_runs_once_on_the_spring_forward_day() {
+    let mut s = Server::new();
+    s.runbook("nightly", NIGHTLY);
+    s.set_clock("2026-03-28T12:00:00Z");
+    s.start();
+    s.clock_to("2026-03-28T12:00:00Z").await;
+    let t = s.cron_trigger("nightly").await;
+    // 02:30 does not exist on the 29th: 03:00 CEST, the first instant after the gap.
+    assert_eq!(t["next_fire_at"], "2026-03-29T01:00:00Z", "{t}");
+    assert_eq!(
+        t["next_fires"],
+        json!([
+            "2026-03-29T01:00:00Z",
+            "2026-03-30T00:30:00Z",
+            "2026-03-31T00:30:00Z",
+            "2026-04-01T00:30:00Z",
+            "2026-04-02T00:30:00Z"
+        ])
+    );
+    s.clock_to("2026-03-29T00:59:30Z").await; // 01:59:30 CET
+    assert_eq!(s.fires("nightly").await, Vec::<String>::new());
+    s.clock_to("2026-03-29T01:00:05Z").await; // 03:00:05 CEST
+    assert_eq!(s.fires("nightly").await, ["2026-03-29T01:00:00Z"]);
+    s.clock_to("2026-03-29T01:30:05Z").await; // 03:30:05 CEST
+    s.clock_to("2026-03-30T00:29:30Z").await;
+    assert_eq!(s.fires("nightly").await, ["2026-03-29T01:00:00Z"]);
+    s.clock_to("2026-03-30T00:30:05Z").await; // 02:30:05 CEST, the next day
+    assert_eq!(s.fires("nightly").await, ["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"]);
+    let t = s.cron_trigger("nightly").await;
+    assert_eq!(
+        (&t["next_fire_at"], &t["next_fires"][0]),
+        (&json!("2026-03-31T00:30:00Z"), &json!("2026-03-31T00:30:00Z"))
+    );
+    let (_, runs) = s.call("GET", "/v1/runs?runbook=nightly", Some(READER), None).await;
+    for r in runs["runs"].as_array().unwrap() {
+        assert_eq!(s.wait_final(r["id"].as_str().unwrap()).await["run"]["status"], "succeeded");
+    }
+    // A clock file that holds no time is logged, naming the file; the
+    // scheduler keeps the last good time.
+    std::fs::write(s.clock_file(), "half past two").unwrap();
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(s.path().join("serve.log")).unwrap();
+        if log.contains("\"half past two\" is not an RFC 3339 instant; expected e.g. 2026-03-29T00:59:30Z") {
+            assert!(log.contains(&format!("clock file {}", s.clock_file().display())), "{log}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no error logged: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.cron_trigger("nightly").await["next_fires"][0], "2026-03-31T00:30:00Z");
+}
+
+#[tokio::test]
+async fn a_daily_cron_job_runs_once_on_the_fall_back_day_and_an_hourly_one_twice() {
+    let mut s = Server::new();
+    s.runbook("nightly", NIGHTLY);
+    s.runbook(
+        "hourly",
+        "name: hourly\ntriggers:\n  - {cron: \"30 * * * *\", timezone: Europe/Berlin}\nsteps:\n  - id: a\n    plugin: echo\n",
+    );
+    s.set_clock("2026-10-24T23:45:00Z");
+    s.start();
+    s.clock_to("2026-10-24T23:45:00Z").await;
+    assert_eq!(s.cron_trigger("nightly").await["next_fire_at"], "2026-10-25T00:30:00Z");
+    s.clock_to("2026-10-25T00:29:30Z").await; // 02:29:30 CEST
+    assert_eq!(s.fires("nightly").await, Vec::<String>::new());
+    s.clock_to("2026-10-25T00:30:05Z").await; // the first 02:30 (CEST)
+    assert_eq!(s.fires("nightly").await, ["2026-10-25T00:30:00Z"]);
+    assert_eq!(s.fires("hourly").await, ["2026-10-25T00:30:00Z"]);
+    let t = s.cron_trigger("nightly").await;
+    assert_eq!(t["next_fire_at"], "2026-10-26T01:30:00Z", "not the second 02:30: {t}");
+    assert_eq!(t["next_fires"][0], "2026-10-26T01:30:00Z");
+    s.clock_to("2026-10-25T01:29:30Z").await; // 02:29:30 CET
+    s.clock_to("2026-10-25T01:30:05Z").await; // the second 02:30 (CET)
+    s.clock_to("2026-10-25T01:31:30Z").await;
+    assert_eq!(s.fires("nightly").await, ["2026-10-25T00:30:00Z"], "once on the fall-back day");
+    assert_eq!(s.fires("hourly").await, ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"], "wall time: both 02:30s");
+    s.clock_to("2026-10-26T01:30:05Z").await; // 02:30:05 CET, the next day
+    assert_eq!(s.fires("nightly").await, ["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]);
+    assert_eq!(
+        s.fires("hourly").await,
+        ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2026-10-26T01:30:00Z"],
+        "a day-long jump is downtime: missed fires run once (missed: last)"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_then_restart_neither_loses_nor_repeats_a_cron_fire() {
+    let mut s = Server::new();
+    let slow = NIGHTLY.replace(
+        "    plugin: echo\n",
+        "    plugin: hostile\n    with: {mode: sleep, ms: 60000}\n    timeout: 2m\n    grants: {env: {A: b}, dirs: [\"/tmp:/tmp:ro\"], hosts: [localhost], secrets: [none]}\n",
+    );
+    s.runbook("nightly", &slow); // missed: last, the default
+    s.runbook(
+        "replay",
+        &NIGHTLY.replace("name: nightly", "name: replay").replace(
+            "timezone: Europe/Berlin}",
+            "timezone: Europe/Berlin, missed: all, missed_window: 7d, overlap: allow}",
+        ),
+    );
+    s.runbook(
+        "drop",
+        &NIGHTLY
+            .replace("name: nightly", "name: drop")
+            .replace("timezone: Europe/Berlin}", "timezone: Europe/Berlin, missed: none}"),
+    );
+    s.set_clock("2026-10-24T12:00:00Z");
+    s.start();
+    s.clock_to("2026-10-24T12:00:00Z").await;
+    s.clock_to("2026-10-25T00:30:05Z").await;
+    let (_, runs) = s.call("GET", "/v1/runs?runbook=nightly", Some(READER), None).await;
+    let first = runs["runs"][0]["id"].as_str().unwrap().to_string();
+    s.wait_status(&first, "running").await;
+    s.kill9();
+
+    // Back at once, still within a minute of the fire: it is not repeated.
+    s.runbook("nightly", NIGHTLY);
+    s.set_clock("2026-10-25T00:30:40Z");
+    s.start();
+    s.clock_to("2026-10-25T00:30:40Z").await;
+    for rb in ["nightly", "replay", "drop"] {
+        assert_eq!(s.fires(rb).await, ["2026-10-25T00:30:00Z"], "{rb}");
+    }
+    assert_eq!(s.wait_final(&first).await["run"]["status"], "interrupted");
+
+    // Down for three days: the fires of the 26th, 27th and 28th were missed.
+    s.kill9();
+    s.set_clock("2026-10-28T12:00:00Z");
+    s.start();
+    s.clock_to("2026-10-28T12:00:00Z").await;
+    let expected = [
+        ("nightly", vec!["2026-10-25T00:30:00Z", "2026-10-28T01:30:00Z"]),
+        (
+            "replay",
+            vec!["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z", "2026-10-27T01:30:00Z", "2026-10-28T01:30:00Z"],
+        ),
+        ("drop", vec!["2026-10-25T00:30:00Z"]),
+    ];
+    for (rb, fires) in &expected {
+        assert_eq!(&s.fires(rb).await, fires, "{rb}");
+        assert_eq!(s.cron_trigger(rb).await["next_fire_at"], "2026-10-29T01:30:00Z", "{rb}");
+    }
+
+    // Another crash and restart at the same time replays nothing again.
+    s.kill9();
+    s.start();
+    s.clock_to("2026-10-28T12:00:00Z").await;
+    for (rb, fires) in &expected {
+        assert_eq!(&s.fires(rb).await, fires, "{rb}");
+    }
+    let (_, runs) = s.call("GET", "/v1/runs?limit=500", Some(READER), None).await;
+    for r in runs["runs"].as_array().unwrap() {
+        let id = r["id"].as_str().unwrap();
+        let status = &s.wait_final(id).await["run"]["status"];
+        assert_eq!(status, if id == first { "interrupted" } else { "succeeded" }, "{r}");
+    }
 }

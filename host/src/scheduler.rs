@@ -2,7 +2,9 @@
 //! macros, in IANA time zones through croner and jiff), persisted in the
 //! store so a restart neither loses nor repeats a fire, with the overlap,
 //! missed-fire and jitter policies of each trigger. Creates runs; the
-//! service executes them.
+//! service executes them. Time comes from a [`Clock`]: the system's, or in
+//! tests of the binary the file named by `TEND_CLOCK_FILE`; a jump of the
+//! clock past a fire by more than [`GRACE`] counts as downtime.
 //!
 //! Daylight saving: a job at a fixed time (minute and hour each a single
 //! value, e.g. `30 2 * * *`) runs exactly once on both change days — on
@@ -93,23 +95,29 @@ impl Scheduler {
         (max.as_millis() as f64 * self.clock.random()) as i64
     }
 
-    /// One pass over every cron trigger of `runbooks`: a trigger seen for
-    /// the first time gets its next fire time; a due one fires. Returns the
-    /// ids of the runs queued.
-    pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> anyhow::Result<Vec<String>> {
+    /// One pass over every cron trigger of `runbooks`, at one reading of
+    /// the clock: a trigger seen for the first time gets its next fire
+    /// time; a due one fires. Returns the ids of the runs queued. A trigger
+    /// the store fails on is logged and tried again on the next pass; the
+    /// others still go, and the runs they queued are still returned.
+    pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> Vec<String> {
+        let now = self.clock.now_ms();
         let mut queued = Vec::new();
         for rb in runbooks {
             for t in &rb.triggers {
                 if let Trigger::Cron(c) = t {
-                    queued.extend(self.tick_one(rb, c).await?);
+                    match self.tick_one(rb, c, now).await {
+                        Ok(ids) => queued.extend(ids),
+                        Err(e) => tracing::error!(runbook = %rb.name, "scheduler: cron {:?}: {e:#}", c.expr),
+                    }
                 }
             }
         }
-        Ok(queued)
+        metrics::gauge!("tend_scheduler_pass_timestamp_seconds").set(now as f64 / 1000.0);
+        queued
     }
 
-    async fn tick_one(&self, rb: &Runbook, c: &CronTrigger) -> anyhow::Result<Vec<String>> {
-        let now = self.clock.now_ms();
+    async fn tick_one(&self, rb: &Runbook, c: &CronTrigger, now: i64) -> anyhow::Result<Vec<String>> {
         let key = key(&rb.name, c);
         let Some(next) = self.store.schedule_next(&key).await? else {
             if let Some(first) = next_after(c, ts(now)) {
@@ -272,7 +280,11 @@ mod tests {
     }
 
     fn runbook(trigger: &str) -> Arc<Runbook> {
-        let yaml = format!("name: sched\ntriggers:\n  - {trigger}\nsteps:\n  - id: a\n    plugin: echo\n");
+        named("sched", trigger)
+    }
+
+    fn named(name: &str, trigger: &str) -> Arc<Runbook> {
+        let yaml = format!("name: {name}\ntriggers:\n  - {trigger}\nsteps:\n  - id: a\n    plugin: echo\n");
         let catalog = Catalog { plugins: BTreeMap::from([("echo".to_string(), None)]) };
         Arc::new(check(Path::new("t.yaml"), &yaml, &catalog).unwrap())
     }
@@ -296,13 +308,13 @@ mod tests {
     #[tokio::test]
     async fn fires_on_time_once_and_persists_the_next_time() {
         let (s, clock, store, rb) = setup("cron: \"0 * * * *\"", "2026-01-01T10:15:00Z").await;
-        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty(), "first sight only schedules");
+        assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty(), "first sight only schedules");
         set(&clock, "2026-01-01T11:00:05Z");
-        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1);
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
         // A second scheduler on the same database (a restart, or another
         // process) does not fire it again.
         let again = Scheduler::new(store.clone(), clock.clone());
-        assert!(again.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        assert!(again.tick(std::slice::from_ref(&rb)).await.is_empty());
         assert_eq!(statuses(&store).await, vec!["queued 0 * * * * (UTC) at 2026-01-01T11:00:00Z"]);
         let key = key(
             "sched",
@@ -317,10 +329,10 @@ mod tests {
     #[tokio::test]
     async fn missed_fires_run_once_by_default() {
         let (s, clock, store, rb) = setup("cron: \"0 * * * *\"", "2026-01-01T10:15:00Z").await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         // Down from 10:15 to 14:20: fires at 11, 12, 13 and 14 were missed.
         set(&clock, "2026-01-01T14:20:00Z");
-        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1);
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
         assert_eq!(statuses(&store).await, vec!["queued 0 * * * * (UTC) at 2026-01-01T14:00:00Z"]);
     }
 
@@ -329,18 +341,14 @@ mod tests {
         let (s, clock, store, rb) =
             setup("{cron: \"0 * * * *\", missed: all, missed_window: 90m, overlap: allow}", "2026-01-01T10:15:00Z")
                 .await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T14:20:00Z");
-        assert_eq!(
-            s.tick(std::slice::from_ref(&rb)).await.unwrap().len(),
-            2,
-            "12:00 is outside 90m; 13:00 and 14:00 run"
-        );
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 2, "12:00 is outside 90m; 13:00 and 14:00 run");
 
         let (s, clock, store2, rb) = setup("{cron: \"0 * * * *\", missed: none}", "2026-01-01T10:15:00Z").await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T14:20:00Z");
-        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty());
         assert!(statuses(&store2).await.is_empty());
         drop(store);
     }
@@ -348,12 +356,12 @@ mod tests {
     #[tokio::test]
     async fn overlapping_fires_are_skipped_and_recorded() {
         let (s, clock, store, rb) = setup("cron: \"*/5 * * * *\"", "2026-01-01T10:01:00Z").await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T10:05:01Z");
-        let first = s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        let first = s.tick(std::slice::from_ref(&rb)).await;
         assert!(store.claim_run(&first[0], "1@h", None).await.unwrap());
         set(&clock, "2026-01-01T10:10:01Z");
-        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty());
+        assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty());
         let runs = store.list_runs(&RunFilter::default()).await.unwrap();
         assert_eq!(runs[0].status, RunStatus::Skipped);
         assert_eq!(
@@ -365,20 +373,20 @@ mod tests {
     #[tokio::test]
     async fn overlap_queue_lets_one_wait() {
         let (s, clock, store, rb) = setup("{cron: \"*/5 * * * *\", overlap: queue}", "2026-01-01T10:01:00Z").await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T10:05:01Z");
-        let first = s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        let first = s.tick(std::slice::from_ref(&rb)).await;
         store.claim_run(&first[0], "1@h", None).await.unwrap();
         set(&clock, "2026-01-01T10:10:01Z");
-        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.unwrap().len(), 1, "one may wait");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1, "one may wait");
         set(&clock, "2026-01-01T10:15:01Z");
-        assert!(s.tick(std::slice::from_ref(&rb)).await.unwrap().is_empty(), "a second may not");
+        assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty(), "a second may not");
     }
 
     #[tokio::test]
     async fn jitter_delays_the_stored_fire_time() {
         let (s, _clock, store, rb) = setup("{cron: \"0 * * * *\", jitter: 10m}", "2026-01-01T10:15:00Z").await;
-        s.tick(std::slice::from_ref(&rb)).await.unwrap();
+        s.tick(std::slice::from_ref(&rb)).await;
         let key = key(
             "sched",
             match &rb.triggers[0] {
@@ -388,5 +396,106 @@ mod tests {
         );
         // The test clock's random() is 0.5: five of the ten minutes.
         assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T11:05:00Z"))));
+    }
+
+    /// Ticks every `step` from `from` to `until` (inclusive) and returns
+    /// the fire instants of the runs created.
+    async fn walk(
+        s: &Scheduler,
+        clock: &TestClock,
+        rb: &Arc<Runbook>,
+        from: &str,
+        until: &str,
+        step: i64,
+    ) -> Vec<String> {
+        let mut fired = Vec::new();
+        let mut t = ms(at(from));
+        while t <= ms(at(until)) {
+            clock.0.store(t, Ordering::SeqCst);
+            for id in s.tick(std::slice::from_ref(rb)).await {
+                let run = s.store.get_run(&id).await.unwrap().unwrap();
+                fired.push(run.trigger_source.unwrap().rsplit(" at ").next().unwrap().to_string());
+            }
+            t += step;
+        }
+        fired
+    }
+
+    #[tokio::test]
+    async fn a_fixed_time_job_fires_once_per_day_across_both_change_days_tick_by_tick() {
+        // Berlin skips 02:00-03:00 on 2026-03-29 and repeats it on 2026-10-25.
+        let trigger = "{cron: \"30 2 * * *\", timezone: Europe/Berlin, overlap: allow}";
+        let (s, clock, _store, rb) = setup(trigger, "2026-03-28T12:00:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        let fired = walk(&s, &clock, &rb, "2026-03-28T22:00:00Z", "2026-03-30T03:00:00Z", 30_000).await;
+        // 03:00 CEST, the first instant after the gap; then 02:30 CEST.
+        assert_eq!(fired, vec!["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"]);
+
+        let (s, clock, _store, rb) = setup(trigger, "2026-10-24T12:00:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        let fired = walk(&s, &clock, &rb, "2026-10-24T22:00:00Z", "2026-10-26T03:00:00Z", 30_000).await;
+        // The first 02:30 (CEST) only; then 02:30 CET.
+        assert_eq!(fired, vec!["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"]);
+    }
+
+    #[tokio::test]
+    async fn an_interval_job_fires_on_both_instants_of_the_repeated_hour() {
+        let (s, clock, _store, rb) =
+            setup("{cron: \"30 * * * *\", timezone: Europe/Berlin, overlap: allow}", "2026-10-24T23:45:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        let fired = walk(&s, &clock, &rb, "2026-10-24T23:45:00Z", "2026-10-25T02:00:00Z", 30_000).await;
+        // 02:30 CEST, then 02:30 CET an hour later.
+        assert_eq!(fired, vec!["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_inside_the_repeated_hour_does_not_fire_the_second_0230() {
+        // Fired at the first 02:30 (CEST), then down until 02:45 CET: the
+        // second 02:30 is not a missed fire.
+        let trigger = "{cron: \"30 2 * * *\", timezone: Europe/Berlin, missed: all, overlap: allow}";
+        let (s, clock, store, rb) = setup(trigger, "2026-10-24T12:00:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        set(&clock, "2026-10-25T00:30:02Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
+        set(&clock, "2026-10-25T01:45:00Z");
+        let again = Scheduler::new(store.clone(), clock.clone());
+        assert!(again.tick(std::slice::from_ref(&rb)).await.is_empty());
+        // Down across the first 02:30 instead: it runs once, late.
+        let (s, clock, _store, rb) = setup(trigger, "2026-10-24T12:00:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        set(&clock, "2026-10-25T01:45:00Z");
+        let ids = s.tick(std::slice::from_ref(&rb)).await;
+        assert_eq!(ids.len(), 1);
+        let run = s.store.get_run(&ids[0]).await.unwrap().unwrap();
+        assert!(run.trigger_source.unwrap().ends_with(" at 2026-10-25T00:30:00Z"));
+    }
+
+    #[tokio::test]
+    async fn a_trigger_the_store_fails_on_does_not_lose_the_runs_of_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = Store::open(path.to_str().unwrap()).await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(ms(at("2026-01-01T10:15:00Z")))));
+        let s = Scheduler::new(store.clone(), clock.clone());
+        let rbs = [named("a", "cron: \"0 * * * *\""), named("b", "cron: \"0 * * * *\"")];
+        s.tick(&rbs).await;
+        // The store refuses to move b's schedule (a full disk, a lock).
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse_b BEFORE UPDATE ON schedules WHEN NEW.runbook = 'b' \
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        set(&clock, "2026-01-01T11:00:05Z");
+        let queued = s.tick(&rbs).await;
+        assert_eq!(queued.len(), 1, "a's run is returned for dispatch");
+        assert_eq!(store.get_run(&queued[0]).await.unwrap().unwrap().runbook, "a");
+        // b fires once the store takes it again.
+        sqlx::query("DROP TRIGGER refuse_b").execute(&pool).await.unwrap();
+        let queued = s.tick(&rbs).await;
+        assert_eq!(queued.len(), 1);
+        assert_eq!(store.get_run(&queued[0]).await.unwrap().unwrap().runbook, "b");
     }
 }

@@ -232,7 +232,8 @@ async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 /// Prometheus text: runs by runbook and status, step durations, plugin
-/// traps by kind, escalations by severity, scheduler lateness.
+/// traps by kind, escalations by severity, scheduler lateness and the
+/// scheduler's time at its last pass.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorBody)))]
 async fn prometheus(_: CanRead, State(s): State<AppState>) -> Response {
     let body = s.service.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
@@ -241,7 +242,21 @@ async fn prometheus(_: CanRead, State(s): State<AppState>) -> Response {
 
 // ---- runbooks -------------------------------------------------------------
 
-fn runbook_json(rb: &Runbook) -> Value {
+/// A runbook as the API shows it. Each cron trigger lists its next five
+/// fire times after the scheduler's clock (`next_fires`, before jitter)
+/// and the stored time the scheduler will fire it next (`next_fire_at`,
+/// jitter included; earlier than `next_fires` while a fire is due; null
+/// until the scheduler has seen the trigger).
+async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError> {
+    let now = jiff::Timestamp::from_millisecond(service.clock.now_ms()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let mut stored = Vec::new();
+    for t in &rb.triggers {
+        if let Trigger::Cron(c) = t {
+            let at = service.store.schedule_next(&crate::scheduler::key(&rb.name, c)).await?;
+            stored.push(at.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map(|t| t.to_string()));
+        }
+    }
+    let mut stored = stored.into_iter();
     let params: Vec<Value> = rb
         .params
         .iter()
@@ -257,8 +272,9 @@ fn runbook_json(rb: &Runbook) -> Value {
             Trigger::Cron(c) => json!({
                 "cron": c.expr, "timezone": c.timezone, "params": c.params, "overlap": c.overlap, "missed": c.missed,
                 "missed_window_s": c.missed_window.as_secs(), "jitter_s": c.jitter.as_secs(),
-                "next_fires": crate::scheduler::next_fires(c, jiff::Timestamp::now(), 5)
+                "next_fires": crate::scheduler::next_fires(c, now, 5)
                     .into_iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                "next_fire_at": stored.next().flatten(),
             }),
             Trigger::Http => json!({"http": true}),
             Trigger::Alert { exact, regex } => {
@@ -267,17 +283,20 @@ fn runbook_json(rb: &Runbook) -> Value {
             }
         })
         .collect();
-    json!({
+    Ok(json!({
         "name": rb.name, "description": rb.description, "file": rb.file, "hash": rb.hash,
         "params": params, "triggers": triggers, "concurrency": rb.concurrency,
         "steps": rb.all_steps().map(|s| json!({"id": s.id, "plugin": s.plugin})).collect::<Vec<_>>(),
-    })
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/runbooks", tag = "runbooks", responses((status = 200, description = "Loaded runbooks and load problems", body = Object), (status = 401, body = ErrorBody)))]
-async fn list_runbooks(_: CanRead, State(s): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = s.service.runbooks().iter().map(|rb| runbook_json(rb)).collect();
-    Json(json!({"runbooks": list, "problems": s.service.problems()}))
+async fn list_runbooks(_: CanRead, State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut list = Vec::new();
+    for rb in s.service.runbooks() {
+        list.push(runbook_json(&s.service, &rb).await?);
+    }
+    Ok(Json(json!({"runbooks": list, "problems": s.service.problems()})))
 }
 
 #[utoipa::path(get, path = "/v1/runbooks/{name}", tag = "runbooks", params(("name" = String, Path, description = "Runbook name")), responses((status = 200, description = "Params, triggers with next fire times, steps", body = Object), (status = 404, body = ErrorBody)))]
@@ -288,7 +307,7 @@ async fn get_runbook(
 ) -> Result<Json<Value>, ApiError> {
     let name = path(name)?;
     let rb = s.service.runbook(&name).ok_or_else(|| ApiError::NotFound(format!("runbook {name:?} not found")))?;
-    Ok(Json(runbook_json(&rb)))
+    Ok(Json(runbook_json(&s.service, &rb).await?))
 }
 
 // ---- runs -------------------------------------------------------------------

@@ -100,6 +100,11 @@ pub struct ServeConfig {
     pub tokens: Vec<TokenConfig>,
     /// Webhooks every escalation goes to.
     pub webhooks: Vec<crate::runbook::WebhookUrl>,
+    /// `TEND_CLOCK_FILE`, a testing aid: cron triggers take the current
+    /// time from this file (an RFC 3339 instant, read on every scheduler
+    /// pass) instead of the system clock. None (the default) uses the
+    /// system clock.
+    pub clock_file: Option<PathBuf>,
 }
 
 /// Values given on the command line or in the environment (through clap).
@@ -112,6 +117,8 @@ pub struct Overrides {
     pub log_format: Option<String>,
     /// `TEND_TOKEN`: one admin token for quick setups.
     pub admin_token: Option<String>,
+    /// `TEND_CLOCK_FILE`: the scheduler's time comes from this file (tests).
+    pub clock_file: Option<PathBuf>,
 }
 
 /// Hex SHA-256 of a token's value.
@@ -214,6 +221,7 @@ impl ServeConfig {
             retention,
             tokens,
             webhooks,
+            clock_file: o.clock_file.clone(),
         })
     }
 }

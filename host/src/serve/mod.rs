@@ -6,7 +6,7 @@
 
 pub mod config;
 
-use crate::engine::{Engine, TriggerInfo};
+use crate::engine::{Clock, Engine, FileClock, SystemClock, TriggerInfo};
 use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
@@ -34,6 +34,10 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     metrics::describe_counter!("tend_plugin_traps_total", "Step attempts stopped by the host, by plugin and kind.");
     metrics::describe_counter!("tend_escalations_total", "Escalations raised (not grouped), by severity.");
     metrics::describe_histogram!("tend_scheduler_lateness_seconds", "How late cron fires happened after their time.");
+    metrics::describe_gauge!(
+        "tend_scheduler_pass_timestamp_seconds",
+        "The scheduler's time (Unix seconds) at its last pass over the cron triggers."
+    );
     Some(handle)
 }
 
@@ -66,12 +70,23 @@ pub struct Service {
     slots: Arc<Semaphore>,
     /// Renders `/metrics`; None when another recorder was installed first.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The time of cron triggers (fires and next fire times shown by the
+    /// API): the system clock, or `TEND_CLOCK_FILE`'s in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Service {
     /// Opens the store, recovers from a crash, loads plugins and runbooks,
     /// and starts the dispatcher.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Arc<Service>> {
+        let clock: Arc<dyn Clock> = match &config.clock_file {
+            Some(path) => {
+                let clock = FileClock::open(path).map_err(|e| e.context("TEND_CLOCK_FILE"))?;
+                tracing::warn!("TEND_CLOCK_FILE is set: cron triggers follow the time in {}", path.display());
+                Arc::new(clock)
+            }
+            None => Arc::new(SystemClock),
+        };
         let store = Store::open(&config.database).await?;
         let runtime = Arc::new(Runtime::new(RuntimeConfig {
             plugin_dir: Some(config.plugins.clone()),
@@ -101,6 +116,7 @@ impl Service {
             runbooks: RwLock::default(),
             problems: RwLock::default(),
             dispatch,
+            clock,
         });
         service.reload();
         service.recover().await?;
@@ -274,21 +290,16 @@ impl Service {
 
     /// Fires cron triggers, checking every second.
     async fn schedule(self: Arc<Self>) {
-        let scheduler = crate::scheduler::Scheduler::new(self.store.clone(), Arc::new(crate::engine::SystemClock));
+        let scheduler = crate::scheduler::Scheduler::new(self.store.clone(), self.clock.clone());
         loop {
-            match scheduler.tick(&self.runbooks()).await {
-                Ok(ids) => {
-                    for id in ids {
-                        match self.store.get_run(&id).await {
-                            Ok(Some(run)) => {
-                                let _ = self.dispatch.send(run);
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::error!(run_id = %id, "scheduler: cannot read the run it queued: {e:#}"),
-                        }
+            for id in scheduler.tick(&self.runbooks()).await {
+                match self.store.get_run(&id).await {
+                    Ok(Some(run)) => {
+                        let _ = self.dispatch.send(run);
                     }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(run_id = %id, "scheduler: cannot read the run it queued: {e:#}"),
                 }
-                Err(e) => tracing::error!("scheduler: {e:#}"),
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
