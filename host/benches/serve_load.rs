@@ -20,6 +20,9 @@
 //! Knobs (environment): SERVE_LOAD_SECS (10), SERVE_LOAD_CLIENTS (32),
 //! SERVE_LOAD_WARMUP (200), SERVE_LOAD_MAX_RUNS (`max_concurrent_runs`, 256).
 //! TEND_LOG is passed through to the server (its log goes to a file).
+//! SERVE_LOAD_BASELINE=/path/to/another/tend measures that binary too, side
+//! by side: for each runbook the baseline runs first, then
+//! `target/release/tend`, and the ratios of the two are printed.
 
 use ::tend::store::{RunFilter, RunStatus, Store};
 use std::collections::{BTreeMap, HashSet};
@@ -283,6 +286,8 @@ async fn wait_all_final(http: &reqwest::Client, base: &str, runbook: &str) -> In
 }
 
 struct Row {
+    /// Which binary: "tend" or "baseline".
+    server: &'static str,
     runbook: String,
     steps: usize,
     window: f64,
@@ -303,7 +308,7 @@ struct Row {
     durable: String,
 }
 
-async fn scenario(bin: &Path, runbook: &str, steps: usize) -> Row {
+async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) -> Row {
     let secs = env_num("SERVE_LOAD_SECS", 10);
     let clients = env_num("SERVE_LOAD_CLIENTS", 32) as usize;
     let warmup = env_num("SERVE_LOAD_WARMUP", 200);
@@ -386,6 +391,7 @@ async fn scenario(bin: &Path, runbook: &str, steps: usize) -> Row {
     let window = fired_end.duration_since(start).as_secs_f64();
     let span = (last_finished - start_ms) as f64 / 1000.0;
     Row {
+        server: label,
         runbook: runbook.to_string(),
         steps,
         window,
@@ -420,24 +426,34 @@ fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!("4 KiB write + fdatasync in {}: p50 {}, p99 {}", std::env::temp_dir().display(), ms(f50), ms(f99));
+    let baseline = std::env::var_os("SERVE_LOAD_BASELINE").map(PathBuf::from);
+    if let Some(b) = &baseline {
+        println!("baseline: {}", b.display());
+    }
+    let mut servers: Vec<(&'static str, PathBuf)> = Vec::new();
+    servers.extend(baseline.map(|b| ("baseline", b)));
+    servers.push(("tend", bin));
     let rows: Vec<Row> = rt.block_on(async {
         let mut rows = Vec::new();
         for (name, steps) in [("one", 1), ("five", 5)] {
-            let row = scenario(&bin, name, steps).await;
-            eprintln!("serve_load: {name} done");
-            rows.push(row);
+            for (server, bin) in &servers {
+                let row = scenario(server, bin, name, steps).await;
+                eprintln!("serve_load: {name} on {server} done");
+                rows.push(row);
+            }
         }
         rows
     });
 
     println!();
     println!(
-        "| runbook | triggers accepted | accepted/s | runs completed/s | trigger p50 | trigger p99 | trigger max | peak RSS (VmHWM) | server CPU | client CPU |"
+        "| server | runbook | triggers accepted | accepted/s | runs completed/s | trigger p50 | trigger p99 | trigger max | peak RSS (VmHWM) | server CPU | client CPU |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} ({} step{}) | {} in {:.1} s | {:.0} | {:.1} | {} | {} | {} | {:.1} MiB | {:.0}% of a core | {:.0}% of a core |",
+            "| {} | {} ({} step{}) | {} in {:.1} s | {:.0} | {:.1} | {} | {} | {} | {:.1} MiB | {:.0}% of a core | {:.0}% of a core |",
+            r.server,
             r.runbook,
             r.steps,
             if r.steps == 1 { "" } else { "s" },
@@ -456,8 +472,9 @@ fn main() {
     println!();
     for r in &rows {
         println!(
-            "- {}: last run final {:.1} s after the first measured trigger ({:.1} s after the last); RSS at the end {:.1} MiB; errors: {}; durability: {}",
+            "- {} on {}: last run final {:.1} s after the first measured trigger ({:.1} s after the last); RSS at the end {:.1} MiB; errors: {}; durability: {}",
             r.runbook,
+            r.server,
             r.span,
             r.drain,
             r.rss_kib as f64 / 1024.0,
@@ -465,7 +482,18 @@ fn main() {
             r.durable
         );
     }
-    let one = &rows[0];
+    for pair in rows.chunks(2).filter(|p| p.len() == 2 && p[0].server == "baseline") {
+        let (b, t) = (&pair[0], &pair[1]);
+        println!(
+            "- {} ratio tend/baseline: runs completed/s {:.2}, trigger p50 {:.3}, p99 {:.3}, server CPU per run {:.3}",
+            t.runbook,
+            t.completed_per_s / b.completed_per_s,
+            t.p50.as_secs_f64() / b.p50.as_secs_f64(),
+            t.p99.as_secs_f64() / b.p99.as_secs_f64(),
+            (t.server_cpu / t.accepted as f64) / (b.server_cpu / b.accepted as f64),
+        );
+    }
+    let one = rows.iter().find(|r| r.server == "tend" && r.steps == 1).expect("the one-step row");
     println!();
     println!(
         "Target (>= 2000 one-step runs/s, trigger p99 < 20 ms): runs/s {:.1} -> {}; p99 {} -> {}",
