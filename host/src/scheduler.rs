@@ -20,6 +20,7 @@ use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
 use crate::store::{NewRun, Store};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,11 +84,45 @@ fn ts(ms: i64) -> Timestamp {
 pub struct Scheduler {
     store: Store,
     clock: Arc<dyn Clock>,
+    /// The trigger keys of the last pass whose stale schedules were
+    /// forgotten; None before the first pass.
+    known: tokio::sync::Mutex<Option<BTreeSet<String>>>,
 }
 
 impl Scheduler {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Scheduler {
-        Scheduler { store, clock }
+        Scheduler { store, clock, known: Default::default() }
+    }
+
+    /// When the set of cron triggers changed (and at the first pass), the
+    /// schedules of triggers no longer loaded are forgotten: a trigger that
+    /// comes back later (the line changed back, the runbook restored)
+    /// starts from its next fire then instead of replaying the fires of its
+    /// absence as missed. So tend processes sharing one database must load
+    /// the same runbooks.
+    async fn forget_unloaded(&self, runbooks: &[Arc<Runbook>]) {
+        let keys: BTreeSet<String> = runbooks
+            .iter()
+            .flat_map(|rb| {
+                rb.triggers.iter().filter_map(|t| match t {
+                    Trigger::Cron(c) => Some(key(&rb.name, c)),
+                    _ => None,
+                })
+            })
+            .collect();
+        let mut known = self.known.lock().await;
+        if known.as_ref() == Some(&keys) {
+            return;
+        }
+        match self.store.forget_schedules(&keys).await {
+            Ok(forgotten) => {
+                for k in forgotten {
+                    tracing::info!("scheduler: forgot the schedule of {k:?}: no loaded runbook has that trigger");
+                }
+                *known = Some(keys);
+            }
+            Err(e) => tracing::error!("scheduler: cannot forget the schedules of unloaded triggers: {e:#}"),
+        }
     }
 
     /// A random jitter up to `max`, in ms.
@@ -101,6 +136,7 @@ impl Scheduler {
     /// the store fails on is logged and tried again on the next pass; the
     /// others still go, and the runs they queued are still returned.
     pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> Vec<String> {
+        self.forget_unloaded(runbooks).await;
         let now = self.clock.now_ms();
         let mut queued = Vec::new();
         for rb in runbooks {
@@ -351,6 +387,26 @@ mod tests {
         assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty());
         assert!(statuses(&store2).await.is_empty());
         drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_trigger_that_comes_back_does_not_replay_its_absence() {
+        let (s, clock, store, rb) = setup("{cron: \"0 * * * *\", overlap: allow}", "2026-01-01T10:15:00Z").await;
+        s.tick(std::slice::from_ref(&rb)).await;
+        // The line changes for three days, then changes back.
+        let other = runbook("cron: \"30 * * * *\"");
+        set(&clock, "2026-01-01T10:20:00Z");
+        s.tick(std::slice::from_ref(&other)).await;
+        set(&clock, "2026-01-04T10:20:00Z");
+        s.tick(std::slice::from_ref(&rb)).await;
+        assert!(statuses(&store).await.is_empty(), "no missed fire replayed");
+        set(&clock, "2026-01-04T11:00:01Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
+        // A restart with the same runbooks forgets nothing.
+        let again = Scheduler::new(store.clone(), clock.clone());
+        set(&clock, "2026-01-04T12:00:01Z");
+        assert_eq!(again.tick(std::slice::from_ref(&rb)).await.len(), 1);
+        assert_eq!(statuses(&store).await.len(), 2);
     }
 
     #[tokio::test]

@@ -439,6 +439,26 @@ impl Store {
             .await
     }
 
+    /// Deletes the schedules whose key is not in `keep`; returns their keys.
+    pub async fn forget_schedules(&self, keep: &std::collections::BTreeSet<String>) -> anyhow::Result<Vec<String>> {
+        let keep = keep.clone();
+        self.writer
+            .write(move |db| {
+                let all: Vec<String> = db
+                    .prepare_cached("SELECT key FROM schedules")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut delete = db.prepare_cached("DELETE FROM schedules WHERE key = ?")?;
+                let mut forgotten = Vec::new();
+                for key in all.into_iter().filter(|k| !keep.contains(k)) {
+                    delete.execute([&key])?;
+                    forgotten.push(key);
+                }
+                Ok(forgotten)
+            })
+            .await
+    }
+
     /// Number of runs of a runbook that are queued, running or waiting.
     pub async fn active_runs(&self, runbook: &str) -> anyhow::Result<(i64, i64)> {
         let row = sqlx::query(

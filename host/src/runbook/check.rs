@@ -862,7 +862,7 @@ impl Checker<'_> {
                 let jitter = self.duration(&format!("{what}: jitter"), &v.jitter).unwrap_or(Duration::ZERO);
                 self.cron_params.push((v.params.as_ref().map(|p| p.pos).unwrap_or(cron.pos), params.clone()));
                 if ok_cron && ok_tz {
-                    out.push(Trigger::Cron(CronTrigger {
+                    let trigger = CronTrigger {
                         expr: cron.value.clone(),
                         timezone: tz,
                         params,
@@ -870,7 +870,9 @@ impl Checker<'_> {
                         missed,
                         missed_window,
                         jitter,
-                    }));
+                    };
+                    self.cron_timing(&what, cron.pos, v.jitter.as_ref().map(|j| j.pos), &trigger);
+                    out.push(Trigger::Cron(trigger));
                 }
             } else if let Some(http) = v.http {
                 if http {
@@ -895,6 +897,32 @@ impl Checker<'_> {
             }
         }
         out
+    }
+
+    /// A cron line that never matches a date (`0 0 30 2 *`) is an error, and
+    /// so is a jitter as long as the shortest time between two fires: the
+    /// scheduler could then not tell a jittered fire from the next one.
+    fn cron_timing(&mut self, what: &str, cron_pos: Pos, jitter_pos: Option<Pos>, t: &CronTrigger) {
+        let fires = crate::scheduler::next_fires(t, jiff::Timestamp::now(), 100);
+        if fires.is_empty() {
+            self.error(cron_pos, format!("{what}: cron {:?} never fires: no date matches it", t.expr));
+            return;
+        }
+        let shortest = fires.windows(2).map(|w| w[1].duration_since(w[0])).min();
+        if let (Some(gap), Some(pos)) = (shortest, jitter_pos)
+            && t.jitter.as_secs_f64() >= gap.as_secs_f64()
+        {
+            let gap = Duration::from_secs_f64(gap.as_secs_f64());
+            self.error(
+                pos,
+                format!(
+                    "{what}: jitter {} must be shorter than the shortest time between two fires of {:?} ({})",
+                    crate::units::format_duration(t.jitter),
+                    t.expr,
+                    crate::units::format_duration(gap)
+                ),
+            );
+        }
     }
 
     fn notify(&mut self, n: &spec::NotifySpec) -> Notify {
