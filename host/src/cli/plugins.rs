@@ -8,6 +8,8 @@ use crate::units::{parse_bytes, parse_duration};
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// List built-in and installed plugins.

@@ -288,7 +288,7 @@ impl Checker<'_> {
                     items.push(Item::Repeat(r));
                 }
             } else if let Some(s) = self.step(item, &format!("steps[{i}]"), &defaults) {
-                items.push(Item::Step(s));
+                items.push(Item::Step(Box::new(s)));
             }
         }
         let mut handlers = Vec::new();

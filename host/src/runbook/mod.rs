@@ -121,7 +121,7 @@ pub enum Missed {
 /// An item of a runbook's steps.
 #[derive(Debug, Clone)]
 pub enum Item {
-    Step(Step),
+    Step(Box<Step>),
     Repeat(Repeat),
 }
 
@@ -266,7 +266,7 @@ impl Runbook {
         self.items
             .iter()
             .flat_map(|i| match i {
-                Item::Step(s) => std::slice::from_ref(s).iter(),
+                Item::Step(s) => std::slice::from_ref(&**s).iter(),
                 Item::Repeat(r) => r.steps.iter(),
             })
             .chain(self.handlers.iter())

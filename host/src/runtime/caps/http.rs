@@ -80,22 +80,22 @@ impl HttpCap {
                 .map_err(|_| format!("request to {url} timed out after {}", crate::units::format_duration(timeout)))?
                 .map_err(|e| format!("request to {url} failed: {}", describe(&e)))?;
             let status = resp.status();
-            if req.follow_redirects && status.is_redirection() {
-                if let Some(location) = resp.headers().get(reqwest::header::LOCATION) {
-                    let location =
-                        location.to_str().map_err(|_| format!("redirect from {url} has a non-text Location"))?;
-                    url = url
-                        .join(location)
-                        .map_err(|e| format!("redirect from {url} to {location:?} is not a valid URL: {e}"))?;
-                    // 303, and 301/302 after POST, turn into GET without a body, as browsers do.
-                    if status == reqwest::StatusCode::SEE_OTHER
-                        || (method == reqwest::Method::POST && status.as_u16() < 303)
-                    {
-                        method = reqwest::Method::GET;
-                        body = None;
-                    }
-                    continue;
+            if req.follow_redirects
+                && status.is_redirection()
+                && let Some(location) = resp.headers().get(reqwest::header::LOCATION)
+            {
+                let location = location.to_str().map_err(|_| format!("redirect from {url} has a non-text Location"))?;
+                url = url
+                    .join(location)
+                    .map_err(|e| format!("redirect from {url} to {location:?} is not a valid URL: {e}"))?;
+                // 303, and 301/302 after POST, turn into GET without a body, as browsers do.
+                if status == reqwest::StatusCode::SEE_OTHER
+                    || (method == reqwest::Method::POST && status.as_u16() < 303)
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
                 }
+                continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             return tokio::time::timeout(remaining, read_response(resp))

@@ -49,7 +49,7 @@ impl SecretsCap {
 
     /// Part three: `host.secret`.
     pub fn secret(&mut self, name: String) -> Option<String> {
-        if !self.granted.iter().any(|g| *g == name) {
+        if !self.granted.contains(&name) {
             self.denials.push(format!("secrets: secret {name:?} is not granted to this step"));
             return None;
         }
