@@ -121,6 +121,11 @@ fn in_savepoint<T>(
 ) -> anyhow::Result<T> {
     conn.prepare_cached("SAVEPOINT w")?.execute([])?;
     let result = guarded(conn, f);
+    // Some errors (a full disk, an I/O error) make SQLite roll back the
+    // whole transaction itself; the batch then fails (see `serve`).
+    if conn.is_autocommit() {
+        return result;
+    }
     if result.is_err() {
         conn.prepare_cached("ROLLBACK TO w")?.execute([])?;
     }
@@ -172,11 +177,28 @@ fn serve(conn: rusqlite::Connection, queue: mpsc::Receiver<Job>) {
             }
             continue;
         }
-        let answers: Vec<Answer> = batch.into_iter().map(|job| (job.work)(Ok(&conn))).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            format!("committing to the database: {e}")
-        });
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut lost = None;
+        for job in batch {
+            match &lost {
+                None => {
+                    answers.push((job.work)(Ok(&conn)));
+                    // The transaction is gone (SQLite rolled it back after
+                    // an error): what ran in it is lost, nothing more runs.
+                    if conn.is_autocommit() {
+                        lost = Some("the database rolled back the transaction after an error".to_string());
+                    }
+                }
+                Some(why) => answers.push((job.work)(Err(why))),
+            }
+        }
+        let commit = match lost {
+            Some(why) => Err(why),
+            None => conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                format!("committing to the database: {e}")
+            }),
+        };
         for answer in answers {
             answer(commit.as_ref().map(|_| ()).map_err(String::as_str));
         }
@@ -226,6 +248,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(keys, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_transaction_is_lost_fails_every_write_in_it() {
+        let (_dir, w) = writer();
+        // Hold the writer in a first batch until A, B and C are queued, so
+        // the three land in the next one together.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(move |_| Ok(hold.recv()?)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let a = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // B ends the batch's transaction, as SQLite does after a full disk.
+        let b = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|c| Ok(c.execute_batch("ROLLBACK")?)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let c = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 3)", [])?)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let lost = "the database rolled back the transaction after an error";
+        assert_eq!(a.await.unwrap().unwrap_err().to_string(), lost);
+        assert!(b.await.unwrap().is_err());
+        assert_eq!(c.await.unwrap().unwrap_err().to_string(), lost);
+        assert_eq!(count(&w).await, 0, "nothing of the lost batch stayed");
+        // The writer goes on.
+        w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('d', 4)", [])?)).await.unwrap();
+        assert_eq!(count(&w).await, 1);
     }
 
     #[tokio::test]
