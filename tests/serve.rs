@@ -581,6 +581,13 @@ steps:
         "{text}"
     );
     assert!(text.contains("tend_escalations_total{severity=\"critical\"} 1"), "{text}");
+    // The database writer's commits, and the writes they carried (at least
+    // the run's create, claim, attempt start and end, and finish).
+    let counter = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    let (commits, writes) = (counter("tend_store_commits_total "), counter("tend_store_writes_total "));
+    assert!(commits >= 1.0 && writes >= commits && writes >= 5.0, "commits {commits}, writes {writes}");
 }
 
 #[tokio::test]

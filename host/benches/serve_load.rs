@@ -305,6 +305,8 @@ struct Row {
     rss_kib: u64,
     server_cpu: f64,
     client_cpu: f64,
+    /// Writes per database commit over the server's life (tend_store_* counters).
+    writes_per_commit: Option<f64>,
     durable: String,
 }
 
@@ -343,6 +345,15 @@ async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) 
     let all_final = wait_all_final(&http, &server.base, runbook).await;
     let (cpu1, self1) = (cpu_seconds(&server_pid, tick), cpu_seconds("self", tick));
     let (hwm_kib, rss_kib) = (vm_kib(server.pid, "VmHWM:"), vm_kib(server.pid, "VmRSS:"));
+    let metrics = http.get(format!("{}/metrics", server.base)).bearer_auth(TOKEN).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let counter =
+        |name: &str| -> Option<f64> { metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()) };
+    // Servers without the counters (older binaries) show no figure.
+    let writes_per_commit = match (counter("tend_store_writes_total "), counter("tend_store_commits_total ")) {
+        (Some(w), Some(c)) if c > 0.0 => Some(w / c),
+        _ => None,
+    };
     server.stop().await;
 
     // Durability: every accepted run (warm-up included) is in the database,
@@ -409,6 +420,7 @@ async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) 
         rss_kib,
         server_cpu: cpu1 - cpu0,
         client_cpu: self1 - self0,
+        writes_per_commit,
         durable,
     }
 }
@@ -472,12 +484,13 @@ fn main() {
     println!();
     for r in &rows {
         println!(
-            "- {} on {}: last run final {:.1} s after the first measured trigger ({:.1} s after the last); RSS at the end {:.1} MiB; errors: {}; durability: {}",
+            "- {} on {}: last run final {:.1} s after the first measured trigger ({:.1} s after the last); RSS at the end {:.1} MiB; writes per commit: {}; errors: {}; durability: {}",
             r.runbook,
             r.server,
             r.span,
             r.drain,
             r.rss_kib as f64 / 1024.0,
+            r.writes_per_commit.map(|w| format!("{w:.1}")).unwrap_or_else(|| "n/a".into()),
             if r.errors.is_empty() { "none".to_string() } else { format!("{:?}", r.errors) },
             r.durable
         );

@@ -880,7 +880,9 @@ impl Store {
         let output = end.output.as_ref().map(Value::to_string);
         let findings = serde_json::to_string(&end.findings)?;
         let logs = serde_json::to_string(&end.logs)?;
-        let end = AttemptEnd { output: None, findings: Vec::new(), logs: Vec::new(), ..end.clone() };
+        let (status, outcome, error) = (end.status.clone(), end.outcome.clone(), end.error.clone());
+        let (digest, duration_ms, peak) =
+            (end.plugin_digest.clone(), end.duration_ms, end.peak_memory_bytes.map(|b| b as i64));
         self.writer
             .write(move |db| {
                 db.prepare_cached(
@@ -889,15 +891,15 @@ impl Store {
                      WHERE id = ?",
                 )?
                 .execute(params![
-                    end.status,
-                    end.outcome,
-                    end.error,
-                    end.plugin_digest,
+                    status,
+                    outcome,
+                    error,
+                    digest,
                     output,
                     findings,
                     logs,
-                    end.duration_ms,
-                    end.peak_memory_bytes.map(|b| b as i64),
+                    duration_ms,
+                    peak,
                     now_ms(),
                     id
                 ])?;

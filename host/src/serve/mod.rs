@@ -34,6 +34,12 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     metrics::describe_counter!("tend_plugin_traps_total", "Step attempts stopped by the host, by plugin and kind.");
     metrics::describe_counter!("tend_escalations_total", "Escalations raised (not grouped), by severity.");
     metrics::describe_histogram!("tend_scheduler_lateness_seconds", "How late cron fires happened after their time.");
+    metrics::describe_counter!("tend_store_commits_total", "Transactions the database writer committed.");
+    metrics::describe_counter!(
+        "tend_store_writes_total",
+        "Writes committed by the database writer; divided by commits, the writes each fsync carried."
+    );
+    metrics::describe_counter!("tend_store_failed_commits_total", "Transactions of the database writer that failed.");
     metrics::describe_gauge!(
         "tend_scheduler_pass_timestamp_seconds",
         "The scheduler's time (Unix seconds) at its last pass over the cron triggers."

@@ -199,6 +199,16 @@ fn serve(conn: rusqlite::Connection, queue: mpsc::Receiver<Job>) {
                 format!("committing to the database: {e}")
             }),
         };
+        match &commit {
+            Ok(()) => {
+                metrics::counter!("tend_store_commits_total").increment(1);
+                metrics::counter!("tend_store_writes_total").increment(answers.len() as u64);
+            }
+            Err(e) => {
+                tracing::error!("database writer: {e}");
+                metrics::counter!("tend_store_failed_commits_total").increment(1);
+            }
+        }
         for answer in answers {
             answer(commit.as_ref().map(|_| ()).map_err(String::as_str));
         }
