@@ -314,11 +314,17 @@ impl Store {
     /// By default: WAL journal, `synchronous = FULL` (a committed status
     /// survives a crash of tend and of the machine), foreign keys on, a
     /// 5-second busy timeout so several tend processes can share the file.
+    ///
+    /// `path` is a file path or a URL: `sqlite:PATH`, `sqlite://PATH`
+    /// (`sqlite:///var/lib/tend/tend.db` for an absolute path), and
+    /// `sqlite::memory:` for `:memory:`. Other schemes are refused.
     pub async fn open(path: &str) -> anyhow::Result<Store> {
-        let scratch = if path == ":memory:" { Some(std::sync::Arc::new(tempfile::tempdir()?)) } else { None };
-        let file = match &scratch {
-            Some(dir) => dir.path().join("tend.db"),
-            None => std::path::PathBuf::from(path),
+        let (file, scratch) = match database_file(path)? {
+            Some(file) => (file, None),
+            None => {
+                let dir = tempfile::tempdir()?;
+                (dir.path().join("tend.db"), Some(std::sync::Arc::new(dir)))
+            }
         };
         // Two processes opening a new database at once would both set it up
         // (WAL mode, tables); an advisory lock on the file (flock, which is
@@ -1326,6 +1332,32 @@ impl StateStore for Store {
     }
 }
 
+/// The file a database setting names (a path or a `sqlite:` URL), or None
+/// for a private in-memory database. Errors say what was expected.
+fn database_file(setting: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let path = match setting.split_once(':') {
+        _ if setting == ":memory:" || setting == "sqlite::memory:" => return Ok(None),
+        Some(("sqlite", rest)) => rest.strip_prefix("//").unwrap_or(rest),
+        Some((scheme, rest))
+            if rest.starts_with("//") && !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            anyhow::bail!(
+                "database {setting:?}: only SQLite is supported (a file path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\")"
+            )
+        }
+        _ => setting,
+    };
+    if path.is_empty() {
+        anyhow::bail!(
+            "database {setting:?} names no file; expected e.g. \"tend.db\" or \"sqlite:///var/lib/tend/tend.db\""
+        );
+    }
+    if path.contains('?') && setting.starts_with("sqlite:") {
+        anyhow::bail!("database {setting:?}: URL options (after `?`) are not supported; tend sets its own");
+    }
+    Ok(Some(std::path::PathBuf::from(path)))
+}
+
 /// Marks the attempts of a run still `running` as interrupted.
 fn close_running_attempts(db: &rusqlite::Connection, run_id: &str, now: i64) -> anyhow::Result<()> {
     db.prepare_cached(
@@ -1521,6 +1553,36 @@ mod tests {
 
     async fn store() -> Store {
         Store::open(":memory:").await.unwrap()
+    }
+
+    #[test]
+    fn database_settings_are_paths_or_sqlite_urls() {
+        let file = |s: &str| database_file(s).map(|f| f.map(|p| p.display().to_string())).map_err(|e| e.to_string());
+        assert_eq!(file("tend.db"), Ok(Some("tend.db".into())));
+        assert_eq!(file("/var/lib/tend/tend.db"), Ok(Some("/var/lib/tend/tend.db".into())));
+        assert_eq!(file("sqlite:tend.db"), Ok(Some("tend.db".into())));
+        assert_eq!(file("sqlite://data/tend.db"), Ok(Some("data/tend.db".into())));
+        assert_eq!(file("sqlite:///var/lib/tend/tend.db"), Ok(Some("/var/lib/tend/tend.db".into())));
+        assert_eq!(file(":memory:"), Ok(None));
+        assert_eq!(file("sqlite::memory:"), Ok(None));
+        assert_eq!(
+            file("postgres://tend@db/tend"),
+            Err("database \"postgres://tend@db/tend\": only SQLite is supported (a file path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\")".into())
+        );
+        assert_eq!(
+            file("sqlite://"),
+            Err(
+                "database \"sqlite://\" names no file; expected e.g. \"tend.db\" or \"sqlite:///var/lib/tend/tend.db\""
+                    .into()
+            )
+        );
+        assert_eq!(
+            file("sqlite://tend.db?mode=ro"),
+            Err("database \"sqlite://tend.db?mode=ro\": URL options (after `?`) are not supported; tend sets its own"
+                .into())
+        );
+        // A path with a colon that is not a URL stays a path.
+        assert_eq!(file("backups/10:00.db"), Ok(Some("backups/10:00.db".into())));
     }
 
     fn new_run(runbook: &str) -> NewRun {

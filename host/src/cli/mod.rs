@@ -26,7 +26,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "TEND_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// The SQLite database that records runs, escalations and plugin state [default: tend.db].
+    /// The SQLite database that records runs, escalations and plugin state: a path or a sqlite: URL [default: tend.db].
     #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH")]
     pub db_path: Option<String>,
 
