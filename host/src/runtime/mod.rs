@@ -508,19 +508,33 @@ fn classify_trap(err: &wasmtime::Error, hit_memory_limit: bool, limits: &Limits,
     }
 }
 
-/// The panic message a Rust guest printed to stderr, else a generic one.
+/// Why a guest aborted, from what it printed to stderr: the exception of a
+/// Python traceback printed before the abort (componentize-py prints the
+/// uncaught exception, then panics with a generic "Python function threw
+/// an unexpected exception"), else a Rust panic's message, else a generic
+/// message.
 fn panic_message(stderr: &str) -> String {
-    let mut lines = stderr.lines();
-    while let Some(line) = lines.next() {
-        if line.contains("panicked at") {
-            let msg: Vec<&str> = lines.take_while(|l| !l.starts_with("note:")).collect();
-            if !msg.is_empty() {
-                return msg.join(" ");
-            }
-            return line.to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    let panic_at = lines.iter().position(|l| l.contains("panicked at"));
+    if let Some(exception) = python_exception(&lines[..panic_at.unwrap_or(lines.len())]) {
+        return exception;
+    }
+    if let Some(at) = panic_at {
+        let msg: Vec<&str> = lines[at + 1..].iter().copied().take_while(|l| !l.starts_with("note:")).collect();
+        if !msg.is_empty() {
+            return msg.join(" ");
         }
+        return lines[at].to_string();
     }
     "the guest aborted (wasm unreachable instruction)".to_string()
+}
+
+/// The exception line of the last Python traceback in `lines`, e.g.
+/// "ValueError: disk on fire": the first unindented line after the
+/// traceback's header (frames and source lines are indented).
+fn python_exception(lines: &[&str]) -> Option<String> {
+    let start = lines.iter().rposition(|l| l.starts_with("Traceback (most recent call last):"))?;
+    lines[start + 1..].iter().find(|l| !l.trim().is_empty() && !l.starts_with([' ', '\t'])).map(|l| l.to_string())
 }
 
 fn convert_output(
@@ -559,4 +573,35 @@ fn convert_output(
         })
         .collect();
     Ok(StepOutput { data, metrics, findings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn a_rust_panic_is_named_by_its_message() {
+        let stderr = "thread '<unnamed>' (1) panicked at src/lib.rs:10:5:\ndisk on fire\n\
+                      note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(panic_message(stderr), "disk on fire");
+        assert_eq!(panic_message(""), "the guest aborted (wasm unreachable instruction)");
+    }
+
+    #[test]
+    fn an_uncaught_python_exception_is_named_by_its_exception_line() {
+        // What a componentize-py 0.25 component prints for `raise ValueError(...)` in `run`.
+        let stderr = "Traceback (most recent call last):\n  File \"/0/app.py\", line 15, in run\n\
+                      ValueError: the disk is on fire\n\n\
+                      thread '<unnamed>' (1) panicked at runtime/src/lib.rs:1293:29:\n\
+                      Python function threw an unexpected exception\n\
+                      note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(panic_message(stderr), "ValueError: the disk is on fire");
+        // Chained exceptions: the last traceback's exception is the one that escaped.
+        let chained = "Traceback (most recent call last):\n  File \"/0/app.py\", line 3, in run\n\
+                       KeyError: 'x'\n\nDuring handling of the above exception, another exception occurred:\n\n\
+                       Traceback (most recent call last):\n  File \"/0/app.py\", line 5, in run\n    \
+                       raise Boom()\napp.Boom: bad config\n\n\
+                       thread '<unnamed>' (1) panicked at x.rs:1:1:\nPython function threw\n";
+        assert_eq!(panic_message(chained), "app.Boom: bad config");
+    }
 }
