@@ -215,3 +215,22 @@ fn plugins_directory_adds_plugins_beside_the_built_ins() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // `tend plugins list | head -0`: the reader is gone before tend writes.
+    let cache = std::env::temp_dir().join("tend-test-cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["plugins", "list"])
+        .env("TEND_CACHE_DIR", cache)
+        .env("TEND_PLUGINS", std::env::temp_dir().join("tend-no-plugins-here"))
+        .env_remove("TEND_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tend runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

@@ -247,7 +247,10 @@ fn python_plugin_is_inspected_and_called_through_the_cli() {
     let out =
         env.tend(&["plugins", "call", "threshold", "--config", DISK_CONFIG, "--input", DISKS, "--memory", "8MiB"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr(&out), "tend: threshold: trap: out of memory (limit 8 MiB)\n");
+    assert_eq!(
+        stderr(&out),
+        "tend: threshold: trap: out of memory (limit 8 MiB; raise it with the step's `memory:` or `--memory`)\n"
+    );
 }
 
 #[test]

@@ -2,6 +2,18 @@
 //! lives in its own file; all of them print through this module's helpers
 //! so errors look the same everywhere: `tend: <one line>` on stderr.
 
+/// `println!` for command output, except that a closed stdout
+/// (`tend runs list | head`) is not a panic: the rest of the output is
+/// dropped and the command carries on (a run still finishes and is recorded).
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod plugins;
 mod runbooks;
 mod serve;
@@ -9,6 +21,21 @@ mod serve;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Writes command output to stdout. After the first failed write (the
+/// reader went away), nothing more is written.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_fmt(args).and_then(|()| stdout.flush()).is_err() {
+        CLOSED.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Exit code for a step or run that failed.
 pub const EXIT_FAILED: u8 = 1;

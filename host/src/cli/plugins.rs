@@ -104,9 +104,9 @@ async fn list(runtime: &Runtime, json: bool) -> ExitCode {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
-        println!("{:<16} {:<9} {:<10} {:<16} DESCRIPTION", "NAME", "VERSION", "ORIGIN", "CAPABILITIES");
+        outln!("{:<16} {:<9} {:<10} {:<16} DESCRIPTION", "NAME", "VERSION", "ORIGIN", "CAPABILITIES");
         for (s, info) in &rows {
             let origin = match &s.origin {
                 Origin::Builtin => "built-in".to_string(),
@@ -114,7 +114,7 @@ async fn list(runtime: &Runtime, json: bool) -> ExitCode {
             };
             let caps = if info.capabilities.is_empty() { "-".to_string() } else { info.capabilities.join(",") };
             let summary = info.description.split(". ").next().unwrap_or("").trim_end_matches('.');
-            println!("{:<16} {:<9} {:<10} {:<16} {summary}", info.name, info.version, origin, caps);
+            outln!("{:<16} {:<9} {:<10} {:<16} {summary}", info.name, info.version, origin, caps);
         }
     }
     if broken { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
@@ -130,7 +130,7 @@ async fn inspect(runtime: &Runtime, plugin: &str) -> ExitCode {
             let mut value = serde_json::to_value(&info).unwrap_or_default();
             value["origin"] = serde_json::to_value(&source.origin).unwrap_or_default();
             value["digest"] = source.digest.clone().into();
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_FAILED, format!("{e:#}")),
@@ -151,9 +151,9 @@ async fn call(runtime: &Runtime, args: &CallArgs) -> ExitCode {
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
     if args.record {
-        println!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&record).unwrap_or_default());
     } else if let Some(output) = &record.output {
-        println!("{}", serde_json::to_string_pretty(output).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(output).unwrap_or_default());
     }
     if record.outcome.is_ok() {
         ExitCode::SUCCESS

@@ -181,7 +181,7 @@ pub async fn validate(cli: &Cli, args: &ValidateArgs) -> ExitCode {
         }
     }
     for p in &problems {
-        println!("{p}");
+        outln!("{p}");
     }
     let files_with_errors = files.len() - valid;
     if problems.is_empty() {
@@ -289,7 +289,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     };
     if args.json {
         match run_record(&store, &run_id).await {
-            Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            Ok(v) => outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
             Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
         }
     } else if let Err(e) = print_summary(&store, &run_id).await {
@@ -400,15 +400,15 @@ async fn print_summary(store: &Store, id: &str) -> anyhow::Result<()> {
     let run = store.get_run(id).await?.ok_or_else(|| anyhow::anyhow!("run {id:?} not found"))?;
     let attempts = store.attempts(id).await?;
     let escalations = store.list_escalations(None, Some(id), 1000).await?;
-    println!("run {}  {}  {}  {}", run.id, run.runbook, run.status, took(&run));
+    outln!("run {}  {}  {}  {}", run.id, run.runbook, run.status, took(&run));
     if let Some(e) = &run.error {
-        println!("error: {e}");
+        outln!("error: {e}");
     }
-    println!("{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}", "STEP", "ITER", "ATTEMPT", "STATUS", "OUTCOME", "DURATION");
+    outln!("{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}", "STEP", "ITER", "ATTEMPT", "STATUS", "OUTCOME", "DURATION");
     for a in &attempts {
         let dur =
             a.duration_ms.map(|d| format_duration(Duration::from_secs_f64(d / 1000.0))).unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<20} {:>4} {:>7} {:<10} {:<16} {:>9}",
             a.step_id,
             a.iteration,
@@ -419,7 +419,7 @@ async fn print_summary(store: &Store, id: &str) -> anyhow::Result<()> {
         );
     }
     for e in escalations.iter().rev() {
-        println!("escalation {} [{}] {} ({})", e.id, e.severity.as_str(), e.message, e.status);
+        outln!("escalation {} [{}] {} ({})", e.id, e.severity.as_str(), e.message, e.status);
     }
     Ok(())
 }
@@ -447,14 +447,11 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     })
                     .await?;
                 if *json {
-                    println!("{}", serde_json::to_string_pretty(&runs)?);
+                    outln!("{}", serde_json::to_string_pretty(&runs)?);
                 } else {
-                    println!(
-                        "{:<26} {:<24} {:<16} {:<8} {:>9}  ERROR",
-                        "ID", "RUNBOOK", "STATUS", "TRIGGER", "DURATION"
-                    );
+                    outln!("{:<26} {:<24} {:<16} {:<8} {:>9}  ERROR", "ID", "RUNBOOK", "STATUS", "TRIGGER", "DURATION");
                     for r in &runs {
-                        println!(
+                        outln!(
                             "{:<26} {:<24} {:<16} {:<8} {:>9}  {}",
                             r.id,
                             r.runbook,
@@ -472,19 +469,19 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     return Ok(fail(EXIT_USAGE, format!("run {id:?} not found")));
                 }
                 if *json {
-                    println!("{}", serde_json::to_string_pretty(&run_record(&store, id).await?)?);
+                    outln!("{}", serde_json::to_string_pretty(&run_record(&store, id).await?)?);
                 } else {
                     print_summary(&store, id).await?;
                     for a in store.attempts(id).await? {
                         if let Some(out) = &a.output {
-                            println!("\n{} output: {}", a.step_id, serde_json::to_string(out)?);
+                            outln!("\n{} output: {}", a.step_id, serde_json::to_string(out)?);
                         }
                         for f in &a.findings {
-                            println!("{} finding [{}] {}: {}", a.step_id, f.severity.as_str(), f.title, f.detail);
+                            outln!("{} finding [{}] {}: {}", a.step_id, f.severity.as_str(), f.title, f.detail);
                         }
                     }
                     for ap in store.approvals(id).await? {
-                        println!("approval {} for {}: {} ({})", ap.id, ap.step_id, ap.status, ap.message);
+                        outln!("approval {} for {}: {} ({})", ap.id, ap.step_id, ap.status, ap.message);
                     }
                 }
                 Ok(ExitCode::SUCCESS)
@@ -493,7 +490,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                 let status = if matches!(cmd, RunsCommand::Approve(_)) { "approved" } else { "rejected" };
                 match store.decide_approval(&d.id, status, &who(&d.by), d.reason.as_deref()).await {
                     Ok(row) => {
-                        println!("run {}: step {:?} {status}", d.id, row.step_id);
+                        outln!("run {}: step {:?} {status}", d.id, row.step_id);
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
@@ -502,7 +499,7 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
             }
             RunsCommand::Cancel { id } => match store.request_cancel(id).await {
                 Ok(status) => {
-                    println!("run {id}: cancellation requested (it was {status})");
+                    outln!("run {id}: cancellation requested (it was {status})");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
@@ -531,14 +528,11 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                 }
                 let list = store.list_escalations(status.as_deref(), run.as_deref(), *limit).await?;
                 if *json {
-                    println!("{}", serde_json::to_string_pretty(&list)?);
+                    outln!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
-                    println!(
-                        "{:>5} {:<9} {:<13} {:<24} {:>5}  MESSAGE",
-                        "ID", "SEVERITY", "STATUS", "RUNBOOK", "TIMES"
-                    );
+                    outln!("{:>5} {:<9} {:<13} {:<24} {:>5}  MESSAGE", "ID", "SEVERITY", "STATUS", "RUNBOOK", "TIMES");
                     for e in &list {
-                        println!(
+                        outln!(
                             "{:>5} {:<9} {:<13} {:<24} {:>5}  {}",
                             e.id,
                             e.severity.as_str(),
@@ -560,7 +554,7 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                 };
                 match r {
                     Ok(()) => {
-                        println!("escalation {id} {}", if ack { "acknowledged" } else { "resolved" });
+                        outln!("escalation {id} {}", if ack { "acknowledged" } else { "resolved" });
                         Ok(ExitCode::SUCCESS)
                     }
                     Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),

@@ -66,7 +66,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> ExitCode {
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!("tend serve listening on {addr}");
     // A line on stdout so scripts (and tests) can wait for readiness.
-    println!("listening on {addr}");
+    outln!("listening on {addr}");
 
     tokio::spawn(reload_on_hup(service.clone()));
     tokio::spawn(reload_on_change(service.clone()));

@@ -98,7 +98,12 @@ impl fmt::Display for Outcome {
                     write!(f, "trap: timeout after {}", format_duration(Duration::from_millis(*limit_ms)))
                 }
                 TrapKind::OutOfMemory { limit_bytes } => {
-                    write!(f, "trap: out of memory (limit {})", format_bytes(*limit_bytes))
+                    // Python components alone need about 12.5 MiB, so say how to raise it.
+                    write!(
+                        f,
+                        "trap: out of memory (limit {}; raise it with the step's `memory:` or `--memory`)",
+                        format_bytes(*limit_bytes)
+                    )
                 }
                 TrapKind::StackOverflow => write!(f, "trap: stack overflow"),
                 TrapKind::Panic { message } => write!(f, "trap: panic: {message}"),
