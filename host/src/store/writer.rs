@@ -76,6 +76,7 @@ impl Writer {
 
     /// Runs `f` in the next batch and returns its result once the batch is
     /// committed. An error from `f` rolls back what `f` wrote, and only that.
+    /// A write whose caller stops waiting (a dropped future) still happens.
     pub(super) async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
@@ -126,10 +127,14 @@ fn in_savepoint<T>(
     if conn.is_autocommit() {
         return result;
     }
-    if result.is_err() {
-        conn.prepare_cached("ROLLBACK TO w")?.execute([])?;
+    let end =
+        if result.is_err() { conn.execute_batch("ROLLBACK TO w; RELEASE w") } else { conn.execute_batch("RELEASE w") };
+    // A savepoint that cannot be ended would let this write's changes (or
+    // a failed write's) commit with the batch: give up the whole batch.
+    if let Err(e) = end {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(anyhow::anyhow!("ending the write's savepoint: {e}"));
     }
-    conn.prepare_cached("RELEASE w")?.execute([])?;
     result
 }
 
@@ -169,6 +174,11 @@ fn serve(conn: rusqlite::Connection, queue: mpsc::Receiver<Job>) {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        // Never left inside a transaction (a failed ROLLBACK, an `alone`
+        // job that began one); if so, start clean.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let why = format!("starting a database transaction: {e}");
@@ -233,23 +243,51 @@ mod tests {
         w.write(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).await.unwrap()
     }
 
+    type Write = Box<dyn FnOnce(&rusqlite::Connection) -> anyhow::Result<usize> + Send>;
+
+    /// Runs `writes` in one batch, in order: the writer is held in a batch
+    /// of its own until all of them are queued.
+    async fn in_one_batch(w: &Writer, writes: Vec<Write>) -> Vec<anyhow::Result<usize>> {
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.write(move |_| Ok(hold.recv()?)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut queued = Vec::new();
+        for f in writes {
+            let w = w.clone();
+            queued.push(tokio::spawn(async move { w.write(f).await }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for q in queued {
+            results.push(q.await.unwrap());
+        }
+        results
+    }
+
     #[tokio::test]
     async fn a_failed_write_rolls_back_alone_and_the_batch_commits() {
         let (_dir, w) = writer();
-        // Queued together, these land in one batch: the middle one inserts
-        // a row and then fails on a duplicate key.
-        let (a, b, c) = tokio::join!(
-            w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)),
-            w.write(|c| {
-                c.execute("INSERT INTO t VALUES ('b', 2)", [])?;
-                Ok(c.execute("INSERT INTO t VALUES ('a', 3)", [])?)
-            }),
-            w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 4)", [])?)),
-        );
-        assert_eq!(a.unwrap(), 1);
-        assert!(b.unwrap_err().to_string().contains("UNIQUE constraint failed: t.k"));
-        assert_eq!(c.unwrap(), 1);
-        assert_eq!(count(&w).await, 2);
+        // The middle write inserts a row and then fails on a duplicate key.
+        let r = in_one_batch(
+            &w,
+            vec![
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)),
+                Box::new(|c| {
+                    c.execute("INSERT INTO t VALUES ('b', 2)", [])?;
+                    Ok(c.execute("INSERT INTO t VALUES ('a', 3)", [])?)
+                }),
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 4)", [])?)),
+            ],
+        )
+        .await;
+        assert_eq!(r[0].as_ref().unwrap(), &1);
+        assert!(r[1].as_ref().unwrap_err().to_string().contains("UNIQUE constraint failed: t.k"));
+        assert_eq!(r[2].as_ref().unwrap(), &1);
         let keys: Vec<String> = w
             .write(|c| {
                 let mut s = c.prepare("SELECT k FROM t ORDER BY k")?;
@@ -263,40 +301,47 @@ mod tests {
     #[tokio::test]
     async fn a_batch_whose_transaction_is_lost_fails_every_write_in_it() {
         let (_dir, w) = writer();
-        // Hold the writer in a first batch until A, B and C are queued, so
-        // the three land in the next one together.
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let first = tokio::spawn({
-            let w = w.clone();
-            async move { w.write(move |_| Ok(hold.recv()?)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let a = tokio::spawn({
-            let w = w.clone();
-            async move { w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        // B ends the batch's transaction, as SQLite does after a full disk.
-        let b = tokio::spawn({
-            let w = w.clone();
-            async move { w.write(|c| Ok(c.execute_batch("ROLLBACK")?)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let c = tokio::spawn({
-            let w = w.clone();
-            async move { w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 3)", [])?)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        release.send(()).unwrap();
-        first.await.unwrap().unwrap();
+        // The middle write ends the batch's transaction, as SQLite does
+        // after a full disk.
+        let r = in_one_batch(
+            &w,
+            vec![
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)),
+                Box::new(|c| Ok(c.execute_batch("ROLLBACK").map(|()| 0)?)),
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 3)", [])?)),
+            ],
+        )
+        .await;
         let lost = "the database rolled back the transaction after an error";
-        assert_eq!(a.await.unwrap().unwrap_err().to_string(), lost);
-        assert!(b.await.unwrap().is_err());
-        assert_eq!(c.await.unwrap().unwrap_err().to_string(), lost);
+        assert_eq!(r[0].as_ref().unwrap_err().to_string(), lost);
+        assert!(r[1].is_err());
+        assert_eq!(r[2].as_ref().unwrap_err().to_string(), lost);
         assert_eq!(count(&w).await, 0, "nothing of the lost batch stayed");
         // The writer goes on.
         w.write(|c| Ok(c.execute("INSERT INTO t VALUES ('d', 4)", [])?)).await.unwrap();
         assert_eq!(count(&w).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_savepoint_that_cannot_end_fails_the_batch_not_just_the_write() {
+        let (_dir, w) = writer();
+        // The middle write releases the writer's savepoint itself, so ending
+        // it fails; its insert must not commit with the others.
+        let r = in_one_batch(
+            &w,
+            vec![
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('a', 1)", [])?)),
+                Box::new(|c| {
+                    c.execute("INSERT INTO t VALUES ('b', 2)", [])?;
+                    Ok(c.execute_batch("RELEASE w").map(|()| 0)?)
+                }),
+                Box::new(|c| Ok(c.execute("INSERT INTO t VALUES ('c', 3)", [])?)),
+            ],
+        )
+        .await;
+        assert!(r[1].as_ref().unwrap_err().to_string().starts_with("ending the write's savepoint: "), "{r:?}");
+        assert!(r.iter().all(|x| x.is_err()), "{r:?}");
+        assert_eq!(count(&w).await, 0);
     }
 
     #[tokio::test]
