@@ -602,7 +602,10 @@ impl Store {
         if deleted > 0 {
             self.writer
                 .alone(|db| {
-                    db.execute_batch("PRAGMA incremental_vacuum")?;
+                    // Frees one page per step: step it to the end.
+                    let mut vacuum = db.prepare("PRAGMA incremental_vacuum")?;
+                    let mut freed = vacuum.query([])?;
+                    while freed.next()?.is_some() {}
                     db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
                     Ok(())
                 })
@@ -611,10 +614,27 @@ impl Store {
         Ok(deleted)
     }
 
-    /// Whether the database answers.
+    /// Whether the database answers, for reads and through the writer (which
+    /// waits for the write lock like any write).
     pub async fn ping(&self) -> anyhow::Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.writer.write(|db| Ok(db.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
+    /// Fails a run that is still queued (it was never started), with why.
+    /// Returns false when it was no longer queued.
+    pub async fn fail_queued(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+        let (id, why) = (id.to_string(), why.to_string());
+        self.writer
+            .write(move |db| {
+                let done = db
+                    .prepare_cached(
+                        "UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE id = ? AND status = 'queued'",
+                    )?
+                    .execute(params![why, now_ms(), id])?;
+                Ok(done == 1)
+            })
+            .await
     }
 
     /// Moves a queued run to running for `owner` when fewer than `cap` runs
@@ -1336,7 +1356,10 @@ impl StateStore for Store {
 /// for a private in-memory database. Errors say what was expected.
 fn database_file(setting: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
     let path = match setting.split_once(':') {
-        _ if setting == ":memory:" || setting == "sqlite::memory:" => return Ok(None),
+        _ if [":memory:", "sqlite::memory:", "sqlite://:memory:"].contains(&setting) => return Ok(None),
+        Some(("file", _)) => anyhow::bail!(
+            "database {setting:?}: SQLite URI file names are not supported; expected a path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\""
+        ),
         Some(("sqlite", rest)) => rest.strip_prefix("//").unwrap_or(rest),
         Some((scheme, rest))
             if rest.starts_with("//") && !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
@@ -1581,6 +1604,11 @@ mod tests {
             Err("database \"sqlite://tend.db?mode=ro\": URL options (after `?`) are not supported; tend sets its own"
                 .into())
         );
+        assert_eq!(file("sqlite://:memory:"), Ok(None));
+        assert_eq!(
+            file("file:tend.db"),
+            Err("database \"file:tend.db\": SQLite URI file names are not supported; expected a path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\"".into())
+        );
         // A path with a colon that is not a URL stays a path.
         assert_eq!(file("backups/10:00.db"), Ok(Some("backups/10:00.db".into())));
     }
@@ -1647,6 +1675,22 @@ mod tests {
         assert!(s.list_escalations(None, None, 10).await.unwrap().is_empty());
         assert!(s.get_run(&live).await.unwrap().is_some());
         assert_eq!(s.prune(now_ms() + 1, 100).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn pruning_gives_the_freed_pages_back_to_the_file_system() {
+        let s = store().await;
+        let big = NewRun { params: serde_json::json!({"pad": "x".repeat(8192)}), ..new_run("rb") };
+        for _ in 0..200 {
+            let id = s.create_run(&big).await.unwrap().id;
+            s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap();
+        }
+        let pages = || async { sqlx::query_scalar::<_, i64>("PRAGMA page_count").fetch_one(&s.pool).await.unwrap() };
+        let before = pages().await;
+        assert_eq!(s.prune(now_ms() + 1, 50).await.unwrap(), 200);
+        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count").fetch_one(&s.pool).await.unwrap();
+        assert_eq!(free, 0, "every freed page went back to the file system");
+        assert!(pages().await < before / 4, "{} pages before, {} after", before, pages().await);
     }
 
     #[tokio::test]

@@ -298,7 +298,12 @@ impl Service {
     async fn schedule(self: Arc<Self>) {
         let scheduler = crate::scheduler::Scheduler::new(self.store.clone(), self.clock.clone());
         loop {
-            for id in scheduler.tick(&self.runbooks()).await {
+            let runbooks = self.runbooks();
+            // A runbook that failed to load must keep its schedule.
+            if self.problems().is_empty() {
+                scheduler.forget_unloaded(&runbooks).await;
+            }
+            for id in scheduler.tick(&runbooks).await {
                 match self.store.get_run(&id).await {
                     Ok(Some(run)) => {
                         let _ = self.dispatch.send(run);
@@ -346,7 +351,9 @@ impl Service {
         let id = id.as_str();
         let Some(rb) = self.runbook(&run.runbook) else {
             let why = format!("runbook {:?} is no longer loaded", run.runbook);
-            if let Err(e) = self.store.finish_run(id, RunStatus::Failed, Some(&why)).await {
+            // Only a run nobody started: another tend sharing the database
+            // may have this runbook and be running it.
+            if let Err(e) = self.store.fail_queued(id, &why).await {
                 tracing::error!(run_id = id, "cannot record run: {e:#}");
             }
             return;
