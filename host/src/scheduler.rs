@@ -94,13 +94,14 @@ impl Scheduler {
         Scheduler { store, clock, known: Default::default() }
     }
 
-    /// When the set of cron triggers changed (and at the first pass), the
-    /// schedules of triggers no longer loaded are forgotten: a trigger that
-    /// comes back later (the line changed back, the runbook restored)
-    /// starts from its next fire then instead of replaying the fires of its
-    /// absence as missed. So tend processes sharing one database must load
-    /// the same runbooks.
-    async fn forget_unloaded(&self, runbooks: &[Arc<Runbook>]) {
+    /// Forgets the schedules of cron triggers not in `runbooks` (when the
+    /// set changed since the last call): a trigger that comes back later
+    /// (the line changed back, the runbook restored) then starts from its
+    /// next fire instead of replaying the fires of its absence as missed.
+    /// Call it only with a complete set of runbooks: one that failed to load
+    /// would lose its schedule. So tend processes sharing one database must
+    /// load the same runbooks.
+    pub async fn forget_unloaded(&self, runbooks: &[Arc<Runbook>]) {
         let keys: BTreeSet<String> = runbooks
             .iter()
             .flat_map(|rb| {
@@ -136,7 +137,6 @@ impl Scheduler {
     /// the store fails on is logged and tried again on the next pass; the
     /// others still go, and the runs they queued are still returned.
     pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> Vec<String> {
-        self.forget_unloaded(runbooks).await;
         let now = self.clock.now_ms();
         let mut queued = Vec::new();
         for rb in runbooks {
@@ -179,7 +179,11 @@ impl Scheduler {
                 }
             }
         };
-        let Some(new_next) = next_after(c, ts(now)).map(|n| ms(n) + self.jitter(c.jitter)) else {
+        // On time, the next fire follows the one just due (a jittered or
+        // slightly late pass must not skip a slot); after missed fires, it
+        // follows now.
+        let after = if now - next <= GRACE.as_millis() as i64 { ts(next) } else { ts(now) };
+        let Some(new_next) = next_after(c, after).map(|n| ms(n) + self.jitter(c.jitter)) else {
             return Ok(Vec::new());
         };
         let params = match rb.resolve_params(c.params.as_object().unwrap_or(&Default::default())) {
@@ -299,8 +303,8 @@ mod tests {
         assert_eq!(next_after(&t, at("2026-01-01T10:15:00Z")).unwrap().to_string(), "2026-01-01T11:00:00Z");
     }
 
-    /// A clock the test sets.
-    struct TestClock(AtomicI64);
+    /// A clock the test sets; `random()` is the second field.
+    struct TestClock(AtomicI64, f64);
 
     #[async_trait::async_trait]
     impl Clock for TestClock {
@@ -311,7 +315,7 @@ mod tests {
             self.0.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
         }
         fn random(&self) -> f64 {
-            0.5
+            self.1
         }
     }
 
@@ -327,7 +331,7 @@ mod tests {
 
     async fn setup(trigger: &str, now: &str) -> (Scheduler, Arc<TestClock>, Store, Arc<Runbook>) {
         let store = Store::open(":memory:").await.unwrap();
-        let clock = Arc::new(TestClock(AtomicI64::new(ms(at(now)))));
+        let clock = Arc::new(TestClock(AtomicI64::new(ms(at(now))), 0.5));
         (Scheduler::new(store.clone(), clock.clone()), clock, store, runbook(trigger))
     }
 
@@ -396,14 +400,17 @@ mod tests {
         // The line changes for three days, then changes back.
         let other = runbook("cron: \"30 * * * *\"");
         set(&clock, "2026-01-01T10:20:00Z");
+        s.forget_unloaded(std::slice::from_ref(&other)).await;
         s.tick(std::slice::from_ref(&other)).await;
         set(&clock, "2026-01-04T10:20:00Z");
+        s.forget_unloaded(std::slice::from_ref(&rb)).await;
         s.tick(std::slice::from_ref(&rb)).await;
         assert!(statuses(&store).await.is_empty(), "no missed fire replayed");
         set(&clock, "2026-01-04T11:00:01Z");
         assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
         // A restart with the same runbooks forgets nothing.
         let again = Scheduler::new(store.clone(), clock.clone());
+        again.forget_unloaded(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-04T12:00:01Z");
         assert_eq!(again.tick(std::slice::from_ref(&rb)).await.len(), 1);
         assert_eq!(statuses(&store).await.len(), 2);
@@ -437,6 +444,27 @@ mod tests {
         assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1, "one may wait");
         set(&clock, "2026-01-01T10:15:01Z");
         assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty(), "a second may not");
+    }
+
+    #[tokio::test]
+    async fn a_late_pass_after_a_long_jitter_does_not_skip_the_next_fire() {
+        let store = Store::open(":memory:").await.unwrap();
+        let clock = Arc::new(TestClock(AtomicI64::new(ms(at("2026-01-01T10:01:00Z"))), 0.99));
+        let s = Scheduler::new(store.clone(), clock.clone());
+        let rb = runbook("{cron: \"*/10 * * * *\", jitter: 590s, overlap: allow}");
+        s.tick(std::slice::from_ref(&rb)).await;
+        // Stored for 10:10 + 0.99 × 590 s = 10:19:44.1; the pass comes 20 s late.
+        set(&clock, "2026-01-01T10:20:04Z");
+        assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1);
+        let key = key(
+            "sched",
+            match &rb.triggers[0] {
+                Trigger::Cron(c) => c,
+                _ => unreachable!(),
+            },
+        );
+        // The 10:20 slot is next (10:29:44 with jitter), not skipped for 10:30.
+        assert_eq!(store.schedule_next(&key).await.unwrap(), Some(ms(at("2026-01-01T10:29:44.100Z"))));
     }
 
     #[tokio::test]
@@ -531,7 +559,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let store = Store::open(path.to_str().unwrap()).await.unwrap();
-        let clock = Arc::new(TestClock(AtomicI64::new(ms(at("2026-01-01T10:15:00Z")))));
+        let clock = Arc::new(TestClock(AtomicI64::new(ms(at("2026-01-01T10:15:00Z"))), 0.5));
         let s = Scheduler::new(store.clone(), clock.clone());
         let rbs = [named("a", "cron: \"0 * * * *\""), named("b", "cron: \"0 * * * *\"")];
         s.tick(&rbs).await;

@@ -903,12 +903,24 @@ impl Checker<'_> {
     /// so is a jitter as long as the shortest time between two fires: the
     /// scheduler could then not tell a jittered fire from the next one.
     fn cron_timing(&mut self, what: &str, cron_pos: Pos, jitter_pos: Option<Pos>, t: &CronTrigger) {
-        let fires = crate::scheduler::next_fires(t, jiff::Timestamp::now(), 100);
+        let now = jiff::Timestamp::now();
+        let fires = crate::scheduler::next_fires(t, now, 100);
         if fires.is_empty() {
             self.error(cron_pos, format!("{what}: cron {:?} never fires: no date matches it", t.expr));
             return;
         }
-        let shortest = fires.windows(2).map(|w| w[1].duration_since(w[0])).min();
+        // Also the fires around the next two daylight-saving changes (a job
+        // may fire twice within an hour on a fall-back day), so the answer
+        // does not depend on the date of the check.
+        let day = jiff::SignedDuration::from_hours(24);
+        let mut runs = vec![fires];
+        if let Ok(tz) = jiff::tz::TimeZone::get(&t.timezone) {
+            for change in tz.following(now).take(2) {
+                let from = change.timestamp().checked_sub(day).unwrap_or(now);
+                runs.push(crate::scheduler::next_fires(t, from, 50));
+            }
+        }
+        let shortest = runs.iter().flat_map(|r| r.windows(2).map(|w| w[1].duration_since(w[0]))).min();
         if let (Some(gap), Some(pos)) = (shortest, jitter_pos)
             && t.jitter.as_secs_f64() >= gap.as_secs_f64()
         {
