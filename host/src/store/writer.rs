@@ -127,8 +127,11 @@ fn in_savepoint<T>(
     if conn.is_autocommit() {
         return result;
     }
-    let end =
-        if result.is_err() { conn.execute_batch("ROLLBACK TO w; RELEASE w") } else { conn.execute_batch("RELEASE w") };
+    let end = if result.is_err() {
+        conn.execute_batch("ROLLBACK TO w; RELEASE w")
+    } else {
+        conn.prepare_cached("RELEASE w").and_then(|mut release| release.execute([])).map(|_| ())
+    };
     // A savepoint that cannot be ended would let this write's changes (or
     // a failed write's) commit with the batch: give up the whole batch.
     if let Err(e) = end {
