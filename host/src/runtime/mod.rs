@@ -512,11 +512,16 @@ fn classify_trap(err: &wasmtime::Error, hit_memory_limit: bool, limits: &Limits,
 /// Python traceback printed before the abort (componentize-py prints the
 /// uncaught exception, then panics with a generic "Python function threw
 /// an unexpected exception"), else a Rust panic's message, else a generic
-/// message.
+/// message. A componentize-js (StarlingMonkey) component prints an
+/// uncaught JavaScript exception and its stack, then aborts: the exception
+/// is the message.
 fn panic_message(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().collect();
     let panic_at = lines.iter().position(|l| l.contains("panicked at"));
     if let Some(exception) = python_exception(&lines[..panic_at.unwrap_or(lines.len())]) {
+        return exception;
+    }
+    if let Some(exception) = js_exception(&lines) {
         return exception;
     }
     if let Some(at) = panic_at {
@@ -535,6 +540,23 @@ fn panic_message(stderr: &str) -> String {
 fn python_exception(lines: &[&str]) -> Option<String> {
     let start = lines.iter().rposition(|l| l.starts_with("Traceback (most recent call last):"))?;
     lines[start + 1..].iter().find(|l| !l.trim().is_empty() && !l.starts_with([' ', '\t'])).map(|l| l.to_string())
+}
+
+/// The uncaught exception a componentize-js component printed before
+/// aborting, e.g. "TypeError: x is undefined": the line before the last
+/// "Stack:" header. An exception thrown out of a function returning a
+/// `result` is printed as the `err` variant it failed to convert, e.g.
+/// "invalid variant tag value `undefined` (received `TypeError: ...`)
+/// specified for `StepError`": the received value is the exception.
+fn js_exception(lines: &[&str]) -> Option<String> {
+    let stack = lines.iter().rposition(|l| *l == "Stack:")?;
+    let line = lines[..stack].iter().rev().find(|l| !l.trim().is_empty())?;
+    let received = line
+        .strip_prefix("invalid variant tag value `")
+        .and_then(|rest| rest.split_once("` (received `"))
+        .and_then(|(_, rest)| rest.rsplit_once("`) specified for `"))
+        .map(|(exception, _)| exception);
+    Some(received.unwrap_or(line).to_string())
 }
 
 fn convert_output(
@@ -603,5 +625,19 @@ mod tests {
                        raise Boom()\napp.Boom: bad config\n\n\
                        thread '<unnamed>' (1) panicked at x.rs:1:1:\nPython function threw\n";
         assert_eq!(panic_message(chained), "app.Boom: bad config");
+    }
+
+    #[test]
+    fn an_uncaught_javascript_exception_is_named_by_the_exception() {
+        // What a componentize-js 0.23 component prints for an exception escaping `run`.
+        let stderr = "invalid variant tag value `undefined` (received `TypeError: can't access property \"x\" \
+                      of null`) specified for `StepError`\nStack:\n  \
+                      export_step_0_1_0$run@/tmp/6f4b26a5dbf8/sources/initializer.js:831:17\n\n\
+                      Redirecting call to abort() to mozalloc_abort\n\n";
+        assert_eq!(panic_message(stderr), "TypeError: can't access property \"x\" of null");
+        // Any other exception: the line before its stack.
+        let stderr = "Error: no describe for you\nStack:\n  describe@app.js:3:11\n\n\
+                      Redirecting call to abort() to mozalloc_abort\n";
+        assert_eq!(panic_message(stderr), "Error: no describe for you");
     }
 }
