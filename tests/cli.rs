@@ -234,3 +234,22 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
     assert_eq!(stderr(&out), "");
 }
+
+#[test]
+fn an_empty_flag_variable_counts_as_unset() {
+    // As env files and compose often write them; TEND_DB= is not a database named "".
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["plugins", "list"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("TEND_CACHE_DIR", "")
+        .env("TEND_PLUGINS", "")
+        .env("TEND_DB", "")
+        .env_remove("TEND_LOG")
+        .env_remove("XDG_CACHE_HOME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("echo"));
+}

@@ -37,6 +37,29 @@ pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Treats an empty environment variable that stands for a flag
+/// (`TEND_CACHE_DIR=`, as env files and compose often write) as unset,
+/// instead of as a flag given no value. Other variables (secrets) are left
+/// alone. Must run before any other thread exists.
+fn unset_empty_flag_variables() {
+    fn names(cmd: &clap::Command, out: &mut Vec<std::ffi::OsString>) {
+        out.extend(cmd.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_owned()));
+        for sub in cmd.get_subcommands() {
+            names(sub, out);
+        }
+    }
+    let mut flags = Vec::new();
+    names(&<Cli as clap::CommandFactory>::command(), &mut flags);
+    for name in flags {
+        if std::env::var_os(&name).is_some_and(|v| v.is_empty()) {
+            // SAFETY: called first thing in `main`, before the async runtime
+            // or any other thread exists, so nothing reads the environment
+            // at the same time.
+            unsafe { std::env::remove_var(&name) };
+        }
+    }
+}
+
 /// Exit code for a step or run that failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for bad input: arguments, files, names.
@@ -108,6 +131,7 @@ impl Cli {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    unset_empty_flag_variables();
     let cli = Cli::parse();
     if let Command::Serve(args) = &cli.command {
         let json = args.log_format.as_deref() == Some("json");
