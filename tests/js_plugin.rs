@@ -15,19 +15,18 @@
 //! compiled components (compiling the 12 MiB component takes a debug `tend`
 //! another 19 s).
 
+mod example_plugin;
+
+use example_plugin::{Env, json_out, read, remove_others, repo, stderr, stdout};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Instant;
 
 /// `package.json`'s build script; the test runs the same command (from the
 /// installed `node_modules`), so it checks the README's build too.
 const BUILD_SCRIPT: &str =
     "componentize-js --wit ../../wit --world-name plugin --disable http fetch-event --out line-match.wasm app.js";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn example() -> PathBuf {
     repo().join("examples/js-plugin")
@@ -38,15 +37,7 @@ fn tool_version(tool: &str) -> String {
     let hint = "Node.js (20 or later) and npm are needed to build the JavaScript example plugin: \
                 install them (e.g. `apt-get install nodejs npm`, or from https://nodejs.org); the test \
                 runs `npm ci` in a copy of examples/js-plugin itself";
-    match Command::new(tool).arg("--version").output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(out) => panic!("`{tool} --version` failed ({}): {}\n{hint}", out.status, stderr(&out)),
-        Err(e) => panic!("cannot run {tool} ({e}): it is not on PATH\n{hint}"),
-    }
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    example_plugin::tool_version(tool, hint)
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -66,10 +57,7 @@ fn line_match_wasm() -> PathBuf {
     assert_eq!(manifest["scripts"]["build"], BUILD_SCRIPT, "package.json's build script changed: update the test");
     let lock = read(&example().join("package-lock.json"));
 
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("js-plugin");
-    std::fs::create_dir_all(&dir).unwrap();
-    let lock_file = std::fs::File::create(dir.join(".lock")).unwrap();
-    lock_file.lock().unwrap();
+    let (dir, _lock) = example_plugin::build_dir("js-plugin");
 
     // The pinned tools, installed once per lock file.
     let deps = dir.join(format!("npm-{}", &blake3::hash(&lock).to_hex()[..16]));
@@ -107,70 +95,16 @@ fn line_match_wasm() -> PathBuf {
         let size = std::fs::metadata(&out_file).unwrap().len();
         eprintln!("componentize-js: built line-match.wasm ({size} bytes) in {:.1?}", start.elapsed());
         std::fs::rename(&out_file, &wasm).unwrap();
-        // Builds of earlier versions of the sources, and the tools of earlier lock files, are of no more use.
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("line-match-") && name.ends_with(".wasm") && entry.path() != wasm {
-                let _ = std::fs::remove_file(entry.path());
-            } else if name.starts_with("npm-") && entry.path() != deps {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        // Builds of earlier versions of the sources, and the tools of
+        // earlier lock files, are of no more use.
+        remove_others(&dir, "line-match-", &wasm);
+        remove_others(&dir, "npm-", &deps);
     }
     wasm
 }
 
-/// A scratch directory with the plugin installed in `plugins/`, its own
-/// database and runbooks.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir(env.plugins()).unwrap();
-        std::fs::copy(line_match_wasm(), env.plugins().join("line-match.wasm")).unwrap();
-        env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn plugins(&self) -> PathBuf {
-        self.path().join("plugins")
-    }
-
-    fn tend(&self, args: &[&str]) -> Output {
-        let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(args)
-            .current_dir(self.path())
-            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
-            .env("TEND_DB", self.path().join("tend.db"))
-            .env("TEND_RUNBOOKS", self.path())
-            .env("TEND_PLUGINS", self.plugins())
-            .env_remove("TEND_LOG")
-            .output()
-            .expect("tend runs");
-        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
-        out
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_out(out: &Output) -> Value {
-    assert!(out.status.success(), "tend failed ({}):\n{}", out.status, stderr(out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", stdout(out), stderr(out)))
+fn env() -> Env {
+    Env::new(&line_match_wasm(), "line-match")
 }
 
 const CONFIG: &str = r#"{"patterns": [
@@ -186,7 +120,7 @@ const LOG: &str =
 
 #[test]
 fn js_plugin_is_inspected_and_called_through_the_cli() {
-    let env = Env::new();
+    let env = env();
 
     // describe(), by path and by name from the plugins directory.
     let info = json_out(&env.tend(&["plugins", "inspect", "plugins/line-match.wasm"]));
@@ -316,7 +250,7 @@ fn js_plugin_is_inspected_and_called_through_the_cli() {
 
 #[test]
 fn js_plugin_runs_as_a_runbook_step() {
-    let env = Env::new();
+    let env = env();
     std::fs::write(
         env.path().join("logs.yaml"),
         r#"

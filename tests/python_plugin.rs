@@ -12,17 +12,16 @@
 //! cache of compiled components (compiling the 18 MiB component takes a
 //! debug `tend` another 8 s).
 
-use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod example_plugin;
+
+use example_plugin::{Env, json_out, read, remove_others, repo, stderr, stdout};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Instant;
 
 /// The build tool; `.ci/run` installs version 0.25.1, the one the example was tested with.
 const COMPONENTIZE_PY: &str = "componentize-py";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn example() -> PathBuf {
     repo().join("examples/python-plugin")
@@ -33,11 +32,7 @@ fn componentize_py_version() -> String {
     let hint = "componentize-py is needed to build the Python example plugin: install it with \
                 `python3 -m pip install --user componentize-py==0.25.1` and put \
                 \"$(python3 -m site --user-base)/bin\" on PATH (.ci/run does both)";
-    match Command::new(COMPONENTIZE_PY).arg("--version").output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(out) => panic!("`componentize-py --version` failed ({}): {}\n{hint}", out.status, stderr(&out)),
-        Err(e) => panic!("cannot run componentize-py ({e}): it is not on PATH\n{hint}"),
-    }
+    example_plugin::tool_version(COMPONENTIZE_PY, hint)
 }
 
 /// Builds `threshold.wasm` from the example unless this version of its
@@ -55,14 +50,10 @@ fn threshold_wasm() -> PathBuf {
     key.update(version.as_bytes());
     for file in sources.iter().chain([&repo().join("wit/plugin.wit")]) {
         key.update(file.file_name().unwrap().as_encoded_bytes());
-        key.update(&std::fs::read(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display())));
+        key.update(&read(file));
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-plugin");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, _lock) = example_plugin::build_dir("python-plugin");
     let wasm = dir.join(format!("threshold-{}.wasm", &key.finalize().to_hex()[..16]));
-
-    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
-    lock.lock().unwrap();
     if !wasm.exists() {
         // The README's build command, on a copy of the sources: the
         // build writes `__pycache__` next to them.
@@ -85,67 +76,13 @@ fn threshold_wasm() -> PathBuf {
         eprintln!("{version}: built threshold.wasm ({size} bytes) in {:.1?}", start.elapsed());
         std::fs::rename(&out_file, &wasm).unwrap();
         // Builds of earlier versions of the sources are of no more use.
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("threshold-") && name.ends_with(".wasm") && entry.path() != wasm {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        remove_others(&dir, "threshold-", &wasm);
     }
     wasm
 }
 
-/// A scratch directory with the plugin installed in `plugins/`, its own
-/// database and runbooks.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir(env.plugins()).unwrap();
-        std::fs::copy(threshold_wasm(), env.plugins().join("threshold.wasm")).unwrap();
-        env
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn plugins(&self) -> PathBuf {
-        self.path().join("plugins")
-    }
-
-    fn tend(&self, args: &[&str]) -> Output {
-        let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(args)
-            .current_dir(self.path())
-            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
-            .env("TEND_DB", self.path().join("tend.db"))
-            .env("TEND_RUNBOOKS", self.path())
-            .env("TEND_PLUGINS", self.plugins())
-            .env_remove("TEND_LOG")
-            .output()
-            .expect("tend runs");
-        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
-        out
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_out(out: &Output) -> Value {
-    assert!(out.status.success(), "tend failed ({}):\n{}", out.status, stderr(out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", stdout(out), stderr(out)))
+fn env() -> Env {
+    Env::new(&threshold_wasm(), "threshold")
 }
 
 const DISK_CONFIG: &str = r#"{"metric": "disk_used_percent", "warn": 80, "critical": 95, "unit": "%",
@@ -156,7 +93,7 @@ const DISKS: &str = r#"[{"mount_point": "/", "used_percent": 97.5}, {"mount_poin
 
 #[test]
 fn python_plugin_is_inspected_and_called_through_the_cli() {
-    let env = Env::new();
+    let env = env();
 
     // describe(), by path and by name from the plugins directory.
     let info = json_out(&env.tend(&["plugins", "inspect", "plugins/threshold.wasm"]));
@@ -255,7 +192,7 @@ fn python_plugin_is_inspected_and_called_through_the_cli() {
 
 #[test]
 fn python_plugin_runs_as_a_runbook_step() {
-    let env = Env::new();
+    let env = env();
     std::fs::write(
         env.path().join("disks.yaml"),
         r#"
