@@ -17,7 +17,7 @@
 
 use crate::engine::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
-use crate::store::{NewRun, Store};
+use crate::store::{NewRun, RunRow, Store};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use std::collections::BTreeSet;
@@ -133,17 +133,17 @@ impl Scheduler {
 
     /// One pass over every cron trigger of `runbooks`, at one reading of
     /// the clock: a trigger seen for the first time gets its next fire
-    /// time; a due one fires. Returns the ids of the runs queued. A trigger
+    /// time; a due one fires. Returns the runs queued, as recorded. A trigger
     /// the store fails on is logged and tried again on the next pass; the
     /// others still go, and the runs they queued are still returned.
-    pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> Vec<String> {
+    pub async fn tick(&self, runbooks: &[Arc<Runbook>]) -> Vec<RunRow> {
         let now = self.clock.now_ms();
         let mut queued = Vec::new();
         for rb in runbooks {
             for t in &rb.triggers {
                 if let Trigger::Cron(c) = t {
                     match self.tick_one(rb, c, now).await {
-                        Ok(ids) => queued.extend(ids),
+                        Ok(runs) => queued.extend(runs),
                         Err(e) => tracing::error!(runbook = %rb.name, "scheduler: cron {:?}: {e:#}", c.expr),
                     }
                 }
@@ -153,7 +153,7 @@ impl Scheduler {
         queued
     }
 
-    async fn tick_one(&self, rb: &Runbook, c: &CronTrigger, now: i64) -> anyhow::Result<Vec<String>> {
+    async fn tick_one(&self, rb: &Runbook, c: &CronTrigger, now: i64) -> anyhow::Result<Vec<RunRow>> {
         let key = key(&rb.name, c);
         let Some(next) = self.store.schedule_next(&key).await? else {
             if let Some(first) = next_after(c, ts(now)) {
@@ -220,7 +220,7 @@ impl Scheduler {
             runs.push((run, skipped));
         }
         match self.store.fire_schedule(&key, next, new_next, &runs).await? {
-            Some(ids) => {
+            Some(queued) => {
                 metrics::histogram!("tend_scheduler_lateness_seconds").record((now - next).max(0) as f64 / 1000.0);
                 for (run, why) in &runs {
                     match why {
@@ -230,7 +230,7 @@ impl Scheduler {
                         }
                     }
                 }
-                Ok(ids)
+                Ok(queued)
             }
             // Another tend sharing the database fired it first.
             None => Ok(Vec::new()),
@@ -422,7 +422,7 @@ mod tests {
         s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T10:05:01Z");
         let first = s.tick(std::slice::from_ref(&rb)).await;
-        assert!(store.claim_run(&first[0], "1@h", None).await.unwrap());
+        assert!(store.claim_run(&first[0].id, "1@h", None).await.unwrap());
         set(&clock, "2026-01-01T10:10:01Z");
         assert!(s.tick(std::slice::from_ref(&rb)).await.is_empty());
         let runs = store.list_runs(&RunFilter::default()).await.unwrap();
@@ -439,7 +439,7 @@ mod tests {
         s.tick(std::slice::from_ref(&rb)).await;
         set(&clock, "2026-01-01T10:05:01Z");
         let first = s.tick(std::slice::from_ref(&rb)).await;
-        store.claim_run(&first[0], "1@h", None).await.unwrap();
+        store.claim_run(&first[0].id, "1@h", None).await.unwrap();
         set(&clock, "2026-01-01T10:10:01Z");
         assert_eq!(s.tick(std::slice::from_ref(&rb)).await.len(), 1, "one may wait");
         set(&clock, "2026-01-01T10:15:01Z");
@@ -496,8 +496,7 @@ mod tests {
         let mut t = ms(at(from));
         while t <= ms(at(until)) {
             clock.0.store(t, Ordering::SeqCst);
-            for id in s.tick(std::slice::from_ref(rb)).await {
-                let run = s.store.get_run(&id).await.unwrap().unwrap();
+            for run in s.tick(std::slice::from_ref(rb)).await {
                 fired.push(run.trigger_source.unwrap().rsplit(" at ").next().unwrap().to_string());
             }
             t += step;
@@ -550,7 +549,7 @@ mod tests {
         set(&clock, "2026-10-25T01:45:00Z");
         let ids = s.tick(std::slice::from_ref(&rb)).await;
         assert_eq!(ids.len(), 1);
-        let run = s.store.get_run(&ids[0]).await.unwrap().unwrap();
+        let run = s.store.get_run(&ids[0].id).await.unwrap().unwrap();
         assert!(run.trigger_source.unwrap().ends_with(" at 2026-10-25T00:30:00Z"));
     }
 
@@ -575,11 +574,11 @@ mod tests {
         set(&clock, "2026-01-01T11:00:05Z");
         let queued = s.tick(&rbs).await;
         assert_eq!(queued.len(), 1, "a's run is returned for dispatch");
-        assert_eq!(store.get_run(&queued[0]).await.unwrap().unwrap().runbook, "a");
+        assert_eq!(store.get_run(&queued[0].id).await.unwrap().unwrap().runbook, "a");
         // b fires once the store takes it again.
         sqlx::query("DROP TRIGGER refuse_b").execute(&pool).await.unwrap();
         let queued = s.tick(&rbs).await;
         assert_eq!(queued.len(), 1);
-        assert_eq!(store.get_run(&queued[0]).await.unwrap().unwrap().runbook, "b");
+        assert_eq!(store.get_run(&queued[0].id).await.unwrap().unwrap().runbook, "b");
     }
 }

@@ -479,7 +479,7 @@ impl Store {
 
     /// Fires a schedule: moves its next fire time from `expected` to `next`
     /// and records `runs` (each queued, or skipped with a reason), all in one
-    /// transaction. Returns the ids of the queued runs, or None when the
+    /// transaction. Returns the queued runs as recorded, or None when the
     /// schedule had already moved on (another process fired it).
     pub async fn fire_schedule(
         &self,
@@ -487,7 +487,7 @@ impl Store {
         expected: i64,
         next: i64,
         runs: &[(NewRun, Option<String>)],
-    ) -> anyhow::Result<Option<Vec<String>>> {
+    ) -> anyhow::Result<Option<Vec<RunRow>>> {
         let (key, runs) = (key.to_string(), runs.to_vec());
         self.writer
             .write(move |db| {
@@ -504,7 +504,7 @@ impl Store {
                 for (run, skipped) in &runs {
                     let row = insert_run(db, &new_run_id(), run, skipped.as_deref(), now)?;
                     if skipped.is_none() {
-                        queued.push(row.id);
+                        queued.push(row);
                     }
                 }
                 Ok(Some(queued))

@@ -303,14 +303,8 @@ impl Service {
             if self.problems().is_empty() {
                 scheduler.forget_unloaded(&runbooks).await;
             }
-            for id in scheduler.tick(&runbooks).await {
-                match self.store.get_run(&id).await {
-                    Ok(Some(run)) => {
-                        let _ = self.dispatch.send(run);
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(run_id = %id, "scheduler: cannot read the run it queued: {e:#}"),
-                }
+            for run in scheduler.tick(&runbooks).await {
+                let _ = self.dispatch.send(run);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
