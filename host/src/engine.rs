@@ -129,10 +129,10 @@ impl Clock for FileClock {
         }
     }
     async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await
+        SystemClock.sleep(d).await
     }
     fn random(&self) -> f64 {
-        rand::random::<f64>()
+        SystemClock.random()
     }
 }
 
