@@ -35,6 +35,7 @@ fn main() {
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let target_dir = plugins_target_dir(&out_dir);
+    ensure_wasm_target();
     build_plugins(&plugins, &target_dir);
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
@@ -63,11 +64,65 @@ fn plugins_target_dir(out_dir: &Path) -> PathBuf {
     profile_dir.parent().unwrap_or(profile_dir).join("wasm-plugins")
 }
 
+/// The target the plugins compile to.
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the toolchain has the `wasm32-wasip2` standard library.
+///
+/// `rust-toolchain.toml` lists the target, but rustup adds listed targets
+/// only when it installs the toolchain itself (and never when
+/// `RUSTUP_AUTO_INSTALL=0`): a machine whose rustup already had 1.95.0
+/// failed with "can't find crate for `std`". So: look in the sysroot of the
+/// rustc the plugins build with, and if the target is missing, add it with
+/// rustup for that toolchain; without rustup, say what to install.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(sysroot) = sysroot else {
+        // Let the plugin build report whatever is wrong with rustc.
+        return;
+    };
+    let target_lib = sysroot.join("lib").join("rustlib").join(WASM_TARGET);
+    if target_lib.is_dir() {
+        return;
+    }
+    let toolchain = env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", WASM_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        cmd.args(["--toolchain", toolchain]);
+    }
+    println!(
+        "cargo:warning=the {WASM_TARGET} target is not installed in {}; adding it with `rustup target add {WASM_TARGET}`",
+        sysroot.display()
+    );
+    match cmd.status() {
+        Ok(status) if status.success() && target_lib.is_dir() => {}
+        Ok(status) => panic!(
+            "`rustup target add {WASM_TARGET}`{} failed ({status}); the built-in plugins need \
+             the {WASM_TARGET} standard library in {}",
+            toolchain.map(|t| format!(" --toolchain {t}")).unwrap_or_default(),
+            target_lib.display()
+        ),
+        Err(err) => panic!(
+            "the built-in plugins compile to {WASM_TARGET}, but {} is missing and rustup could \
+             not be run ({err}); install the {WASM_TARGET} standard library for this rustc \
+             (with rustup: `rustup target add {WASM_TARGET}`)",
+            target_lib.display()
+        ),
+    }
+}
+
 fn build_plugins(plugins: &Path, target_dir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(plugins)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2"])
+        .args(["build", "--release", "--locked", "--target", WASM_TARGET])
         .arg("--manifest-path")
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
