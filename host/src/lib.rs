@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod notify;
+pub mod redact;
 pub mod runbook;
 pub mod runtime;
 pub mod scheduler;

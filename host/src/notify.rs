@@ -31,6 +31,24 @@ impl Sink {
     }
 }
 
+/// The parts of a webhook URL kept in a secret that may carry its token,
+/// to redact on their own: the path, the query, and both together (a
+/// Slack URL's token is its path). Empty for a URL with neither.
+pub fn secret_parts_of_url(url: &str) -> Vec<String> {
+    let Ok(u) = url::Url::parse(url) else { return Vec::new() };
+    let mut parts = Vec::new();
+    if u.path().len() > 1 {
+        parts.push(u.path().to_string());
+    }
+    if let Some(q) = u.query().filter(|q| !q.is_empty()) {
+        parts.push(q.to_string());
+        if u.path().len() > 1 {
+            parts.push(format!("{}?{q}", u.path()));
+        }
+    }
+    parts
+}
+
 /// What is sent for one escalation.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Notification {
@@ -116,6 +134,14 @@ mod tests {
     fn sink_names_hide_url_paths() {
         let s = Sink::Webhook { url: "https://hooks.slack.com/services/T0/B0/secret".into() };
         assert_eq!(s.name(), "webhook:hooks.slack.com");
+    }
+
+    #[test]
+    fn the_path_and_query_of_a_secret_webhook_url_are_its_secret_parts() {
+        assert_eq!(secret_parts_of_url("https://hooks.slack.com/services/T0/B0/tok"), vec!["/services/T0/B0/tok"]);
+        assert_eq!(secret_parts_of_url("https://h.example/in?key=abc"), vec!["/in", "key=abc", "/in?key=abc"]);
+        assert!(secret_parts_of_url("https://h.example/").is_empty());
+        assert!(secret_parts_of_url("not a url").is_empty());
     }
 
     #[tokio::test]

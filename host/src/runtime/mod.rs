@@ -15,7 +15,7 @@ pub mod sandbox;
 
 use anyhow::Context as _;
 use bindings::{PluginPre, types};
-use caps::secrets::{self, SecretSource};
+use caps::secrets::SecretSource;
 use caps::state::StateStore;
 use engine::{CompileCache, EPOCH_TICK};
 use grants::Grants;
@@ -427,10 +427,11 @@ fn finish(
     source: &PluginSource,
     info: &PluginInfo,
 ) -> StepRecord {
-    let secrets = &state.caps.secrets.revealed;
-    let redact = |s: &str| secrets::redact(s, secrets);
+    let redactor = &state.caps.secrets.redactor;
     let (stdout, stdout_dropped) = state.stdout.contents();
     let (stderr, stderr_dropped) = state.stderr.contents();
+    // A secret spanning lines is caught before the text is split.
+    let (stdout, stderr) = (redactor.string(&stdout), redactor.string(&stderr));
     let denials = state.caps.denials.list();
     let timeout = || Outcome::Trap { trap: TrapKind::Timeout { limit_ms: limits.timeout.as_millis() as u64 } };
 
@@ -444,9 +445,9 @@ fn finish(
                 types::StepError::Retryable(m) => (ErrorKind::Retryable, m),
                 types::StepError::Failed(m) => (ErrorKind::Failed, m),
             };
-            Outcome::PluginError { kind, message: redact(&message) }
+            Outcome::PluginError { kind, message }
         }
-        Ok(Ok(Ok(out))) => match convert_output(out, limits, &redact) {
+        Ok(Ok(Ok(out))) => match convert_output(out, limits) {
             Ok(o) => {
                 output = Some(o);
                 Outcome::Ok
@@ -468,17 +469,16 @@ fn finish(
         outcome = Outcome::Trap { trap: TrapKind::DeniedCapability { grant, message: detail } };
     }
 
-    let mut logs: Vec<LogLine> =
-        state.caps.log.lines.iter().map(|l| LogLine { level: l.level, message: redact(&l.message) }).collect();
+    let mut logs: Vec<LogLine> = state.caps.log.lines.clone();
     for (level, text, dropped) in
         [(LogLevel::Stdout, stdout, stdout_dropped), (LogLevel::Stderr, stderr, stderr_dropped)]
     {
-        logs.extend(text.lines().map(|l| LogLine { level, message: redact(l) }));
+        logs.extend(text.lines().map(|l| LogLine { level, message: l.to_string() }));
         if dropped > 0 {
             logs.push(LogLine { level, message: format!("[{dropped} more bytes dropped]") });
         }
     }
-    StepRecord {
+    let mut record = StepRecord {
         plugin: info.name.clone(),
         plugin_digest: source.digest.clone(),
         outcome,
@@ -488,7 +488,15 @@ fn finish(
         logs,
         logs_dropped: state.caps.log.dropped + stdout_dropped + stderr_dropped,
         denials,
+    };
+    record.redact(redactor);
+    for line in &record.logs {
+        tracing::debug!(target: "tend::plugin", plugin = %record.plugin, level = ?line.level, "{}", line.message);
     }
+    for denial in &record.denials {
+        tracing::debug!(target: "tend::sandbox", plugin = %record.plugin, "denied: {denial}");
+    }
+    record
 }
 
 /// Names a trap: timeout, out of memory, stack overflow, panic, exit.
@@ -559,11 +567,8 @@ fn js_exception(lines: &[&str]) -> Option<String> {
     Some(received.unwrap_or(line).to_string())
 }
 
-fn convert_output(
-    out: types::StepOutput,
-    limits: &Limits,
-    redact: &dyn Fn(&str) -> String,
-) -> Result<StepOutput, String> {
+/// The guest's output as the record keeps it (not yet redacted).
+fn convert_output(out: types::StepOutput, limits: &Limits) -> Result<StepOutput, String> {
     if out.data.len() > limits.max_data_bytes {
         return Err(format!(
             "data is {} long; the limit is {}",
@@ -571,11 +576,10 @@ fn convert_output(
             crate::units::format_bytes(limits.max_data_bytes as u64)
         ));
     }
-    let text = redact(&out.data);
-    let data = if text.trim().is_empty() {
+    let data = if out.data.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(&text).map_err(|e| format!("data is not valid JSON: {e}"))?
+        serde_json::from_str(&out.data).map_err(|e| format!("data is not valid JSON: {e}"))?
     };
     let metrics = out.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, labels: m.labels }).collect();
     let findings = out
@@ -589,8 +593,8 @@ fn convert_output(
                 types::Severity::High => Severity::High,
                 types::Severity::Critical => Severity::Critical,
             },
-            title: redact(&f.title),
-            detail: redact(&f.detail),
+            title: f.title,
+            detail: f.detail,
             resource: f.resource,
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The record every plugin call returns: outcome, output, duration, peak
 //! memory, logs and denials. Plain data, serialisable as JSON; no I/O.
 
+use crate::redact::Redactor;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
@@ -211,4 +212,71 @@ pub struct StepRecord {
     pub logs_dropped: u64,
     /// Each refused capability, e.g. `hosts: 127.0.0.1:9 is not granted`.
     pub denials: Vec<String>,
+}
+
+impl Outcome {
+    /// Redacts the messages a plugin or its denials wrote.
+    pub fn redact(&mut self, r: &Redactor) {
+        match self {
+            Outcome::Ok => {}
+            Outcome::PluginError { message, .. } => r.in_place(message),
+            Outcome::Trap { trap } => match trap {
+                TrapKind::Panic { message } | TrapKind::InvalidOutput { message } | TrapKind::Other { message } => {
+                    r.in_place(message)
+                }
+                TrapKind::DeniedCapability { grant, message } => {
+                    r.in_place(grant);
+                    r.in_place(message);
+                }
+                TrapKind::Timeout { .. }
+                | TrapKind::OutOfMemory { .. }
+                | TrapKind::StackOverflow
+                | TrapKind::Exit { .. } => {}
+            },
+        }
+    }
+}
+
+impl StepOutput {
+    /// Redacts every string: data (keys too), metric names and labels,
+    /// and every field of every finding.
+    pub fn redact(&mut self, r: &Redactor) {
+        r.json_in_place(&mut self.data);
+        for m in &mut self.metrics {
+            r.in_place(&mut m.name);
+            for (k, v) in &mut m.labels {
+                r.in_place(k);
+                r.in_place(v);
+            }
+        }
+        for f in &mut self.findings {
+            r.in_place(&mut f.title);
+            r.in_place(&mut f.detail);
+            if let Some(resource) = &mut f.resource {
+                r.in_place(resource);
+            }
+        }
+    }
+}
+
+impl StepRecord {
+    /// Redacts every string the plugin returned or wrote, and the denials
+    /// (which quote what it asked for). Everything a plugin returns is
+    /// untrusted: a record is redacted before it is stored, logged, sent
+    /// or printed.
+    pub fn redact(&mut self, r: &Redactor) {
+        if r.is_empty() {
+            return;
+        }
+        self.outcome.redact(r);
+        if let Some(output) = &mut self.output {
+            output.redact(r);
+        }
+        for line in &mut self.logs {
+            r.in_place(&mut line.message);
+        }
+        for d in &mut self.denials {
+            r.in_place(d);
+        }
+    }
 }

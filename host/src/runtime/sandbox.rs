@@ -77,10 +77,11 @@ pub fn step_state(
         Box::pin(async { false })
     });
 
+    let secrets = caps::secrets::SecretsCap::new(services.secrets.clone(), &grants.secrets, denials.clone());
     let caps = Caps {
         log: caps::log::LogCap::new(),
-        state: caps::state::StateCap::new(services.state.clone(), runbook),
-        secrets: caps::secrets::SecretsCap::new(services.secrets.clone(), &grants.secrets, denials.clone()),
+        state: caps::state::StateCap::new(services.state.clone(), runbook, secrets.redactor.clone()),
+        secrets,
         http: caps::http::HttpCap::new(services.http.clone(), &grants.hosts, deadline, denials.clone()),
         system: caps::system::SystemCap::new(services.system.clone(), grants.system_metrics, denials.clone()),
         denials,

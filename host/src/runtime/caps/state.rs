@@ -1,6 +1,9 @@
 //! `host.state-*`: per-runbook persistent key-value state. Always allowed,
 //! scoped to the step's runbook so one runbook never sees another's keys.
+//! Keys and values are redacted with the step's secrets before they are
+//! stored: a plugin cannot park a secret in the database.
 
+use crate::redact::Redactor;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -46,12 +49,13 @@ impl StateStore for MemoryState {
 pub struct StateCap {
     store: Arc<dyn StateStore>,
     runbook: String,
+    redactor: Redactor,
 }
 
 impl StateCap {
-    /// Part two: per-step state.
-    pub fn new(store: Arc<dyn StateStore>, runbook: &str) -> Self {
-        StateCap { store, runbook: runbook.to_string() }
+    /// Part two: per-step state; `redactor` hides the step's secrets.
+    pub fn new(store: Arc<dyn StateStore>, runbook: &str, redactor: Redactor) -> Self {
+        StateCap { store, runbook: runbook.to_string(), redactor }
     }
 
     /// Part three: `host.state-get`. A store failure reads as unset and is
@@ -60,7 +64,7 @@ impl StateCap {
         match self.store.get(&self.runbook, &key).await {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(runbook = %self.runbook, key, "state read failed: {e:#}");
+                tracing::error!(runbook = %self.runbook, key = %self.redactor.text(&key), "state read failed: {e:#}");
                 None
             }
         }
@@ -77,8 +81,9 @@ impl StateCap {
                 value.len()
             ));
         }
+        let (key, value) = (self.redactor.text(&key), self.redactor.text(&value));
         self.store.set(&self.runbook, &key, &value).await.map_err(|e| {
-            tracing::error!(runbook = %self.runbook, key, "state write failed: {e:#}");
+            tracing::error!(runbook = %self.runbook, key = %key, "state write failed: {e:#}");
             "state could not be saved (see the tend log)".to_string()
         })
     }
@@ -86,7 +91,7 @@ impl StateCap {
     /// `host.state-delete`.
     pub async fn delete(&self, key: String) {
         if let Err(e) = self.store.delete(&self.runbook, &key).await {
-            tracing::error!(runbook = %self.runbook, key, "state delete failed: {e:#}");
+            tracing::error!(runbook = %self.runbook, key = %self.redactor.text(&key), "state delete failed: {e:#}");
         }
     }
 }
