@@ -2,216 +2,16 @@
 //! to completion, idempotency keys, tokens and scopes, JSON errors for bad
 //! input, approvals and cancellation over HTTP, a `kill -9` in the middle
 //! of runs followed by a restart, and cron schedules on a clock the test
-//! moves (`TEND_CLOCK_FILE`) across daylight saving changes and restarts.
+//! moves (`TEND_CLOCK_FILE`) across daylight saving changes and restarts. The harness is in
+//! `serve_support`.
 
-use reqwest::{Client, StatusCode};
+mod serve_support;
+
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use serve_support::{ADMIN, READER, Server, TRIGGER};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-const ADMIN: &str = "admin-token";
-const READER: &str = "reader-token";
-const TRIGGER: &str = "trigger-token";
-
-fn sha256(s: &str) -> String {
-    tend::serve::config::token_hash(s)
-}
-
-/// A scratch directory with runbooks, a config and a database.
-struct Server {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    base: String,
-    http: Client,
-}
-
-impl Server {
-    fn new() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
-        let config = format!(
-            "body_limit = \"4KiB\"\nrate_limit = 1000\n\
-             [[tokens]]\nname = \"admin\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n\
-             [[tokens]]\nname = \"reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
-             [[tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"trigger\"]\n",
-            sha256(ADMIN),
-            sha256(READER),
-            sha256(TRIGGER)
-        );
-        std::fs::write(dir.path().join("tend.toml"), config).unwrap();
-        Server { dir, child: None, base: String::new(), http: Client::new() }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Adds a table to tend.toml.
-    fn configure(&self, table: &str) {
-        let path = self.path().join("tend.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(path, format!("{text}\n{table}\n")).unwrap();
-    }
-
-    fn runbook(&self, name: &str, yaml: &str) {
-        std::fs::write(self.path().join("runbooks").join(format!("{name}.yaml")), yaml).unwrap();
-    }
-
-    /// Starts `tend serve` on a free port and waits until it listens.
-    fn start(&mut self) {
-        let plugins = self.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(env!("TEND_HOSTILE_WASM"), plugins.join("hostile.wasm")).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
-        cmd.args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
-            .current_dir(self.path())
-            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
-            .env_remove("TEND_DB")
-            .env_remove("TEND_RUNBOOKS")
-            .env_remove("TEND_PLUGINS")
-            .env_remove("TEND_TOKEN")
-            .env_remove("TEND_CLOCK_FILE")
-            .env("TEND_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(self.path().join("serve.log")).unwrap());
-        if self.clock_file().exists() {
-            cmd.env("TEND_CLOCK_FILE", self.clock_file());
-        }
-        let mut child = cmd.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap_or_else(|| {
-            panic!(
-                "tend serve did not start: {line:?}\n{}",
-                std::fs::read_to_string(self.path().join("serve.log")).unwrap_or_default()
-            )
-        });
-        self.base = format!("http://{addr}");
-        self.child = Some(child);
-    }
-
-    fn clock_file(&self) -> std::path::PathBuf {
-        self.path().join("clock")
-    }
-
-    /// Sets the scheduler's clock (`TEND_CLOCK_FILE`, used from the next
-    /// start if the file did not exist), replacing the file at once.
-    fn set_clock(&self, at: &str) {
-        let tmp = self.path().join("clock.tmp");
-        std::fs::write(&tmp, at).unwrap();
-        std::fs::rename(tmp, self.clock_file()).unwrap();
-    }
-
-    /// Sets the clock and waits until the scheduler has made a whole pass
-    /// at that time: every fire due by then is recorded.
-    async fn clock_to(&self, at: &str) {
-        self.set_clock(at);
-        let wanted = at.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64 / 1000.0;
-        let start = Instant::now();
-        loop {
-            let metrics = self
-                .http
-                .get(format!("{}/metrics", self.base))
-                .bearer_auth(READER)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let seen = metrics
-                .lines()
-                .find_map(|l| l.strip_prefix("tend_scheduler_pass_timestamp_seconds "))
-                .map(|v| v.trim().parse::<f64>().unwrap());
-            if seen.is_some_and(|t| t >= wanted) {
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "the scheduler never reached {at}: {seen:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The scheduled instant of each cron run of `runbook`, oldest first.
-    async fn fires(&self, runbook: &str) -> Vec<String> {
-        let (status, list) =
-            self.call("GET", &format!("/v1/runs?runbook={runbook}&limit=500"), Some(READER), None).await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        let mut fires: Vec<String> = list["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                assert_eq!(r["trigger_kind"], "cron", "{r}");
-                r["trigger_source"].as_str().unwrap().rsplit(" at ").next().unwrap().to_string()
-            })
-            .collect();
-        fires.reverse();
-        fires
-    }
-
-    /// The first cron trigger of `runbook` as `GET /v1/runbooks/{name}` shows it.
-    async fn cron_trigger(&self, runbook: &str) -> Value {
-        let (status, rb) = self.call("GET", &format!("/v1/runbooks/{runbook}"), Some(READER), None).await;
-        assert_eq!(status, StatusCode::OK, "{rb}");
-        rb["triggers"].as_array().unwrap().iter().find(|t| t.get("cron").is_some()).unwrap().clone()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
-    }
-
-    /// Polls a run until it is final.
-    async fn wait_final(&self, id: &str) -> Value {
-        let start = Instant::now();
-        loop {
-            let (status, body) = self.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            let s = body["run"]["status"].as_str().unwrap().to_string();
-            if !["queued", "running", "waiting_approval"].contains(&s.as_str()) {
-                return body;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "run {id} still {s}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn wait_status(&self, id: &str, wanted: &str) {
-        let start = Instant::now();
-        loop {
-            let (_, body) = self.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
-            if body["run"]["status"] == wanted {
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "run {id} never became {wanted}: {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 const ECHO: &str = r#"
 name: hello
@@ -680,6 +480,35 @@ async fn the_openapi_document_lists_every_endpoint() {
     assert!(doc["components"]["schemas"]["RunRecord"].is_object());
 }
 
+/// Whether `v` is an RFC 3339 UTC instant with milliseconds, as the API
+/// writes every timestamp (`2026-12-02T07:56:18.943Z`).
+fn is_rfc3339_ms(v: &Value) -> bool {
+    v.as_str().is_some_and(|t| t.len() == 24 && t.ends_with('Z') && t.parse::<jiff::Timestamp>().is_ok())
+}
+
+#[tokio::test]
+async fn api_timestamps_are_rfc3339_utc_and_the_openapi_document_says_so() {
+    let mut s = Server::new();
+    s.runbook("hello", ECHO);
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/hello/runs", Some(TRIGGER), None).await;
+    let record = s.wait_final(body["run_id"].as_str().unwrap()).await;
+    for field in ["created_at", "started_at", "finished_at"] {
+        assert!(is_rfc3339_ms(&record["run"][field]), "run.{field}: {}", record["run"]);
+    }
+    for field in ["started_at", "finished_at"] {
+        assert!(is_rfc3339_ms(&record["steps"][0][field]), "steps[0].{field}: {}", record["steps"][0]);
+    }
+    let (_, list) = s.call("GET", "/v1/runs", Some(READER), None).await;
+    assert_eq!(list["runs"][0]["created_at"], record["run"]["created_at"]);
+    let (_, doc) = s.call("GET", "/v1/openapi.json", Some(READER), None).await;
+    let run = &doc["components"]["schemas"]["RunRow"]["properties"];
+    assert_eq!(run["created_at"], json!({"type": "string", "format": "date-time"}), "{run}");
+    assert_eq!(run["finished_at"]["format"], "date-time", "{run}");
+    let escalation = &doc["components"]["schemas"]["EscalationRow"]["properties"];
+    assert_eq!(escalation["last_seen_at"], json!({"type": "string", "format": "date-time"}), "{escalation}");
+}
+
 fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -791,15 +620,15 @@ async fn a_daily_cron_job_runs_once_on_the_spring_forward_day() {
     s.clock_to("2026-03-28T12:00:00Z").await;
     let t = s.cron_trigger("nightly").await;
     // 02:30 does not exist on the 29th: 03:00 CEST, the first instant after the gap.
-    assert_eq!(t["next_fire_at"], "2026-03-29T01:00:00Z", "{t}");
+    assert_eq!(t["next_fire_at"], "2026-03-29T01:00:00.000Z", "{t}");
     assert_eq!(
         t["next_fires"],
         json!([
-            "2026-03-29T01:00:00Z",
-            "2026-03-30T00:30:00Z",
-            "2026-03-31T00:30:00Z",
-            "2026-04-01T00:30:00Z",
-            "2026-04-02T00:30:00Z"
+            "2026-03-29T01:00:00.000Z",
+            "2026-03-30T00:30:00.000Z",
+            "2026-03-31T00:30:00.000Z",
+            "2026-04-01T00:30:00.000Z",
+            "2026-04-02T00:30:00.000Z"
         ])
     );
     s.clock_to("2026-03-29T00:59:30Z").await; // 01:59:30 CET
@@ -814,7 +643,7 @@ async fn a_daily_cron_job_runs_once_on_the_spring_forward_day() {
     let t = s.cron_trigger("nightly").await;
     assert_eq!(
         (&t["next_fire_at"], &t["next_fires"][0]),
-        (&json!("2026-03-31T00:30:00Z"), &json!("2026-03-31T00:30:00Z"))
+        (&json!("2026-03-31T00:30:00.000Z"), &json!("2026-03-31T00:30:00.000Z"))
     );
     let (_, runs) = s.call("GET", "/v1/runs?runbook=nightly", Some(READER), None).await;
     for r in runs["runs"].as_array().unwrap() {
@@ -833,7 +662,7 @@ async fn a_daily_cron_job_runs_once_on_the_spring_forward_day() {
         assert!(start.elapsed() < Duration::from_secs(10), "no error logged: {log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(s.cron_trigger("nightly").await["next_fires"][0], "2026-03-31T00:30:00Z");
+    assert_eq!(s.cron_trigger("nightly").await["next_fires"][0], "2026-03-31T00:30:00.000Z");
 }
 
 #[tokio::test]
@@ -847,15 +676,15 @@ async fn a_daily_cron_job_runs_once_on_the_fall_back_day_and_an_hourly_one_twice
     s.set_clock("2026-10-24T23:45:00Z");
     s.start();
     s.clock_to("2026-10-24T23:45:00Z").await;
-    assert_eq!(s.cron_trigger("nightly").await["next_fire_at"], "2026-10-25T00:30:00Z");
+    assert_eq!(s.cron_trigger("nightly").await["next_fire_at"], "2026-10-25T00:30:00.000Z");
     s.clock_to("2026-10-25T00:29:30Z").await; // 02:29:30 CEST
     assert_eq!(s.fires("nightly").await, Vec::<String>::new());
     s.clock_to("2026-10-25T00:30:05Z").await; // the first 02:30 (CEST)
     assert_eq!(s.fires("nightly").await, ["2026-10-25T00:30:00Z"]);
     assert_eq!(s.fires("hourly").await, ["2026-10-25T00:30:00Z"]);
     let t = s.cron_trigger("nightly").await;
-    assert_eq!(t["next_fire_at"], "2026-10-26T01:30:00Z", "not the second 02:30: {t}");
-    assert_eq!(t["next_fires"][0], "2026-10-26T01:30:00Z");
+    assert_eq!(t["next_fire_at"], "2026-10-26T01:30:00.000Z", "not the second 02:30: {t}");
+    assert_eq!(t["next_fires"][0], "2026-10-26T01:30:00.000Z");
     s.clock_to("2026-10-25T01:29:30Z").await; // 02:29:30 CET
     s.clock_to("2026-10-25T01:30:05Z").await; // the second 02:30 (CET)
     s.clock_to("2026-10-25T01:31:30Z").await;
@@ -925,7 +754,7 @@ async fn kill_9_then_restart_neither_loses_nor_repeats_a_cron_fire() {
     ];
     for (rb, fires) in &expected {
         assert_eq!(&s.fires(rb).await, fires, "{rb}");
-        assert_eq!(s.cron_trigger(rb).await["next_fire_at"], "2026-10-29T01:30:00Z", "{rb}");
+        assert_eq!(s.cron_trigger(rb).await["next_fire_at"], "2026-10-29T01:30:00.000Z", "{rb}");
     }
 
     // Another crash and restart at the same time replays nothing again.

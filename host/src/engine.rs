@@ -17,9 +17,10 @@
 //! status and never change it.
 
 use crate::notify::{self, Notification, Sink};
+use crate::redact::Redactor;
 use crate::runbook::expr::Scope;
 use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step, WebhookUrl};
-use crate::runtime::caps::secrets::{self, SecretSource};
+use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
 use crate::store::{AttemptEnd, AttemptStart, NewEscalation, NewRun, RunStatus, Store};
@@ -278,6 +279,9 @@ struct RunState {
     escalated: HashSet<String>,
     /// For a resumed run: the last recorded attempt of each top-level step.
     restore: std::collections::HashMap<String, crate::store::AttemptRow>,
+    /// Hides every secret a step of the runbook is granted and every
+    /// webhook URL kept in a secret, from all the run records and sends.
+    redactor: Redactor,
 }
 
 impl Engine {
@@ -462,6 +466,7 @@ impl Engine {
                 run: json!({"id": run_id, "runbook": rb.name, "trigger": run.trigger_kind}),
             },
             escalated: HashSet::new(),
+            redactor: self.run_redactor(&rb),
             // Only a resumed run (started before) has attempts to restore.
             restore: if run.started_at.is_none() { Vec::new() } else { self.store.attempts(&run_id).await? }
                 .into_iter()
@@ -649,7 +654,6 @@ impl Engine {
             }
         }
 
-        let secrets = self.secret_values(&step.grants.secrets);
         let config = match step.config.render(&st.scope) {
             Ok(c) => c,
             Err(e) => return self.fail_before_running(st, step, "template-error", format!("with: {e}")).await,
@@ -658,7 +662,7 @@ impl Engine {
             Ok(i) => i,
             Err(e) => return self.fail_before_running(st, step, "template-error", format!("input: {e}")).await,
         };
-        let (shown_config, shown_input) = (redact_json(&config, &secrets), redact_json(&input, &secrets));
+        let (shown_config, shown_input) = (st.redactor.json(&config), st.redactor.json(&input));
 
         let policy = &step.retry;
         let mut attempt = 1;
@@ -693,14 +697,19 @@ impl Engine {
                 grants: step.grants.clone(),
                 limits: step.limits,
             };
-            let result = self.executor.call(&step.plugin, call).await;
+            // Whatever the executor returns is untrusted: redacted before
+            // anything else sees it.
+            let result = self.executor.call(&step.plugin, call).await.map(|mut record| {
+                record.redact(&st.redactor);
+                record
+            });
             let (end, retry_kind) = match &result {
-                Ok(record) => attempt_end(record, &secrets),
+                Ok(record) => attempt_end(record),
                 Err(e) => (
                     AttemptEnd {
                         status: "failed".into(),
                         outcome: Some("error".into()),
-                        error: Some(secrets::redact(&format!("{e:#}"), &secrets)),
+                        error: Some(st.redactor.string(&format!("{e:#}"))),
                         ..AttemptEnd::default()
                     },
                     None,
@@ -721,7 +730,7 @@ impl Engine {
             if let Ok(record) = &result
                 && let Some(output) = &record.output
             {
-                let output_data = redact_json(&output.data, &secrets);
+                let output_data = output.data.clone();
                 self.store
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
@@ -869,8 +878,24 @@ impl Engine {
         })
     }
 
-    fn secret_values(&self, names: &[String]) -> Vec<String> {
-        names.iter().filter_map(|n| self.secrets.get(n)).filter(|v| !v.is_empty()).collect()
+    /// The redactor of a run of `rb`: the values of the secrets its steps
+    /// are granted, and of the webhook URLs its notifications (and the
+    /// engine's) read from secrets, with each such URL's path and query
+    /// alone (where webhook tokens live).
+    fn run_redactor(&self, rb: &Runbook) -> Redactor {
+        let mut values: Vec<String> = Vec::new();
+        for step in rb.all_steps() {
+            values.extend(step.grants.secrets.iter().filter_map(|n| self.secrets.get(n)));
+        }
+        for w in rb.notify.webhooks.iter().chain(self.webhooks.iter()) {
+            if let WebhookUrl::Secret(name) = w
+                && let Some(url) = self.secrets.get(name)
+            {
+                values.extend(notify::secret_parts_of_url(&url));
+                values.push(url);
+            }
+        }
+        Redactor::new(values)
     }
 
     /// Escalates findings at or above the runbook's threshold.
@@ -912,6 +937,8 @@ impl Engine {
     /// Raises one escalation (once per run per dedup key) and notifies the
     /// sinks unless it was grouped into an open one.
     async fn raise(&self, st: &mut RunState, step_id: Option<&str>, severity: Severity, message: &str, key: &str) {
+        // Built from plugin output and templates: hide the run's secrets.
+        let (message, key) = (&*st.redactor.string(message), &*st.redactor.string(key));
         if !st.escalated.insert(key.to_string()) {
             return;
         }
@@ -1002,8 +1029,7 @@ fn set_step(scope: &mut Scope, id: &str, value: Value) {
 
 /// The attempt's record for the store, and what kind of retryable failure
 /// it was (None for success and for failures never retried).
-fn attempt_end(record: &StepRecord, secrets: &[String]) -> (AttemptEnd, Option<RetryOn>) {
-    let redact = |s: &str| secrets::redact(s, secrets);
+fn attempt_end(record: &StepRecord) -> (AttemptEnd, Option<RetryOn>) {
     let (status, kind) = match &record.outcome {
         Outcome::Ok => ("succeeded", None),
         Outcome::PluginError { kind: ErrorKind::Retryable, .. } => ("failed", Some(RetryOn::Retryable)),
@@ -1013,35 +1039,20 @@ fn attempt_end(record: &StepRecord, secrets: &[String]) -> (AttemptEnd, Option<R
         Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => ("failed", None),
         Outcome::Trap { .. } => ("failed", Some(RetryOn::Trap)),
     };
-    let error = (!record.outcome.is_ok()).then(|| redact(&record.outcome.to_string()));
+    let error = (!record.outcome.is_ok()).then(|| record.outcome.to_string());
     let output = record.output.as_ref();
     let end = AttemptEnd {
         status: status.into(),
         outcome: Some(record.outcome.name().into()),
         error,
         plugin_digest: Some(record.plugin_digest.clone()),
-        output: output.map(|o| redact_json(&o.data, secrets)),
+        output: output.map(|o| o.data.clone()),
         findings: output.map(|o| o.findings.clone()).unwrap_or_default(),
         logs: record.logs.clone(),
         duration_ms: Some(record.duration_ms),
         peak_memory_bytes: Some(record.peak_memory_bytes),
     };
     (end, kind)
-}
-
-/// Replaces secret values inside every string of a JSON value with `***`.
-pub fn redact_json(v: &Value, secrets: &[String]) -> Value {
-    if secrets.is_empty() {
-        return v.clone();
-    }
-    match v {
-        Value::String(s) => Value::String(secrets::redact(s, secrets)),
-        Value::Array(items) => Value::Array(items.iter().map(|i| redact_json(i, secrets)).collect()),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (secrets::redact(k, secrets), redact_json(v, secrets))).collect())
-        }
-        other => other.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -113,10 +113,29 @@ pub struct RunRow {
     pub params: Value,
     pub status: RunStatus,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
 }
+
+/// A run with everything recorded about it: what `GET /v1/runs/{id}` and
+/// `tend runs show --json` print.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    pub run: RunRow,
+    pub steps: Vec<AttemptRow>,
+    pub escalations: Vec<EscalationRow>,
+    pub approvals: Vec<ApprovalRow>,
+}
+
+/// Most escalations a [`RunRecord`] lists: 1,000.
+pub const RUN_RECORD_MAX_ESCALATIONS: u32 = 1000;
 
 /// A run about to be recorded.
 #[derive(Debug, Clone)]
@@ -149,7 +168,11 @@ pub struct AttemptRow {
     pub metrics: Vec<Metric>,
     pub duration_ms: Option<f64>,
     pub peak_memory_bytes: Option<i64>,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<i64>,
 }
 
@@ -193,11 +216,19 @@ pub struct EscalationRow {
     pub dedup_key: String,
     pub status: String,
     pub occurrences: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: i64,
     pub acknowledged_by: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub acknowledged_at: Option<i64>,
     pub resolved_by: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<i64>,
     pub notifications: Vec<NotificationRow>,
 }
@@ -206,6 +237,8 @@ pub struct EscalationRow {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub sink: String,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub sent_at: i64,
     pub ok: bool,
     pub error: Option<String>,
@@ -242,9 +275,15 @@ pub struct ApprovalRow {
     pub message: String,
     /// pending | approved | rejected | timed_out
     pub status: String,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub requested_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: i64,
     pub decided_by: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
 }
@@ -281,6 +320,7 @@ pub struct MetricPoint {
     pub iteration: u32,
     pub value: f64,
     pub labels: Value,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
     pub recorded_at: i64,
 }
 
@@ -764,6 +804,15 @@ impl Store {
                 Ok(status)
             })
             .await
+    }
+
+    /// One run with its attempts, escalations and approvals.
+    pub async fn run_record(&self, id: &str) -> anyhow::Result<Option<RunRecord>> {
+        let Some(run) = self.get_run(id).await? else { return Ok(None) };
+        let steps = self.attempts(id).await?;
+        let escalations = self.list_escalations(None, Some(id), RUN_RECORD_MAX_ESCALATIONS).await?;
+        let approvals = self.approvals(id).await?;
+        Ok(Some(RunRecord { run, steps, escalations, approvals }))
     }
 
     /// One run.

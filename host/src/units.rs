@@ -1,5 +1,6 @@
-//! Parses and prints human units: durations ("500ms", "5s", "10m", "1h")
-//! and byte sizes ("64MiB", "512KiB", "1GiB", "4096"). Pure functions, no I/O.
+//! Parses and prints human units: durations ("500ms", "5s", "10m", "1h"),
+//! byte sizes ("64MiB", "512KiB", "1GiB", "4096") and instants (RFC 3339
+//! UTC, as the API and `--json` write them). Pure functions, no I/O.
 
 use std::time::Duration;
 
@@ -90,6 +91,34 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// An instant stored as Unix epoch milliseconds, written as RFC 3339 in
+/// UTC with milliseconds: `2026-12-02T07:56:18.943Z`. Every timestamp of
+/// the API and of `--json` output is written this way (the width is fixed,
+/// so they also sort as text).
+pub fn rfc3339(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        // Outside jiff's range (years -9999 to 9999): clamp, never panic.
+        Err(_) if ms < 0 => "-009999-01-01T00:00:00.000Z".to_string(),
+        Err(_) => "9999-12-31T23:59:59.999Z".to_string(),
+    }
+}
+
+/// `#[serde(serialize_with = "units::rfc3339_field")]` for an `i64` of
+/// epoch milliseconds (see [`rfc3339`]); pair it with
+/// `#[schema(value_type = String, format = DateTime)]`.
+pub fn rfc3339_field<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*ms))
+}
+
+/// [`rfc3339_field`] for an `Option<i64>`: `null` stays `null`.
+pub fn rfc3339_option<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => s.serialize_str(&rfc3339(*ms)),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +162,13 @@ mod tests {
         assert_eq!(format_bytes(100), "100 B");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
         assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+    }
+
+    #[test]
+    fn instants_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339(1_796_197_178_943), "2026-12-02T07:39:38.943Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_774_746_000_000), "2026-03-29T01:00:00.000Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

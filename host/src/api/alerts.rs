@@ -8,13 +8,14 @@
 
 use super::{ApiError, AppState, CanTrigger, body, parse_body};
 use crate::engine::TriggerInfo;
-use crate::serve::TriggerError;
+use crate::serve::{Service, TriggerError};
 use crate::store::AlertRow;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// The webhook body (fields tend does not use are ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -54,12 +55,31 @@ fn fingerprint(a: &Alert) -> String {
     })
 }
 
-#[utoipa::path(post, path = "/v1/alerts/alertmanager", tag = "alerts", request_body(content = Object, description = "Alertmanager webhook payload, version 4"), responses((status = 200, description = "Runs started, repeats ignored, resolved alerts recorded", body = Object), (status = 400, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+/// A run an alert started.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StartedRun {
+    pub runbook: String,
+    pub run_id: String,
+    pub fingerprint: String,
+}
+
+/// What a delivery did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Delivered {
+    /// Runs started, one per matching runbook and new alert instance.
+    pub started: Vec<StartedRun>,
+    /// Firing alerts whose runs were started by an earlier delivery.
+    pub repeated: u32,
+    /// Resolved alerts recorded.
+    pub resolved: u32,
+}
+
+#[utoipa::path(post, path = "/v1/alerts/alertmanager", tag = "alerts", request_body(content = Object, description = "Alertmanager webhook payload, version 4"), responses((status = 200, description = "Runs started, repeats ignored, resolved alerts recorded", body = Delivered), (status = 400, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
 pub async fn alertmanager(
     CanTrigger(caller): CanTrigger,
     State(s): State<AppState>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Delivered>, ApiError> {
     let raw = body(raw)?;
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest("the body is empty; expected an Alertmanager webhook payload".into()));
@@ -71,18 +91,28 @@ pub async fn alertmanager(
             payload.version
         )));
     }
-    let mut started = Vec::new();
-    let mut repeated = 0;
-    let mut resolved = 0;
+    if let Some(alert) = payload.alerts.iter().find(|a| !matches!(a.status.as_str(), "firing" | "resolved")) {
+        return Err(ApiError::Unprocessable(format!(
+            "alert status {:?} is not \"firing\" or \"resolved\"",
+            alert.status
+        )));
+    }
+    // The delivery is recorded in a task of its own: an Alertmanager that
+    // hangs up (a timeout, a restart) drops this future, and what was
+    // recorded by then must still be complete and run.
+    let delivery = tokio::spawn(deliver(s.service.clone(), payload, caller.name.clone()));
+    let delivered =
+        delivery.await.map_err(|e| ApiError::Internal(anyhow::anyhow!("the alert delivery stopped: {e}")))??;
+    Ok(Json(delivered))
+}
+
+/// Records every alert of a checked payload and starts the runs of the
+/// firing ones.
+async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Result<Delivered, ApiError> {
+    let mut delivered = Delivered { started: Vec::new(), repeated: 0, resolved: 0 };
     for alert in &payload.alerts {
-        if !matches!(alert.status.as_str(), "firing" | "resolved") {
-            return Err(ApiError::Unprocessable(format!(
-                "alert status {:?} is not \"firing\" or \"resolved\"",
-                alert.status
-            )));
-        }
         let fp = fingerprint(alert);
-        s.service
+        service
             .store
             .record_alert(&AlertRow {
                 fingerprint: fp.clone(),
@@ -95,10 +125,10 @@ pub async fn alertmanager(
             })
             .await?;
         if alert.status == "resolved" {
-            resolved += 1;
+            delivered.resolved += 1;
             continue;
         }
-        for rb in s.service.runbooks() {
+        for rb in service.runbooks() {
             if !rb.triggers.iter().any(|t| t.matches_alert(&alert.labels)) {
                 continue;
             }
@@ -113,13 +143,15 @@ pub async fn alertmanager(
             let name = alert.labels.get("alertname").and_then(Value::as_str).unwrap_or("?");
             let trigger = TriggerInfo {
                 kind: "alert".into(),
-                source: Some(format!("alertmanager:{name}:{fp} via token:{}", caller.name)),
+                source: Some(format!("alertmanager:{name}:{fp} via token:{caller}")),
             };
             // One run per runbook and alert instance, however often it is re-sent.
             let key = format!("alert:{}:{fp}:{}", rb.name, alert.starts_at);
-            match s.service.trigger(&rb.name, &params, &trigger, Some(&key)).await {
-                Ok((id, true)) => started.push(json!({"runbook": rb.name, "run_id": id, "fingerprint": fp})),
-                Ok((_, false)) => repeated += 1,
+            match service.trigger(&rb.name, &params, &trigger, Some(&key)).await {
+                Ok((id, true)) => {
+                    delivered.started.push(StartedRun { runbook: rb.name.clone(), run_id: id, fingerprint: fp.clone() })
+                }
+                Ok((_, false)) => delivered.repeated += 1,
                 Err(TriggerError::BadParams(errors)) => {
                     return Err(ApiError::Unprocessable(format!("runbook {:?}: {}", rb.name, errors.join("; "))));
                 }
@@ -128,5 +160,5 @@ pub async fn alertmanager(
             }
         }
     }
-    Ok(Json(json!({"started": started, "repeated": repeated, "resolved": resolved})))
+    Ok(delivered)
 }

@@ -139,14 +139,7 @@ pub struct RunPage {
     pub next: Option<String>,
 }
 
-/// A run with everything recorded about it.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct RunRecord {
-    pub run: crate::store::RunRow,
-    pub steps: Vec<crate::store::AttemptRow>,
-    pub escalations: Vec<crate::store::EscalationRow>,
-    pub approvals: Vec<crate::store::ApprovalRow>,
-}
+pub use crate::store::RunRecord;
 
 /// Escalations, newest first.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -253,7 +246,7 @@ async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError
     for t in &rb.triggers {
         if let Trigger::Cron(c) = t {
             let at = service.store.schedule_next(&crate::scheduler::key(&rb.name, c)).await?;
-            stored.push(at.and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map(|t| t.to_string()));
+            stored.push(at.map(crate::units::rfc3339));
         }
     }
     let mut stored = stored.into_iter();
@@ -273,7 +266,7 @@ async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError
                 "cron": c.expr, "timezone": c.timezone, "params": c.params, "overlap": c.overlap, "missed": c.missed,
                 "missed_window_s": c.missed_window.as_secs(), "jitter_s": c.jitter.as_secs(),
                 "next_fires": crate::scheduler::next_fires(c, now, 5)
-                    .into_iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                    .into_iter().map(|t| crate::units::rfc3339(t.as_millisecond())).collect::<Vec<_>>(),
                 "next_fire_at": stored.next().flatten(),
             }),
             Trigger::Http => json!({"http": true}),
@@ -414,12 +407,9 @@ async fn get_run(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
-    let store = &s.service.store;
-    let run = store.get_run(&id).await?.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
-    let steps = store.attempts(&id).await?;
-    let escalations = store.list_escalations(None, Some(&id), 1000).await?;
-    let approvals = store.approvals(&id).await?;
-    Ok(Json(serde_json::to_value(RunRecord { run, steps, escalations, approvals }).map_err(anyhow::Error::from)?))
+    let record = s.service.store.run_record(&id).await?;
+    let record = record.ok_or_else(|| ApiError::NotFound(format!("run {id:?} not found")))?;
+    Ok(Json(serde_json::to_value(record).map_err(anyhow::Error::from)?))
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")), responses((status = 202, description = "Cancellation requested", body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

@@ -9,7 +9,7 @@ use crate::runtime::Runtime;
 use crate::store::{RunFilter, RunRow, RunStatus, Store};
 use crate::units::format_duration;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -380,13 +380,9 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
     }
 }
 
-/// The whole record of a run as JSON.
-async fn run_record(store: &Store, id: &str) -> anyhow::Result<Value> {
-    let run = store.get_run(id).await?.ok_or_else(|| anyhow::anyhow!("run {id:?} not found"))?;
-    let attempts = store.attempts(id).await?;
-    let escalations = store.list_escalations(None, Some(id), 1000).await?;
-    let approvals = store.approvals(id).await?;
-    Ok(json!({ "run": run, "steps": attempts, "escalations": escalations, "approvals": approvals }))
+/// The whole record of a run, as `GET /v1/runs/{id}` shows it.
+async fn run_record(store: &Store, id: &str) -> anyhow::Result<crate::store::RunRecord> {
+    store.run_record(id).await?.ok_or_else(|| anyhow::anyhow!("run {id:?} not found"))
 }
 
 fn took(run: &RunRow) -> String {

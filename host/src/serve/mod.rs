@@ -47,6 +47,21 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     Some(handle)
 }
 
+/// Longest pause between two retention passes while serving: 1 minute.
+pub const PRUNE_EVERY_MAX: Duration = Duration::from_secs(60);
+/// Shortest pause between two retention passes: 1 second.
+pub const PRUNE_EVERY_MIN: Duration = Duration::from_secs(1);
+/// Runs deleted per transaction by a retention pass: 500.
+pub const PRUNE_BATCH: u32 = 500;
+
+/// How often retention runs for a retention age: a quarter of the age,
+/// between [`PRUNE_EVERY_MIN`] and [`PRUNE_EVERY_MAX`] (so every minute
+/// for any age of 4 minutes or more). A run is then deleted at most a
+/// quarter of the age (or a minute) after it passed the age.
+pub fn prune_every(retention: Duration) -> Duration {
+    (retention / 4).clamp(PRUNE_EVERY_MIN, PRUNE_EVERY_MAX)
+}
+
 /// Why a trigger was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
@@ -190,24 +205,29 @@ impl Service {
             trigger_source: trigger.source.clone(),
             params: Value::Object(params),
         };
-        let (id, new_run) = match idempotency_key {
-            Some(key) => self.store.create_run_once(&run, key).await.map_err(|e| match e
-                .downcast::<crate::store::DecisionError>()
-            {
+        // Recording and dispatching run in a task of their own: a client
+        // that hangs up drops this future, and a run committed by then must
+        // still reach the dispatcher.
+        let (store, dispatch, key) = (self.store.clone(), self.dispatch.clone(), idempotency_key.map(str::to_string));
+        let recorded = tokio::spawn(async move {
+            let recorded = match key {
+                Some(key) => store.create_run_once(&run, &key).await,
+                None => store.create_run(&run).await.map(|row| (row.id.clone(), Some(row))),
+            };
+            if let Ok((_, Some(row))) = &recorded {
+                let _ = dispatch.send(row.clone());
+            }
+            recorded
+        });
+        let (id, new_run) = recorded
+            .await
+            .map_err(|e| TriggerError::Internal(anyhow::anyhow!("recording the run stopped: {e}")))?
+            .map_err(|e| match e.downcast::<crate::store::DecisionError>() {
                 Ok(crate::store::DecisionError::Conflict(m)) => TriggerError::Conflict(m),
                 Ok(other) => TriggerError::Internal(other.into()),
                 Err(e) => TriggerError::Internal(e),
-            })?,
-            None => {
-                let row = self.store.create_run(&run).await?;
-                (row.id.clone(), Some(row))
-            }
-        };
-        let created = new_run.is_some();
-        if let Some(row) = new_run {
-            let _ = self.dispatch.send(row);
-        }
-        Ok((id, created))
+            })?;
+        Ok((id, new_run.is_some()))
     }
 
     /// At start: runs a dead process left running resume from their last
@@ -310,19 +330,22 @@ impl Service {
         }
     }
 
-    /// Prunes runs past the retention age, at start and then hourly.
+    /// Prunes runs past the retention age, at start and then every
+    /// [`prune_every`] while serving, so the database stays bounded under
+    /// sustained load.
     async fn retain(self: Arc<Self>) {
         let Some(age) = self.config.retention else { return };
+        let every = prune_every(age);
         loop {
             let cutoff = crate::store::now_ms() - age.as_millis() as i64;
-            match self.store.prune(cutoff, 500).await {
+            match self.store.prune(cutoff, PRUNE_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!("retention: deleted {n} runs older than {}", crate::units::format_duration(age))
                 }
                 Err(e) => tracing::error!("retention: {e:#}"),
             }
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            tokio::time::sleep(every).await;
         }
     }
 
@@ -373,5 +396,55 @@ impl Service {
     pub async fn drain(&self, deadline: Duration) -> bool {
         let all = self.config.max_concurrent_runs as u32;
         tokio::time::timeout(deadline, self.slots.acquire_many(all)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::config::Overrides;
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    #[tokio::test]
+    async fn a_trigger_dropped_after_its_first_poll_is_still_recorded_and_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("runbooks")).unwrap();
+        std::fs::write(
+            dir.path().join("runbooks/hello.yaml"),
+            "name: hello\ntriggers:\n  - http: true\nsteps:\n  - id: a\n    plugin: echo\n",
+        )
+        .unwrap();
+        let overrides = Overrides {
+            database: Some(dir.path().join("tend.db").display().to_string()),
+            runbooks: Some(dir.path().join("runbooks")),
+            plugins: Some(dir.path().join("plugins")),
+            ..Overrides::default()
+        };
+        let service = Service::start(ServeConfig::resolve(None, &overrides).unwrap()).await.unwrap();
+        let trigger = TriggerInfo { kind: "http".into(), source: None };
+        // What a client that hangs up does to its handler: the future is
+        // polled until it waits on the database, then dropped.
+        let params = Map::new();
+        let mut fut = Box::pin(service.trigger("hello", &params, &trigger, None));
+        let polled = fut.as_mut().poll(&mut Context::from_waker(std::task::Waker::noop()));
+        assert!(matches!(polled, Poll::Pending), "the trigger waits on the database");
+        drop(fut);
+        let start = std::time::Instant::now();
+        loop {
+            let runs = service.store.list_runs(&crate::store::RunFilter::default()).await.unwrap();
+            if runs.len() == 1 && runs[0].status == RunStatus::Succeeded {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the run was left behind: {runs:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn retention_runs_every_quarter_of_the_age_between_a_second_and_a_minute() {
+        assert_eq!(prune_every(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(prune_every(Duration::from_secs(60)), Duration::from_secs(15));
+        assert_eq!(prune_every(Duration::from_secs(30 * 86_400)), Duration::from_secs(60));
     }
 }
