@@ -19,6 +19,7 @@
 use crate::notify::{self, Notification, Sink};
 use crate::redact::Redactor;
 use crate::runbook::expr::Scope;
+use crate::runbook::view::{StepStatus, step_view};
 use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step, WebhookUrl};
 use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, Outcome, Severity, StepRecord, TrapKind};
@@ -535,12 +536,12 @@ impl Engine {
     fn restored(&self, st: &mut RunState, step: &Step) -> bool {
         let Some(a) = st.restore.get(&step.id) else { return false };
         let status = match a.status.as_str() {
-            "succeeded" | "skipped" => a.status.clone(),
-            "failed" if step.on_failure == OnFailure::Continue => a.status.clone(),
+            "succeeded" => StepStatus::Succeeded,
+            "skipped" => StepStatus::Skipped,
+            "failed" if step.on_failure == OnFailure::Continue => StepStatus::Failed,
             _ => return false,
         };
-        let metrics: Map<String, Value> = a.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
-        let value = json!({"status": status, "output": a.output, "metrics": metrics, "findings": a.findings});
+        let value = step_view(status, a.output.as_ref(), &a.metrics, &a.findings, a.error.as_deref());
         set_step(&mut st.scope, &step.id, value);
         true
     }
@@ -624,11 +625,7 @@ impl Engine {
                         .record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason)
                         .await
                         .map_err(store_err)?;
-                    set_step(
-                        &mut st.scope,
-                        &step.id,
-                        json!({"status": "skipped", "output": null, "metrics": {}, "findings": []}),
-                    );
+                    set_step(&mut st.scope, &step.id, step_view(StepStatus::Skipped, None, &[], &[], None));
                     let end = AttemptEnd {
                         status: "skipped".into(),
                         outcome: Some("skipped".into()),
@@ -730,18 +727,12 @@ impl Engine {
             if let Ok(record) = &result
                 && let Some(output) = &record.output
             {
-                let output_data = output.data.clone();
                 self.store
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
                     .map_err(store_err)?;
-                let metrics: Map<String, Value> =
-                    output.metrics.iter().map(|m| (m.name.clone(), json!(m.value))).collect();
-                set_step(
-                    &mut st.scope,
-                    &step.id,
-                    json!({"status": "succeeded", "output": output_data, "metrics": metrics, "findings": end.findings}),
-                );
+                let view = step_view(StepStatus::Succeeded, Some(&output.data), &output.metrics, &end.findings, None);
+                set_step(&mut st.scope, &step.id, view);
                 self.escalate_findings(st, &step.id, &end.findings).await;
                 return Ok(None);
             }
@@ -749,11 +740,7 @@ impl Engine {
             let why = end.error.clone().unwrap_or_else(|| end.outcome.clone().unwrap_or_default());
             let retry = retry_kind.is_some_and(|k| policy.retry_on.contains(&k)) && attempt < policy.attempts;
             if !retry {
-                set_step(
-                    &mut st.scope,
-                    &step.id,
-                    json!({"status": "failed", "output": null, "metrics": {}, "findings": end.findings, "error": why}),
-                );
+                set_step(&mut st.scope, &step.id, step_view(StepStatus::Failed, None, &[], &end.findings, Some(&why)));
                 return Ok(Some(why));
             }
             let delay = policy.delay_for(attempt, self.clock.random());
@@ -797,11 +784,7 @@ impl Engine {
             ..AttemptEnd::default()
         };
         self.store.finish_attempt(row, &end).await.map_err(store_err)?;
-        set_step(
-            &mut st.scope,
-            &step.id,
-            json!({"status": "failed", "output": null, "metrics": {}, "findings": [], "error": why}),
-        );
+        set_step(&mut st.scope, &step.id, step_view(StepStatus::Failed, None, &[], &[], Some(&why)));
         self.emit_finished(st, step, 1, &end);
         Ok(Some(why))
     }
@@ -1016,7 +999,7 @@ impl Engine {
 fn initial_steps(rb: &Runbook) -> Value {
     let mut steps = Map::new();
     for s in rb.all_steps() {
-        steps.insert(s.id.clone(), json!({"status": "pending", "output": null, "metrics": {}, "findings": []}));
+        steps.insert(s.id.clone(), crate::runbook::view::pending());
     }
     Value::Object(steps)
 }

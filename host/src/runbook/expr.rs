@@ -6,10 +6,8 @@
 //!
 //! Every expression sees the same variables:
 //! - `params`: the run's parameters, after defaults;
-//! - `steps.<id>`: `{status, output, metrics, findings}` of each step;
-//!   status is `pending`, `succeeded`, `failed` or `skipped`, output is the
-//!   step's data (null until it succeeds), metrics maps each metric name to
-//!   its last value, findings is the list of `{severity, title, detail, resource}`;
+//! - `steps.<id>`: `{status, output, metrics, series, by_label, findings}`
+//!   of each step, as [`super::view`] builds and documents it;
 //! - `iteration`: 0 outside a `repeat` block, 1, 2, ... inside;
 //! - `run`: `{id, runbook, trigger}`.
 

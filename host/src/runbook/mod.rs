@@ -5,6 +5,7 @@
 pub mod check;
 pub mod expr;
 pub mod spec;
+pub mod view;
 pub mod yaml;
 
 use crate::runtime::grants::Grants;
