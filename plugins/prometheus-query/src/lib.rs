@@ -15,7 +15,7 @@
 //!   - name: error_rate                # [A-Za-z_][A-Za-z0-9_]*, unique; the key in `by_name`/`values`
 //!     query: sum(rate(demo_requests_total{status=~"5.."}[1m])) / sum(rate(demo_requests_total[1m]))
 //!     metric_name: demo_error_rate    # optional; the metric is named `name` by default
-//!     expect: {max: 0.05}             # optional: a finding for each series outside [min, max]
+//!     expect: {max: 0.05}             # optional: a finding for each series outside [min, max] or NaN
 //! range: {start: "-10m", end: now, step: 15s}   # optional; end defaults to now, step to 15s
 //! timeout_ms: 10000                   # per request, by default 10 s
 //! bearer_secret: prom-token           # optional: sent as `Authorization: Bearer <secret>`
@@ -97,6 +97,8 @@ const DEFAULT_EXPECT_SEVERITY: SeverityLevel = SeverityLevel::Medium;
 const MAX_RANGE_STEPS: u64 = 11_000;
 /// Most characters of an unexpected response body quoted in an error.
 const MAX_QUOTED_BODY_CHARS: usize = 200;
+/// Most characters of an unexpected JSON value quoted in an error.
+const MAX_QUOTED_JSON_CHARS: usize = 80;
 
 fn default_timeout_ms() -> u32 {
     DEFAULT_TIMEOUT_MS
@@ -952,7 +954,7 @@ fn found(value: Option<&Value>) -> String {
         return "nothing".into();
     };
     let text = value.to_string();
-    match text.char_indices().nth(80) {
+    match text.char_indices().nth(MAX_QUOTED_JSON_CHARS) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text,
     }
