@@ -21,6 +21,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("http-probe", "http_probe"),
     ("host-metrics", "host_metrics"),
     ("health-score", "health_score"),
+    ("prometheus-query", "prometheus_query"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).
