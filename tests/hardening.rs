@@ -3,12 +3,13 @@
 //! left queued, and a database that grew under load until the next start.
 //! Each drives the real binary over loopback (harness in `serve_support`).
 
+mod loopback;
 mod serve_support;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use serve_support::{ADMIN, READER, Server, TRIGGER};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,42 +44,11 @@ fn leaks(place: &str, haystack: &[u8], found: &mut Vec<String>) {
     }
 }
 
-/// A loopback webhook receiver keeping every request body.
+/// A loopback webhook receiver: its URL (with [`HOOK_TOKEN`] in the path)
+/// and the requests it got.
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                let text = String::from_utf8_lossy(&got).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                        })
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0);
-                    if got.len() >= end + 4 + len {
-                        kept.lock().unwrap().push(String::from_utf8_lossy(&got[end + 4..]).to_string());
-                        break;
-                    }
-                }
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (format!("http://{addr}/hook/{HOOK_TOKEN}"), bodies)
+    let (addr, requests) = loopback::recorder(200, "ok");
+    (format!("http://{addr}/hook/{HOOK_TOKEN}"), requests)
 }
 
 const LEAKY: &str = r#"
@@ -158,7 +128,8 @@ async fn secrets_planted_in_a_runbook_never_leave_the_sandbox_in_clear() {
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
         leaks(&format!("GET {path}"), &resp.bytes().await.unwrap(), &mut found);
     }
-    for body in bodies.lock().unwrap().iter() {
+    for request in bodies.lock().unwrap().iter() {
+        let body = loopback::body_of(request);
         assert!(body.contains("***"), "the webhook got the masked message: {body}");
         leaks("webhook payload", body.as_bytes(), &mut found);
     }

@@ -10,6 +10,9 @@
 //! killed when its test ends. Nothing here talks to anything outside
 //! 127.0.0.1.
 
+mod loopback;
+
+use loopback::read_request;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -65,31 +68,6 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Reads one HTTP request (head and `content-length` body) as text.
-fn read_request(stream: &mut TcpStream) -> String {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let Ok(n) = stream.read(&mut buf) else { break };
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&data);
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let length = text[..head_end]
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if data.len() >= head_end + 4 + length {
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&data).into_owned()
-}
-
 /// Serves `/metrics` on loopback in the Prometheus text format: a counter
 /// `demo_requests_total{status="200"}` that grows by 10 on every scrape, a
 /// constant `demo_requests_total{status="500"} 3` and a gauge
@@ -127,22 +105,7 @@ fn metrics_target() -> String {
 /// A fake Prometheus that answers every request with `status` and `body`
 /// and keeps the requests it got. Returns its address and the requests.
 fn fake_prometheus(status: u16, body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            seen.lock().unwrap().push(read_request(&mut stream));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (addr, requests)
+    loopback::recorder(status, body)
 }
 
 /// Percent-encodes `text` for a URL query.
