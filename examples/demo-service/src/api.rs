@@ -123,7 +123,9 @@ impl ApiError {
                 "admin endpoints are disabled because no admin token is configured: \
                  start demo-service with --token TOKEN or set {TOKEN_ENV}"
             ),
-            ApiError::MissingToken => "missing admin token: send the header \"Authorization: Bearer TOKEN\"".to_string(),
+            ApiError::MissingToken => {
+                "missing admin token: send the header \"Authorization: Bearer TOKEN\"".to_string()
+            }
             ApiError::NotBearer => "the Authorization header must be \"Bearer TOKEN\"".to_string(),
             ApiError::WrongToken => "the admin token is not valid".to_string(),
             ApiError::RestartInProgress => {
@@ -195,15 +197,45 @@ pub struct Endpoint {
 /// Every endpoint.
 pub const ENDPOINTS: [Endpoint; 11] = [
     Endpoint { method: "GET", path: "/", admin: false, description: "this list" },
-    Endpoint { method: "GET", path: "/healthz", admin: false, description: "200 {\"status\":\"ok\"}, or 503 when down or restarting" },
+    Endpoint {
+        method: "GET",
+        path: "/healthz",
+        admin: false,
+        description: "200 {\"status\":\"ok\"}, or 503 when down or restarting",
+    },
     Endpoint { method: "GET", path: "/metrics", admin: false, description: "Prometheus metrics, text format 0.0.4" },
-    Endpoint { method: "GET", path: "/api/items", admin: false, description: "an item drawn like the built-in traffic draws them" },
+    Endpoint {
+        method: "GET",
+        path: "/api/items",
+        admin: false,
+        description: "an item drawn like the built-in traffic draws them",
+    },
     Endpoint { method: "GET", path: "/api/items/{id}", admin: false, description: "item {id}, through the cache" },
-    Endpoint { method: "POST", path: "/admin/restart", admin: true, description: "restart: 503 for --restart-ms, then memory freed and restart-cured faults off" },
-    Endpoint { method: "POST", path: "/admin/scale", admin: true, description: "set the replica count: {\"replicas\": N}, N from 1 to 20" },
-    Endpoint { method: "POST", path: "/admin/cache/clear", admin: true, description: "empty the cache, curing a poisoned one" },
+    Endpoint {
+        method: "POST",
+        path: "/admin/restart",
+        admin: true,
+        description: "restart: 503 for --restart-ms, then memory freed and restart-cured faults off",
+    },
+    Endpoint {
+        method: "POST",
+        path: "/admin/scale",
+        admin: true,
+        description: "set the replica count: {\"replicas\": N}, N from 1 to 20",
+    },
+    Endpoint {
+        method: "POST",
+        path: "/admin/cache/clear",
+        admin: true,
+        description: "empty the cache, curing a poisoned one",
+    },
     Endpoint { method: "GET", path: "/admin/faults", admin: true, description: "the fault switches" },
-    Endpoint { method: "POST", path: "/admin/faults", admin: true, description: "change some fault switches, e.g. {\"latency_ms\": 300}" },
+    Endpoint {
+        method: "POST",
+        path: "/admin/faults",
+        admin: true,
+        description: "change some fault switches, e.g. {\"latency_ms\": 300}",
+    },
     Endpoint { method: "DELETE", path: "/admin/faults", admin: true, description: "switch every fault off" },
 ];
 
@@ -361,7 +393,9 @@ fn parse_scale(body: &[u8]) -> Result<Replicas, String> {
         }
         match value.as_u64().and_then(Replicas::new) {
             Some(n) => replicas = Some(n),
-            None => errors.push(format!("field \"replicas\" must be {REPLICAS_EXPECTED}, got {}", input::quote(&value))),
+            None => {
+                errors.push(format!("field \"replicas\" must be {REPLICAS_EXPECTED}, got {}", input::quote(&value)))
+            }
         }
     }
     match replicas {

@@ -121,6 +121,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hit_ratio_help_names_the_window() {
+        let help = crate::metrics::render(
+            &crate::sim::Sim::new(
+                crate::sim::Config {
+                    replicas: crate::sim::DEFAULT_REPLICAS,
+                    restart_time: Default::default(),
+                    seed: 1,
+                },
+                std::time::Instant::now(),
+            )
+            .snapshot(std::time::Instant::now()),
+        );
+        assert!(help.contains(&format!("Share of the last {HIT_WINDOW} cache lookups that hit")), "{help}");
+    }
+
+    #[test]
     fn the_second_lookup_of_an_item_hits() {
         let (mut cache, mut rng) = (Cache::default(), Rng::new(1));
         assert_eq!(cache.hit_ratio(), None);

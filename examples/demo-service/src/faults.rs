@@ -299,6 +299,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_fault_table_names_the_cure_of_every_fault() {
+        let readme = include_str!("../README.md");
+        for fault in Fault::ALL {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `\"{fault}\": ")))
+                .unwrap_or_else(|| panic!("the README has no row for {fault}"));
+            let cure = row.rsplit(" | ").next().unwrap();
+            assert!(cure.starts_with(&format!("**{}**", fault.cure())), "{fault}: {row}");
+        }
+    }
+
+    #[test]
     fn a_fault_name_round_trips_and_an_unknown_one_lists_the_known_ones() {
         for fault in Fault::ALL {
             assert_eq!(fault.as_str().parse::<Fault>(), Ok(fault));
@@ -349,10 +362,7 @@ mod tests {
     fn a_restart_switches_off_exactly_the_faults_it_cures() {
         let mut faults = everything_on();
         faults.cure(Cure::Restart);
-        assert_eq!(
-            faults,
-            Faults { high_cpu: true, cache_misses: true, bad_release: true, ..Faults::default() }
-        );
+        assert_eq!(faults, Faults { high_cpu: true, cache_misses: true, bad_release: true, ..Faults::default() });
     }
 
     #[test]

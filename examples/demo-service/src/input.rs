@@ -14,8 +14,7 @@ pub fn json_object(body: &[u8], example: &str) -> Result<Map<String, Value>, Str
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("the request body is empty: send a JSON object such as {example}"));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the request body is not valid JSON: {e}"))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the request body is not valid JSON: {e}"))?;
     match value {
         Value::Object(map) => Ok(map),
         other => Err(format!("the request body must be a JSON object such as {example}, got {}", kind(&other))),

@@ -211,8 +211,7 @@ impl Sim {
             Phase::Restarting { until } if self.now >= until => self.complete_restart(),
             Phase::Restarting { .. } => {}
             Phase::Running if self.faults.memory_growth => {
-                self.leaked =
-                    (self.leaked + LEAK_PER_SECOND * elapsed.as_secs_f64()).min(MEMORY_CEILING - BASE_MEMORY);
+                self.leaked = (self.leaked + LEAK_PER_SECOND * elapsed.as_secs_f64()).min(MEMORY_CEILING - BASE_MEMORY);
             }
             Phase::Running => {}
         }
