@@ -68,7 +68,9 @@ fn each_admin_action_switches_off_exactly_the_faults_it_cures() {
 
 #[test]
 fn down_answers_503_everywhere_until_a_restart_which_answers_503_while_it_runs() {
-    let service = Service::start(&["--restart-ms", "1500"]);
+    // Long enough that the checks made while it restarts never see it done,
+    // however busy the machine.
+    let service = Service::start(&["--restart-ms", "6000"]);
     service.faults(r#"{"down": true}"#);
     let health = service.get("/healthz");
     assert_eq!((health.status, health.json()), (503, json!({"status": "down"})));
@@ -80,7 +82,7 @@ fn down_answers_503_everywhere_until_a_restart_which_answers_503_while_it_runs()
     assert_eq!(share(&from, &to, "503"), 1.0);
 
     let reply = service.admin("POST", "/admin/restart", None);
-    assert_eq!((reply.status, reply.json()), (202, json!({"status": "restarting", "restart_ms": 1500})));
+    assert_eq!((reply.status, reply.json()), (202, json!({"status": "restarting", "restart_ms": 6000})));
     let health = service.get("/healthz");
     assert_eq!((health.status, health.json()), (503, json!({"status": "restarting"})));
     let again = service.admin("POST", "/admin/restart", None);
