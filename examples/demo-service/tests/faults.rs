@@ -77,6 +77,7 @@ fn down_answers_503_everywhere_until_a_restart_which_answers_503_while_it_runs()
     let item = service.get("/api/items/1");
     assert_eq!((item.status, item.error()), (503, "service unavailable: down".to_string()));
     assert_eq!(service.value("demo_up"), 0.0);
+    service.settle();
     let from = service.metrics();
     let to = service.after_requests(&from, 100.0);
     assert_eq!(share(&from, &to, "503"), 1.0);

@@ -152,9 +152,10 @@ impl Service {
         last.unwrap()
     }
 
-    /// Waits out requests still in flight (decided before a change).
+    /// Waits out requests still in flight (decided before a change; they
+    /// take 25 ms at most with no latency fault).
     pub fn settle(&self) {
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
