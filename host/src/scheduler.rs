@@ -19,7 +19,6 @@ use crate::engine::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
 use crate::store::{NewRun, RunRow, Store};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,41 +34,9 @@ pub fn key(runbook: &str, t: &CronTrigger) -> String {
     format!("{runbook}|{}|{}", t.expr, t.timezone)
 }
 
-fn parse(t: &CronTrigger) -> Option<(croner::Cron, TimeZone)> {
-    let cron = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(&t.expr)
-        .ok()?;
-    let tz = TimeZone::get(&t.timezone).ok()?;
-    Some((cron, tz))
-}
-
 /// The first fire strictly after `after`, before jitter.
-pub fn next_after(t: &CronTrigger, after: Timestamp) -> Option<Timestamp> {
-    next_fires(t, after, 1).into_iter().next()
-}
-
-/// The next `n` fires strictly after `after`, before jitter.
-pub fn next_fires(t: &CronTrigger, after: Timestamp, n: usize) -> Vec<Timestamp> {
-    let Some((cron, tz)) = parse(t) else { return Vec::new() };
-    cron.iter_after(after.to_zoned(tz)).take(n).map(|z| z.timestamp()).collect()
-}
-
-/// The last `cap` fires from `from` (inclusive) to `until` (inclusive).
-fn fires_between(t: &CronTrigger, from: Timestamp, until: Timestamp, cap: usize) -> Vec<Timestamp> {
-    /// Bounds the walk when tend was down for very long with a frequent schedule.
-    const MAX_WALK: usize = 1_000_000;
-    let Some((cron, tz)) = parse(t) else { return Vec::new() };
-    let start = from.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(from);
-    let all: Vec<Timestamp> = cron
-        .iter_after(start.to_zoned(tz))
-        .map(|z| z.timestamp())
-        .take_while(|ts| *ts <= until)
-        .take(MAX_WALK)
-        .collect();
-    all[all.len().saturating_sub(cap)..].to_vec()
+fn next_after(t: &CronTrigger, after: Timestamp) -> Option<Timestamp> {
+    t.schedule.next_after(after)
 }
 
 fn ms(ts: Timestamp) -> i64 {
@@ -172,10 +139,10 @@ impl Scheduler {
             let from = ts(next - c.jitter.as_millis() as i64);
             match c.missed {
                 Missed::None => Vec::new(),
-                Missed::Last => fires_between(c, from, ts(now), 1),
+                Missed::Last => c.schedule.fires_between(from, ts(now), 1),
                 Missed::All => {
                     let window_start = ts(now - c.missed_window.as_millis() as i64);
-                    fires_between(c, from.max(window_start), ts(now), MAX_REPLAY)
+                    c.schedule.fires_between(from.max(window_start), ts(now), MAX_REPLAY)
                 }
             }
         };
@@ -247,60 +214,8 @@ mod tests {
     use std::path::Path;
     use std::sync::atomic::{AtomicI64, Ordering};
 
-    fn cron(expr: &str, tz: &str) -> CronTrigger {
-        CronTrigger {
-            expr: expr.into(),
-            timezone: tz.into(),
-            params: serde_json::json!({}),
-            overlap: Overlap::Skip,
-            missed: Missed::Last,
-            missed_window: Duration::from_secs(86_400),
-            jitter: Duration::ZERO,
-        }
-    }
-
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    fn local(t: Timestamp, tz: &str) -> String {
-        t.to_zoned(TimeZone::get(tz).unwrap()).strftime("%Y-%m-%d %H:%M %Z").to_string()
-    }
-
-    #[test]
-    fn a_fixed_time_job_runs_once_on_the_spring_forward_day() {
-        // 2026-03-08: New York skips 02:00-03:00.
-        let t = cron("30 2 * * *", "America/New_York");
-        let fires: Vec<String> =
-            next_fires(&t, at("2026-03-07T12:00:00Z"), 3).into_iter().map(|f| local(f, "America/New_York")).collect();
-        assert_eq!(fires, vec!["2026-03-08 03:00 EDT", "2026-03-09 02:30 EDT", "2026-03-10 02:30 EDT"]);
-    }
-
-    #[test]
-    fn a_fixed_time_job_runs_once_on_the_fall_back_day() {
-        // 2026-10-25: Paris repeats 02:00-03:00.
-        let t = cron("30 2 * * *", "Europe/Paris");
-        let fires: Vec<String> =
-            next_fires(&t, at("2026-10-24T12:00:00Z"), 2).into_iter().map(|f| local(f, "Europe/Paris")).collect();
-        assert_eq!(fires, vec!["2026-10-25 02:30 CEST", "2026-10-26 02:30 CET"]);
-    }
-
-    #[test]
-    fn interval_jobs_follow_real_time_through_the_repeated_hour() {
-        let t = cron("*/30 * * * *", "Europe/Paris");
-        let fires: Vec<String> =
-            next_fires(&t, at("2026-10-24T23:45:00Z"), 4).into_iter().map(|f| f.to_string()).collect();
-        // 01:30 CEST, 02:00 CEST, 02:30 CEST, then 02:00 CET: every 30 real minutes.
-        assert_eq!(
-            fires,
-            vec!["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]
-        );
-    }
-
-    #[test]
-    fn macros_work() {
-        let t = cron("@hourly", "UTC");
-        assert_eq!(next_after(&t, at("2026-01-01T10:15:00Z")).unwrap().to_string(), "2026-01-01T11:00:00Z");
     }
 
     /// A clock the test sets; `random()` is the second field.
