@@ -113,14 +113,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Scheduler {
-        Scheduler {
-            store,
-            clock,
-            triggers: HashMap::new(),
-            queue: BinaryHeap::new(),
-            retry_unknown: None,
-            known: None,
-        }
+        Scheduler { store, clock, triggers: HashMap::new(), queue: BinaryHeap::new(), retry_unknown: None, known: None }
     }
 
     /// Forgets the schedules of cron triggers not in `runbooks` (when the
@@ -210,7 +203,9 @@ impl Scheduler {
                             runbook: e.runbook.name.clone(),
                             next_fire_at: ms(first) + self.jitter(e.trigger.jitter),
                         }),
-                        None => tracing::warn!(runbook = %e.runbook.name, "scheduler: cron {:?} never fires again", e.trigger.expr),
+                        None => {
+                            tracing::warn!(runbook = %e.runbook.name, "scheduler: cron {:?} never fires again", e.trigger.expr)
+                        }
                     }
                 }
                 if !new.is_empty() {
@@ -223,7 +218,9 @@ impl Scheduler {
                             }
                         }
                         Err(e) => {
-                            tracing::error!("scheduler: cannot record the first fire times of new cron triggers: {e:#}");
+                            tracing::error!(
+                                "scheduler: cannot record the first fire times of new cron triggers: {e:#}"
+                            );
                             self.retry_unknown = Some(now + RETRY_AFTER.as_millis() as i64);
                         }
                     }
@@ -299,7 +296,8 @@ impl Scheduler {
     /// all the writes at once, so the store's writer commits them together.
     async fn fire(&mut self, due: Vec<Arc<str>>, now: i64) -> Vec<RunRow> {
         let retry = now + RETRY_AFTER.as_millis() as i64;
-        let counts_needed = due.iter().any(|k| self.triggers.get(k).is_some_and(|e| e.trigger.overlap != Overlap::Allow));
+        let counts_needed =
+            due.iter().any(|k| self.triggers.get(k).is_some_and(|e| e.trigger.overlap != Overlap::Allow));
         let mut active: HashMap<String, ActiveRuns> = HashMap::new();
         if counts_needed {
             match self.store.active_runs().await {
@@ -650,13 +648,7 @@ mod tests {
 
     /// Ticks every `step` from `from` to `until` (inclusive) and returns
     /// the fire instants of the runs created.
-    async fn walk(
-        s: &mut Scheduler,
-        clock: &TestClock,
-        from: &str,
-        until: &str,
-        step: i64,
-    ) -> Vec<String> {
+    async fn walk(s: &mut Scheduler, clock: &TestClock, from: &str, until: &str, step: i64) -> Vec<String> {
         let mut fired = Vec::new();
         let mut t = ms(at(from));
         while t <= ms(at(until)) {
