@@ -24,35 +24,17 @@
 //! by side: for each runbook the baseline runs first, then
 //! `target/release/tend`, and the ratios of the two are printed.
 
+mod support;
+
 use ::tend::store::{RunFilter, RunStatus, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use support::{Server, clock_ticks, cpu_seconds, env_num, ms, percentile, tend_binary, vm_kib};
 
 const TOKEN: &str = "serve-load-bench-token";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
-fn tend_binary() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tend");
-    if !bin.is_file() {
-        eprintln!(
-            "serve_load: {} not found.\nBuild the release binary first: cargo build --release && cargo bench --bench serve_load",
-            bin.display()
-        );
-        std::process::exit(2);
-    }
-    bin.canonicalize().unwrap_or(bin)
-}
 
 fn runbook_yaml(name: &str, steps: usize) -> String {
     let mut y = format!("name: {name}\ntriggers: [{{http: true}}]\nsteps:\n");
@@ -60,53 +42,6 @@ fn runbook_yaml(name: &str, steps: usize) -> String {
         y.push_str(&format!("  - id: {}\n    plugin: echo\n", (b'a' + i as u8) as char));
     }
     y
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str, tick: f64) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: field 3 (state) is f[0]; utime is field 14, stime 15.
-    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / tick
-}
-
-/// A `Vm*` line of /proc/<pid>/status, in KiB.
-fn vm_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn epoch_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// p50 of 200 × (4 KiB write + fdatasync) in `dir`: what one durable commit costs at least.
@@ -125,60 +60,6 @@ fn fsync_p50(dir: &Path) -> (Duration, Duration) {
     let _ = std::fs::remove_file(&path);
     v.sort();
     (percentile(&v, 50.0), percentile(&v, 99.0))
-}
-
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    base: String,
-}
-
-impl Server {
-    async fn start(bin: &Path, dir: &Path) -> Server {
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let mut cmd = tokio::process::Command::new(bin);
-        cmd.args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
-            .current_dir(dir)
-            .env("TEND_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let pid = child.id().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(180), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(a) = line.strip_prefix("listening on ") {
-                    return Some(a.trim().to_string());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-            panic!("tend serve did not report `listening on`; its log:\n{log}")
-        });
-        // Keep draining stdout so the server never writes to a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { child, pid, base: format!("http://{addr}") }
-    }
-
-    /// SIGTERM, then wait for the drain to end.
-    async fn stop(mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(other) => eprintln!("serve_load: tend serve exited with {other:?}"),
-            Err(_) => {
-                eprintln!("serve_load: tend serve did not stop within 60 s; killing it");
-                let _ = self.child.kill().await;
-            }
-        }
-    }
 }
 
 /// Per-request results of the clients.
@@ -327,7 +208,7 @@ async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) 
     )
     .unwrap();
 
-    let server = Server::start(bin, dir).await;
+    let server = Server::start(bin, dir, TOKEN).await;
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients * 2).build().unwrap();
     let url = format!("{}/v1/runbooks/{runbook}/runs", server.base);
 
@@ -426,7 +307,7 @@ async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) 
 }
 
 fn main() {
-    let bin = tend_binary();
+    let bin = tend_binary("serve_load");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let secs = env_num("SERVE_LOAD_SECS", 10);
     let clients = env_num("SERVE_LOAD_CLIENTS", 32);

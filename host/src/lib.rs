@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cron;
 pub mod engine;
 pub mod notify;
 pub mod redact;

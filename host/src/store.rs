@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use std::collections::HashMap;
 use std::path::Path;
 
 mod writer;
@@ -145,6 +146,24 @@ pub struct NewRun {
     pub trigger_kind: String,
     pub trigger_source: Option<String>,
     pub params: Value,
+}
+
+/// A schedule's first next fire time, about to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSchedule {
+    pub key: String,
+    pub runbook: String,
+    /// ms since the epoch, jitter included.
+    pub next_fire_at: i64,
+}
+
+/// The unfinished runs of a runbook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActiveRuns {
+    /// Accepted and not started.
+    pub queued: i64,
+    /// Running, or waiting for an approval.
+    pub running: i64,
 }
 
 /// One attempt of one step (or a skipped step, with attempt 0).
@@ -471,16 +490,31 @@ impl Store {
             .await?)
     }
 
-    /// Records a schedule's first next fire time, unless it is known already.
-    pub async fn init_schedule(&self, key: &str, runbook: &str, next_fire_at: i64) -> anyhow::Result<()> {
-        let (key, runbook) = (key.to_string(), runbook.to_string());
+    /// The next fire time of every stored schedule, by key, in one read.
+    pub async fn schedules(&self) -> anyhow::Result<HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT key, next_fire_at FROM schedules").fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Records the first next fire time of schedules not known yet, in one
+    /// transaction, and returns the stored time of each by key: the one
+    /// given, or the one another process sharing the database recorded
+    /// first.
+    pub async fn init_schedules(&self, new: Vec<NewSchedule>) -> anyhow::Result<HashMap<String, i64>> {
         self.writer
             .write(move |db| {
-                db.prepare_cached(
+                let mut insert = db.prepare_cached(
                     "INSERT INTO schedules (key, runbook, next_fire_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING",
-                )?
-                .execute(params![key, runbook, next_fire_at])?;
-                Ok(())
+                )?;
+                let mut read = db.prepare_cached("SELECT next_fire_at FROM schedules WHERE key = ?")?;
+                let mut stored = HashMap::with_capacity(new.len());
+                for s in new {
+                    insert.execute(params![s.key, s.runbook, s.next_fire_at])?;
+                    let at: i64 = read.query_row([&s.key], |r| r.get(0))?;
+                    stored.insert(s.key, at);
+                }
+                Ok(stored)
             })
             .await
     }
@@ -505,16 +539,18 @@ impl Store {
             .await
     }
 
-    /// Number of runs of a runbook that are queued, running or waiting.
-    pub async fn active_runs(&self, runbook: &str) -> anyhow::Result<(i64, i64)> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status IN ('running', 'waiting_approval')), 0)
-             FROM runs WHERE runbook = ? AND status IN ('queued', 'running', 'waiting_approval')",
+    /// The runs of each runbook that are queued, and those running or
+    /// waiting for an approval, in one read; runbooks with none are left
+    /// out.
+    pub async fn active_runs(&self) -> anyhow::Result<HashMap<String, ActiveRuns>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT runbook, COALESCE(SUM(status = 'queued'), 0),
+                    COALESCE(SUM(status IN ('running', 'waiting_approval')), 0)
+             FROM runs WHERE status IN ('queued', 'running', 'waiting_approval') GROUP BY runbook",
         )
-        .bind(runbook)
-        .fetch_one(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok((row.get(0), row.get(1)))
+        Ok(rows.into_iter().map(|(rb, queued, running)| (rb, ActiveRuns { queued, running })).collect())
     }
 
     /// Fires a schedule: moves its next fire time from `expected` to `next`

@@ -265,7 +265,7 @@ async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError
             Trigger::Cron(c) => json!({
                 "cron": c.expr, "timezone": c.timezone, "params": c.params, "overlap": c.overlap, "missed": c.missed,
                 "missed_window_s": c.missed_window.as_secs(), "jitter_s": c.jitter.as_secs(),
-                "next_fires": crate::scheduler::next_fires(c, now, 5)
+                "next_fires": c.schedule.next_fires(now, 5)
                     .into_iter().map(|t| crate::units::rfc3339(t.as_millisecond())).collect::<Vec<_>>(),
                 "next_fire_at": stored.next().flatten(),
             }),

@@ -809,27 +809,23 @@ impl Checker<'_> {
                 self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger"));
             }
             if let Some(cron) = &v.cron {
-                let parser = croner::parser::CronParser::builder()
-                    .seconds(croner::parser::Seconds::Disallowed)
-                    .year(croner::parser::Year::Disallowed)
-                    .build();
-                let ok_cron = match parser.parse(&cron.value) {
-                    Ok(_) => true,
+                let line = match crate::cron::parse_line(&cron.value) {
+                    Ok(line) => Some(line),
                     Err(e) => {
                         self.error(
                             cron.pos,
                             format!("{what}: cron {:?} is not a valid 5-field crontab line or @macro: {e}", cron.value),
                         );
-                        false
+                        None
                     }
                 };
                 let tz = v.timezone.as_ref().map(|z| z.value.clone()).unwrap_or_else(|| "UTC".into());
-                let ok_tz = match jiff::tz::TimeZone::get(&tz) {
-                    Ok(_) => true,
+                let zone = match jiff::tz::TimeZone::get(&tz) {
+                    Ok(zone) => Some(zone),
                     Err(_) => {
                         let pos = v.timezone.as_ref().map(|z| z.pos).unwrap_or(t.pos);
                         self.error(pos, format!("{what}: time zone {tz:?} is not a known IANA time zone (e.g. \"Europe/Paris\", \"UTC\")"));
-                        false
+                        None
                     }
                 };
                 let params = v.params.as_ref().map(|p| p.value.clone()).unwrap_or(Value::Object(Default::default()));
@@ -861,10 +857,11 @@ impl Checker<'_> {
                     .unwrap_or(Duration::from_secs(86_400));
                 let jitter = self.duration(&format!("{what}: jitter"), &v.jitter).unwrap_or(Duration::ZERO);
                 self.cron_params.push((v.params.as_ref().map(|p| p.pos).unwrap_or(cron.pos), params.clone()));
-                if ok_cron && ok_tz {
+                if let (Some(line), Some(zone)) = (line, zone) {
                     let trigger = CronTrigger {
                         expr: cron.value.clone(),
                         timezone: tz,
+                        schedule: crate::cron::Schedule::new(line, zone),
                         params,
                         overlap,
                         missed,
@@ -904,7 +901,7 @@ impl Checker<'_> {
     /// scheduler could then not tell a jittered fire from the next one.
     fn cron_timing(&mut self, what: &str, cron_pos: Pos, jitter_pos: Option<Pos>, t: &CronTrigger) {
         let now = jiff::Timestamp::now();
-        let fires = crate::scheduler::next_fires(t, now, 100);
+        let fires = t.schedule.next_fires(now, 100);
         if fires.is_empty() {
             self.error(cron_pos, format!("{what}: cron {:?} never fires: no date matches it", t.expr));
             return;
@@ -917,7 +914,7 @@ impl Checker<'_> {
         if let Ok(tz) = jiff::tz::TimeZone::get(&t.timezone) {
             for change in tz.following(now).take(2) {
                 let from = change.timestamp().checked_sub(day).unwrap_or(now);
-                runs.push(crate::scheduler::next_fires(t, from, 50));
+                runs.push(t.schedule.next_fires(from, 50));
             }
         }
         let shortest = runs.iter().flat_map(|r| r.windows(2).map(|w| w[1].duration_since(w[0]))).min();

@@ -85,6 +85,8 @@ pub struct CronTrigger {
     pub expr: String,
     /// IANA zone, e.g. `Europe/Paris`. By default `UTC`.
     pub timezone: String,
+    /// `expr` in `timezone`, parsed once when the runbook is checked.
+    pub schedule: crate::cron::Schedule,
     /// Params of scheduled runs.
     pub params: Value,
     pub overlap: Overlap,

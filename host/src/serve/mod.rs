@@ -75,6 +75,14 @@ pub enum TriggerError {
     Internal(#[from] anyhow::Error),
 }
 
+/// A loaded set of runbooks.
+#[derive(Default)]
+struct Loaded {
+    runbooks: BTreeMap<String, Arc<Runbook>>,
+    /// Problems found by the load, as `file:line:col: message`.
+    problems: Vec<String>,
+}
+
 /// The running service. Shared behind an `Arc` by the API and the dispatcher.
 pub struct Service {
     pub config: ServeConfig,
@@ -82,9 +90,10 @@ pub struct Service {
     pub runtime: Arc<Runtime>,
     pub engine: Arc<Engine>,
     catalog: Catalog,
-    runbooks: RwLock<BTreeMap<String, Arc<Runbook>>>,
-    /// Problems found by the last (re)load, as `file:line:col: message`.
-    problems: RwLock<Vec<String>>,
+    /// The runbooks of the last (re)load and its problems, swapped together.
+    loaded: RwLock<Loaded>,
+    /// Counts the (re)loads: the scheduler wakes on each.
+    reloads: tokio::sync::watch::Sender<u64>,
     /// Accepted runs for the dispatcher, as recorded.
     dispatch: mpsc::UnboundedSender<RunRow>,
     /// Bounds the runs executing at once.
@@ -134,8 +143,8 @@ impl Service {
             runtime,
             engine,
             catalog,
-            runbooks: RwLock::default(),
-            problems: RwLock::default(),
+            loaded: RwLock::default(),
+            reloads: tokio::sync::watch::Sender::new(0),
             dispatch,
             clock,
         });
@@ -150,14 +159,14 @@ impl Service {
     /// Loads the runbooks directory again and swaps the set at once.
     /// Runbooks that fail their checks keep their previous version, if any.
     pub fn reload(&self) {
-        let (loaded, problems) = runbook::load_dir(&self.config.runbooks, &self.catalog);
-        let mut map = self.runbooks.write().unwrap_or_else(|e| e.into_inner());
+        let (read, problems) = runbook::load_dir(&self.config.runbooks, &self.catalog);
+        let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
         let mut next: BTreeMap<String, Arc<Runbook>> = BTreeMap::new();
-        for rb in loaded {
+        for rb in read {
             next.insert(rb.name.clone(), Arc::new(rb));
         }
         // A broken file keeps serving the last good version of its runbook.
-        for (name, old) in map.iter() {
+        for (name, old) in loaded.runbooks.iter() {
             let broken = problems.iter().any(|p| p.file == old.file);
             if broken && !next.contains_key(name) {
                 next.insert(name.clone(), old.clone());
@@ -168,22 +177,30 @@ impl Service {
             tracing::warn!("runbook problem: {p}");
         }
         tracing::info!("loaded {} runbooks from {}", next.len(), self.config.runbooks.display());
-        *map = next;
-        *self.problems.write().unwrap_or_else(|e| e.into_inner()) = problems;
+        *loaded = Loaded { runbooks: next, problems };
+        drop(loaded);
+        self.reloads.send_modify(|n| *n += 1);
     }
 
     /// The loaded runbooks, by name.
     pub fn runbooks(&self) -> Vec<Arc<Runbook>> {
-        self.runbooks.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).runbooks.values().cloned().collect()
     }
 
     pub fn runbook(&self, name: &str) -> Option<Arc<Runbook>> {
-        self.runbooks.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).runbooks.get(name).cloned()
     }
 
     /// Problems of the last load.
     pub fn problems(&self) -> Vec<String> {
-        self.problems.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.loaded.read().unwrap_or_else(|e| e.into_inner()).problems.clone()
+    }
+
+    /// The loaded runbooks, and whether they loaded without a problem (so
+    /// they are the complete set), read together.
+    fn loaded(&self) -> (Vec<Arc<Runbook>>, bool) {
+        let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+        (loaded.runbooks.values().cloned().collect(), loaded.problems.is_empty())
     }
 
     /// Records a run (durably) and hands it to the dispatcher. With an
@@ -314,19 +331,36 @@ impl Service {
         Ok(Ok(()))
     }
 
-    /// Fires cron triggers, checking every second.
+    /// Fires cron triggers: takes each (re)loaded set of runbooks, then
+    /// sleeps until the earliest fire (to the millisecond), a reload, or a
+    /// second at most (see [`crate::scheduler::MAX_WAIT`]), whichever comes
+    /// first.
     async fn schedule(self: Arc<Self>) {
-        let scheduler = crate::scheduler::Scheduler::new(self.store.clone(), self.clock.clone());
+        let mut scheduler = crate::scheduler::Scheduler::new(self.store.clone(), self.clock.clone());
+        let mut reloads = self.reloads.subscribe();
+        reloads.mark_changed();
+        // A complete set whose stale schedules are still to be forgotten.
+        let mut to_forget: Option<Vec<Arc<Runbook>>> = None;
         loop {
-            let runbooks = self.runbooks();
-            // A runbook that failed to load must keep its schedule.
-            if self.problems().is_empty() {
-                scheduler.forget_unloaded(&runbooks).await;
+            if reloads.has_changed().unwrap_or(false) {
+                reloads.borrow_and_update();
+                let (runbooks, complete) = self.loaded();
+                // A runbook that failed to load must keep its schedule.
+                to_forget = complete.then(|| runbooks.clone());
+                scheduler.sync(&runbooks).await;
             }
-            for run in scheduler.tick(&runbooks).await {
+            if let Some(runbooks) = &to_forget
+                && scheduler.forget_unloaded(runbooks).await
+            {
+                to_forget = None;
+            }
+            for run in scheduler.tick().await {
                 let _ = self.dispatch.send(run);
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(scheduler.until_next_pass()) => {}
+                _ = reloads.changed() => {}
+            }
         }
     }
 
