@@ -35,14 +35,10 @@ use ::tend::runbook::{Catalog, files_with_metadata, load_dir};
 use ::tend::store::{RunFilter, RunStatus, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{Server, clock_ticks, cpu_seconds, env_num, percentile, tend_binary, vm_kib};
+use std::time::{Duration, Instant};
+use support::{Server, clock_ticks, cpu_seconds, env_num, epoch_ms, percentile, tend_binary, vm_kib};
 
 const TOKEN: &str = "scheduler-scale-bench-token";
-
-fn epoch_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 /// Writes the runbooks into `dir`.
 fn write_runbooks(dir: &Path, runbooks: usize, triggers: usize) {
