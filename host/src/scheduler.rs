@@ -309,6 +309,9 @@ impl Scheduler {
                 fires.push(fire);
             }
         }
+        if fires.is_empty() {
+            return Vec::new();
+        }
         // One write for all: the runs of the last fire are recorded a few
         // milliseconds after those of the first, not a commit later.
         let results = match self.store.fire_schedules(fires.clone()).await {
