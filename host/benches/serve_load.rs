@@ -31,8 +31,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{Server, clock_ticks, cpu_seconds, env_num, ms, percentile, tend_binary, vm_kib};
+use std::time::{Duration, Instant};
+use support::{Server, clock_ticks, cpu_seconds, env_num, epoch_ms, ms, percentile, tend_binary, vm_kib};
 
 const TOKEN: &str = "serve-load-bench-token";
 

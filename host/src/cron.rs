@@ -11,38 +11,61 @@
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
-/// Parses a crontab line the way tend accepts it: five fields (no seconds,
-/// no year) or a macro such as `@daily`.
-pub fn parse_line(expr: &str) -> Result<croner::Cron, croner::errors::CronError> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .year(croner::parser::Year::Disallowed)
-        .build()
-        .parse(expr)
+/// A parsed crontab line: five fields (no seconds, no year) or a macro such
+/// as `@daily`. Lines of the same text share one parsed form in this
+/// process, since croner keeps a table of 5,001 bytes per line (one per
+/// year it can match): 10,000 triggers would otherwise hold 50 MiB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line(Arc<croner::Cron>);
+
+impl Line {
+    pub fn parse(expr: &str) -> Result<Line, croner::errors::CronError> {
+        static PARSED: Mutex<Option<HashMap<String, Weak<croner::Cron>>>> = Mutex::new(None);
+        let mut parsed = PARSED.lock().unwrap_or_else(|e| e.into_inner());
+        let parsed = parsed.get_or_insert_with(HashMap::new);
+        if let Some(cron) = parsed.get(expr).and_then(Weak::upgrade) {
+            return Ok(Line(cron));
+        }
+        let cron = Arc::new(
+            croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Disallowed)
+                .year(croner::parser::Year::Disallowed)
+                .build()
+                .parse(expr)?,
+        );
+        // Now and then, forget the lines no schedule holds any more.
+        if parsed.len() >= 1024 && parsed.len().is_power_of_two() {
+            parsed.retain(|_, c| c.strong_count() > 0);
+        }
+        parsed.insert(expr.to_string(), Arc::downgrade(&cron));
+        Ok(Line(cron))
+    }
 }
 
 /// A parsed cron line in a time zone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
-    cron: croner::Cron,
+    line: Line,
     tz: TimeZone,
 }
 
 impl Schedule {
-    /// A schedule from a line parsed by [`parse_line`] and a zone.
-    pub fn new(cron: croner::Cron, tz: TimeZone) -> Schedule {
-        Schedule { cron, tz }
+    pub fn new(line: Line, tz: TimeZone) -> Schedule {
+        Schedule { line, tz }
     }
 
     /// The first fire strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        self.next_fires(after, 1).into_iter().next()
+        // Not `iter_after`, which copies the line first.
+        self.line.0.find_next_occurrence(&after.to_zoned(self.tz.clone()), false).ok().map(|z| z.timestamp())
     }
 
     /// The next `n` fires strictly after `after`.
     pub fn next_fires(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
-        self.cron.iter_after(after.to_zoned(self.tz.clone())).take(n).map(|z| z.timestamp()).collect()
+        self.line.0.iter_after(after.to_zoned(self.tz.clone())).take(n).map(|z| z.timestamp()).collect()
     }
 
     /// The last `cap` fires from `from` (inclusive) to `until` (inclusive).
@@ -51,7 +74,8 @@ impl Schedule {
         const MAX_WALK: usize = 1_000_000;
         let start = from.checked_sub(jiff::SignedDuration::from_millis(1)).unwrap_or(from);
         let all: Vec<Timestamp> = self
-            .cron
+            .line
+            .0
             .iter_after(start.to_zoned(self.tz.clone()))
             .map(|z| z.timestamp())
             .take_while(|ts| *ts <= until)
@@ -66,7 +90,7 @@ mod tests {
     use super::*;
 
     fn schedule(expr: &str, tz: &str) -> Schedule {
-        Schedule::new(parse_line(expr).unwrap(), TimeZone::get(tz).unwrap())
+        Schedule::new(Line::parse(expr).unwrap(), TimeZone::get(tz).unwrap())
     }
 
     fn at(s: &str) -> Timestamp {
@@ -127,5 +151,13 @@ mod tests {
         );
         let last = t.fires_between(at("2026-01-01T10:00:00Z"), at("2026-01-01T13:00:00Z"), 1);
         assert_eq!(last, [at("2026-01-01T13:00:00Z")]);
+    }
+
+    #[test]
+    fn lines_of_the_same_text_share_one_parsed_form() {
+        let (a, b) = (Line::parse("17 3 * * *").unwrap(), Line::parse("17 3 * * *").unwrap());
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(!Arc::ptr_eq(&a.0, &Line::parse("18 3 * * *").unwrap().0));
+        assert_eq!(Line::parse("61 * * * *").unwrap_err().to_string(), "Component error: Number out of bounds.");
     }
 }

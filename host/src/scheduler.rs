@@ -20,7 +20,7 @@
 
 use crate::engine::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
-use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, Store};
+use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store};
 use jiff::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -68,16 +68,6 @@ struct Entry {
     /// When the scheduler looks at it next: `next`, or a retry after the
     /// store failed on it; [`NOT_QUEUED`] when not in the queue.
     wake: i64,
-}
-
-/// What one due trigger records in the store.
-struct Fire {
-    key: Arc<str>,
-    /// The stored next fire time it moves from (compare and swap).
-    expected: i64,
-    /// The next fire time it moves to.
-    next: i64,
-    runs: Vec<(NewRun, Option<String>)>,
 }
 
 /// Fires due cron triggers.
@@ -293,7 +283,7 @@ impl Scheduler {
     }
 
     /// Fires `due` (in that order) at `now`: the runs each records, then
-    /// all the writes at once, so the store's writer commits them together.
+    /// all of them in one write.
     async fn fire(&mut self, due: Vec<Arc<str>>, now: i64) -> Vec<RunRow> {
         let retry = now + RETRY_AFTER.as_millis() as i64;
         let counts_needed =
@@ -315,20 +305,28 @@ impl Scheduler {
         for key in due {
             let Some(e) = self.triggers.get(&key) else { continue };
             let counts = active.entry(e.runbook.name.clone()).or_default();
-            if let Some(fire) = self.plan(key.clone(), e, now, counts) {
+            if let Some(fire) = self.plan(&key, e, now, counts) {
                 fires.push(fire);
             }
         }
-        let results = futures_util::future::join_all(
-            fires.iter().map(|f| self.store.fire_schedule(&f.key, f.expected, f.next, &f.runs)),
-        )
-        .await;
+        if fires.is_empty() {
+            return Vec::new();
+        }
+        // One write for all: the runs of the last fire are recorded a few
+        // milliseconds after those of the first, not a commit later.
+        let results = match self.store.fire_schedules(fires.clone()).await {
+            Ok(results) => results,
+            Err(e) => {
+                let why = format!("{e:#}");
+                fires.iter().map(|_| Err(anyhow::anyhow!("{why}"))).collect()
+            }
+        };
         let done = self.clock.now_ms();
         let mut queued = Vec::new();
         let mut lost = Vec::new();
         for (fire, result) in fires.into_iter().zip(results) {
-            let Some(e) = self.triggers.get(&fire.key) else { continue };
-            let (rb, c) = (&e.runbook.name, &e.trigger.expr);
+            let Some((key, e)) = self.triggers.get_key_value(fire.key.as_str()) else { continue };
+            let (key, rb, c) = (key.clone(), &e.runbook.name, &e.trigger.expr);
             match result {
                 Ok(Some(runs)) => {
                     metrics::histogram!("tend_scheduler_lateness_seconds")
@@ -341,17 +339,17 @@ impl Scheduler {
                             }
                         }
                     }
-                    if let Some(e) = self.triggers.get_mut(&fire.key) {
+                    if let Some(e) = self.triggers.get_mut(&key) {
                         e.next = Some(fire.next);
                     }
-                    self.queue_at(&fire.key, fire.next);
+                    self.queue_at(&key, fire.next);
                     queued.extend(runs);
                 }
                 // Another tend sharing the database fired it first.
-                Ok(None) => lost.push(fire.key),
+                Ok(None) => lost.push(key),
                 Err(err) => {
                     tracing::error!(runbook = %rb, "scheduler: cron {c:?}: {err:#}");
-                    self.queue_at(&fire.key, retry);
+                    self.queue_at(&key, retry);
                 }
             }
         }
@@ -384,7 +382,7 @@ impl Scheduler {
     /// next time having passed: its runs (queued, or skipped by its overlap
     /// policy given `counts`, which it updates) and its next fire time.
     /// None when it never fires again (logged).
-    fn plan(&self, key: Arc<str>, e: &Entry, now: i64, counts: &mut ActiveRuns) -> Option<Fire> {
+    fn plan(&self, key: &str, e: &Entry, now: i64, counts: &mut ActiveRuns) -> Option<ScheduleFire> {
         let (rb, c) = (&e.runbook, &e.trigger);
         let next = e.next?;
         let on_time = now - next <= GRACE.as_millis() as i64;
@@ -435,7 +433,7 @@ impl Scheduler {
             }
             runs.push((run, skipped));
         }
-        Some(Fire { key, expected: next, next: new_next, runs })
+        Some(ScheduleFire { key: key.to_string(), expected: next, next: new_next, runs })
     }
 }
 

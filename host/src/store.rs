@@ -157,6 +157,18 @@ pub struct NewSchedule {
     pub next_fire_at: i64,
 }
 
+/// A due schedule about to fire (see [`Store::fire_schedules`]).
+#[derive(Debug, Clone)]
+pub struct ScheduleFire {
+    pub key: String,
+    /// The stored next fire time it moves from.
+    pub expected: i64,
+    /// The next fire time it moves to.
+    pub next: i64,
+    /// Its runs: each queued, or skipped with the reason.
+    pub runs: Vec<(NewRun, Option<String>)>,
+}
+
 /// The unfinished runs of a runbook.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ActiveRuns {
@@ -553,37 +565,35 @@ impl Store {
         Ok(rows.into_iter().map(|(rb, queued, running)| (rb, ActiveRuns { queued, running })).collect())
     }
 
-    /// Fires a schedule: moves its next fire time from `expected` to `next`
-    /// and records `runs` (each queued, or skipped with a reason), all in one
-    /// transaction. Returns the queued runs as recorded, or None when the
-    /// schedule had already moved on (another process fired it).
-    pub async fn fire_schedule(
+    /// Fires due schedules in one transaction. Each fire moves its
+    /// schedule's next fire time from `expected` to `next` (compare and
+    /// swap) and records its runs, in a savepoint of its own: one that fails
+    /// is rolled back alone and answered with its error. Returns, in order,
+    /// each fire's queued runs as recorded, None when its schedule had
+    /// already moved on (another process fired it), or its error.
+    pub async fn fire_schedules(
         &self,
-        key: &str,
-        expected: i64,
-        next: i64,
-        runs: &[(NewRun, Option<String>)],
-    ) -> anyhow::Result<Option<Vec<RunRow>>> {
-        let (key, runs) = (key.to_string(), runs.to_vec());
+        fires: Vec<ScheduleFire>,
+    ) -> anyhow::Result<Vec<anyhow::Result<Option<Vec<RunRow>>>>> {
         self.writer
             .write(move |db| {
-                let now = now_ms();
-                let moved = db
-                    .prepare_cached(
-                        "UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?",
-                    )?
-                    .execute(params![next, now, key, expected])?;
-                if moved != 1 {
-                    return Ok(None);
-                }
-                let mut queued = Vec::new();
-                for (run, skipped) in &runs {
-                    let row = insert_run(db, &new_run_id(), run, skipped.as_deref(), now)?;
-                    if skipped.is_none() {
-                        queued.push(row);
+                let mut out = Vec::with_capacity(fires.len());
+                for fire in &fires {
+                    db.prepare_cached("SAVEPOINT fire")?.execute([])?;
+                    let result = fire_schedule(db, fire);
+                    // Some errors (a full disk) make SQLite roll back the
+                    // whole transaction: every fire of it is lost.
+                    if db.is_autocommit() {
+                        return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("the transaction was rolled back")));
                     }
+                    if result.is_err() {
+                        db.execute_batch("ROLLBACK TO fire; RELEASE fire")?;
+                    } else {
+                        db.prepare_cached("RELEASE fire")?.execute([])?;
+                    }
+                    out.push(result);
                 }
-                Ok(Some(queued))
+                Ok(out)
             })
             .await
     }
@@ -1484,6 +1494,25 @@ fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow:
         None => DecisionError::NotFound(format!("escalation {id}")),
         Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
     })
+}
+
+/// Fires one schedule (see [`Store::fire_schedules`]).
+fn fire_schedule(db: &rusqlite::Connection, fire: &ScheduleFire) -> anyhow::Result<Option<Vec<RunRow>>> {
+    let now = now_ms();
+    let moved = db
+        .prepare_cached("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")?
+        .execute(params![fire.next, now, fire.key, fire.expected])?;
+    if moved != 1 {
+        return Ok(None);
+    }
+    let mut queued = Vec::new();
+    for (run, skipped) in &fire.runs {
+        let row = insert_run(db, &new_run_id(), run, skipped.as_deref(), now)?;
+        if skipped.is_none() {
+            queued.push(row);
+        }
+    }
+    Ok(Some(queued))
 }
 
 /// Inserts a run: queued, or skipped (final at once) with the reason.

@@ -809,7 +809,7 @@ impl Checker<'_> {
                 self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger"));
             }
             if let Some(cron) = &v.cron {
-                let line = match crate::cron::parse_line(&cron.value) {
+                let line = match crate::cron::Line::parse(&cron.value) {
                     Ok(line) => Some(line),
                     Err(e) => {
                         self.error(
@@ -901,11 +901,14 @@ impl Checker<'_> {
     /// scheduler could then not tell a jittered fire from the next one.
     fn cron_timing(&mut self, what: &str, cron_pos: Pos, jitter_pos: Option<Pos>, t: &CronTrigger) {
         let now = jiff::Timestamp::now();
-        let fires = t.schedule.next_fires(now, 100);
-        if fires.is_empty() {
+        if t.schedule.next_after(now).is_none() {
             self.error(cron_pos, format!("{what}: cron {:?} never fires: no date matches it", t.expr));
             return;
         }
+        // Only a jitter needs the shortest gap (200 fire times: the bulk of
+        // checking a runbook with many cron triggers).
+        let Some(jitter_pos) = jitter_pos else { return };
+        let fires = t.schedule.next_fires(now, 100);
         // Also the fires around the next two daylight-saving changes (a job
         // may fire twice within an hour on a fall-back day), so the answer
         // does not depend on the date of the check.
@@ -918,12 +921,12 @@ impl Checker<'_> {
             }
         }
         let shortest = runs.iter().flat_map(|r| r.windows(2).map(|w| w[1].duration_since(w[0]))).min();
-        if let (Some(gap), Some(pos)) = (shortest, jitter_pos)
+        if let Some(gap) = shortest
             && t.jitter.as_secs_f64() >= gap.as_secs_f64()
         {
             let gap = Duration::from_secs_f64(gap.as_secs_f64());
             self.error(
-                pos,
+                jitter_pos,
                 format!(
                     "{what}: jitter {} must be shorter than the shortest time between two fires of {:?} ({})",
                     crate::units::format_duration(t.jitter),

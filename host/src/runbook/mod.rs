@@ -387,11 +387,18 @@ pub fn load_file(path: &Path, catalog: &Catalog) -> Result<Runbook, Vec<FileDiag
 
 /// The runbook files of a directory (`*.yaml`, `*.yml`), sorted.
 pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+    Ok(files_with_metadata(dir)?.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The runbook files of a directory, sorted, each with its metadata (one
+/// `stat` per file, following symlinks).
+pub fn files_with_metadata(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs::Metadata)>> {
+    let mut files: Vec<(PathBuf, std::fs::Metadata)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter_map(|p| std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (p, m)))
         .collect();
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
 }
 

