@@ -921,7 +921,8 @@ impl Engine {
     /// sinks unless it was grouped into an open one.
     async fn raise(&self, st: &mut RunState, step_id: Option<&str>, severity: Severity, message: &str, key: &str) {
         // Built from plugin output and templates: hide the run's secrets.
-        let (message, key) = (&*st.redactor.string(message), &*st.redactor.string(key));
+        let (message, key) = (st.redactor.text(message), st.redactor.text(key));
+        let (message, key) = (message.as_ref(), key.as_ref());
         if !st.escalated.insert(key.to_string()) {
             return;
         }

@@ -47,17 +47,6 @@ impl Redactor {
         Redactor { forms: forms.into() }
     }
 
-    /// This redactor and `other`'s values together.
-    pub fn with(&self, other: &Redactor) -> Redactor {
-        if other.is_empty() {
-            return self.clone();
-        }
-        if self.is_empty() {
-            return other.clone();
-        }
-        Redactor::new(self.forms.iter().chain(other.forms.iter()))
-    }
-
     /// Whether there is nothing to hide.
     pub fn is_empty(&self) -> bool {
         self.forms.is_empty()
