@@ -173,12 +173,15 @@ fn health_score_explains_every_point_lost() {
     let out = tend(&["plugins", "call", "health-score", "--config", &config]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v = stdout_json(&out);
-    assert_eq!(v["data"]["score"], 7.0);
+    // One target down: 3 points for it, and the score held at 3.
+    assert_eq!(v["data"]["score"], 3.0);
     assert_eq!(v["data"]["healthy"], false);
     let deductions = v["data"]["deductions"].as_array().unwrap();
-    assert_eq!(deductions.len(), 1);
-    assert_eq!(deductions[0]["points"], 3.0);
-    assert!(deductions[0]["reason"].as_str().unwrap().contains("https://a/health"), "{deductions:?}");
+    assert_eq!(deductions.len(), 2);
+    assert_eq!(deductions[0]["points"], 4.0);
+    assert_eq!(deductions[0]["reason"], "a probed target is down: the score is held at 3 or under");
+    assert_eq!(deductions[1]["points"], 3.0);
+    assert!(deductions[1]["reason"].as_str().unwrap().contains("https://a/health"), "{deductions:?}");
 }
 
 #[test]

@@ -32,6 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
+/// How many earlier runs the `history` variable reaches back: by default
+/// the 20 latest finished runs of the runbook.
+pub const HISTORY_RUNS: u32 = 20;
+
 /// Calls plugins. The real one is the wasmtime [`Runtime`]; tests script one.
 #[async_trait::async_trait]
 pub trait Executor: Send + Sync {
@@ -465,6 +469,7 @@ impl Engine {
                 steps: initial_steps(&rb),
                 iteration: 0,
                 run: json!({"id": run_id, "runbook": rb.name, "trigger": run.trigger_kind}),
+                history: history_of(&rb, self.store.metric_history(&rb.name, &run_id, HISTORY_RUNS).await?),
             },
             escalated: HashSet::new(),
             redactor: self.run_redactor(&rb),
@@ -1003,6 +1008,17 @@ fn initial_steps(rb: &Runbook) -> Value {
         steps.insert(s.id.clone(), crate::runbook::view::pending());
     }
     Value::Object(steps)
+}
+
+/// The `history` variable: every step of `rb` (`{}` when it has no
+/// history yet, so `history.<id>` always resolves), with what it measured
+/// in earlier runs.
+fn history_of(rb: &Runbook, mut earlier: crate::store::MetricHistory) -> Value {
+    let steps = rb.all_steps().map(|s| {
+        let metrics = earlier.remove(&s.id).unwrap_or_default();
+        (s.id.clone(), serde_json::to_value(metrics).unwrap_or_default())
+    });
+    Value::Object(steps.collect())
 }
 
 fn set_step(scope: &mut Scope, id: &str, value: Value) {

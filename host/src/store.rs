@@ -355,6 +355,10 @@ pub struct MetricPoint {
     pub recorded_at: i64,
 }
 
+/// Earlier values of each step's metrics: step id, then metric name, then
+/// one value per earlier run, oldest first ([`Store::metric_history`]).
+pub type MetricHistory = std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<f64>>>;
+
 /// Why a decision on an approval or escalation was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DecisionError {
@@ -1162,6 +1166,49 @@ impl Store {
             .collect()
     }
 
+    /// What each step of `runbook` measured in its `runs` latest finished
+    /// runs other than `except_run`: `{step id: {metric name: [value, ...]}}`,
+    /// one value per run (the run's last measurement), oldest first. Only
+    /// metrics without labels: a labelled series has no single value.
+    /// Reads the runs through their index, then their metrics through
+    /// `metrics_by_run`: it never scans the runbook's whole history.
+    pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> anyhow::Result<MetricHistory> {
+        let rows = sqlx::query(
+            "WITH earlier AS (
+                 SELECT id, created_at FROM runs
+                 WHERE runbook = ? AND id <> ? AND finished_at IS NOT NULL
+                 ORDER BY created_at DESC LIMIT ?
+             )
+             SELECT m.run_id, m.step_id, m.name, m.value FROM metrics m JOIN earlier e ON m.run_id = e.id
+             WHERE m.labels = '{}' ORDER BY e.created_at, m.run_id, m.id",
+        )
+        .bind(runbook)
+        .bind(except_run)
+        .bind(i64::from(runs))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut history = MetricHistory::new();
+        // Within one run, a later value (a later iteration) replaces an
+        // earlier one; each run then adds one value per series.
+        let mut run = String::new();
+        let mut last: std::collections::BTreeMap<(String, String), f64> = Default::default();
+        let flush = |last: &mut std::collections::BTreeMap<(String, String), f64>, history: &mut MetricHistory| {
+            for ((step, name), value) in std::mem::take(last) {
+                history.entry(step).or_default().entry(name).or_default().push(value);
+            }
+        };
+        for r in &rows {
+            let run_id: String = r.get(0);
+            if run_id != run {
+                flush(&mut last, &mut history);
+                run = run_id;
+            }
+            last.insert((r.get(1), r.get(2)), r.get(3));
+        }
+        flush(&mut last, &mut history);
+        Ok(history)
+    }
+
     // ---- escalations ------------------------------------------------------
 
     /// Raises an escalation. When an escalation with the same dedup key is
@@ -1912,6 +1959,37 @@ mod tests {
         let row = s.decide_approval(&run, "approved", "ann", Some("go")).await.unwrap();
         assert_eq!((row.id, row.status.as_str(), row.decided_by.as_deref()), (id, "approved", Some("ann")));
         assert!(s.decide_approval(&run, "rejected", "bob", None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn metric_history_keeps_each_earlier_runs_last_unlabelled_value_oldest_first() {
+        let s = store().await;
+        let m = |name: &str, value: f64, labels: &[(&str, &str)]| Metric {
+            name: name.into(),
+            value,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let mut ids = Vec::new();
+        for (first, last) in [(2.0, 3.0), (5.0, 6.0), (8.0, 9.0)] {
+            let run = s.create_run(&new_run("rb")).await.unwrap().id;
+            s.insert_metrics(&run, "rb", "score", 1, &[m("health_score", first, &[])]).await.unwrap();
+            s.insert_metrics(&run, "rb", "score", 2, &[m("health_score", last, &[]), m("up", 1.0, &[("url", "a")])])
+                .await
+                .unwrap();
+            s.finish_run(&run, RunStatus::Succeeded, None).await.unwrap();
+            ids.push(run);
+        }
+        // Still running: not history yet. Another runbook: never.
+        let running = s.create_run(&new_run("rb")).await.unwrap().id;
+        s.insert_metrics(&running, "rb", "score", 1, &[m("health_score", 0.0, &[])]).await.unwrap();
+        let other = s.create_run(&new_run("other")).await.unwrap().id;
+        s.insert_metrics(&other, "other", "score", 1, &[m("health_score", 1.0, &[])]).await.unwrap();
+        s.finish_run(&other, RunStatus::Succeeded, None).await.unwrap();
+
+        let h = s.metric_history("rb", &running, 10).await.unwrap();
+        assert_eq!(serde_json::to_value(&h).unwrap(), serde_json::json!({"score": {"health_score": [3.0, 6.0, 9.0]}}));
+        let h = s.metric_history("rb", &ids[2], 1).await.unwrap();
+        assert_eq!(h["score"]["health_score"], vec![6.0]);
     }
 
     #[tokio::test]

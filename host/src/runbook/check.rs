@@ -204,7 +204,7 @@ impl Checker<'_> {
                 self.error(
                     pos,
                     format!(
-                        "{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration and run"
+                        "{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration, run and history"
                     ),
                 );
             }

@@ -9,14 +9,17 @@
 //! - `steps.<id>`: `{status, output, metrics, series, by_label, findings}`
 //!   of each step, as [`super::view`] builds and documents it;
 //! - `iteration`: 0 outside a `repeat` block, 1, 2, ... inside;
-//! - `run`: `{id, runbook, trigger}`.
+//! - `run`: `{id, runbook, trigger}`;
+//! - `history.<id>.<metric>`: what step `<id>` measured in this runbook's
+//!   earlier runs, one value per run (its last), oldest first, for metrics
+//!   without labels; `history.<id>` is `{}` for a step with no history yet.
 
 use super::yaml::{Node, Pos, Value as YamlValue};
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 
 /// The variables every expression may use.
-pub const ROOTS: &[&str] = &["params", "steps", "iteration", "run"];
+pub const ROOTS: &[&str] = &["params", "steps", "iteration", "run", "history"];
 
 /// The CEL environment: the standard library.
 static CEL_ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
@@ -28,6 +31,7 @@ pub struct Scope {
     pub steps: Value,
     pub iteration: u32,
     pub run: Value,
+    pub history: Value,
 }
 
 impl Scope {
@@ -35,13 +39,16 @@ impl Scope {
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "params": self.params, "steps": self.steps, "iteration": self.iteration, "run": self.run,
+            "history": self.history,
         })
     }
 
     /// A CEL context holding the scope's variables.
     fn cel_context(&self) -> Result<cel::Context<'static, 'static>, String> {
         let mut ctx = cel::Context::with_env(CEL_ENV.clone());
-        for (name, value) in [("params", &self.params), ("steps", &self.steps), ("run", &self.run)] {
+        for (name, value) in
+            [("params", &self.params), ("steps", &self.steps), ("run", &self.run), ("history", &self.history)]
+        {
             ctx.add_variable_from_value(name, json_to_cel(value));
         }
         ctx.add_variable_from_value("iteration", cel::Value::Int(i64::from(self.iteration)));
@@ -515,7 +522,14 @@ mod tests {
             steps: json!({"score": {"status": "succeeded", "output": {"score": 7.5}, "metrics": {}, "findings": []}}),
             iteration: 2,
             run: json!({"id": "01J", "runbook": "rb", "trigger": "cli"}),
+            history: json!({"score": {"health_score": [4.0, 6.5]}}),
         }
+    }
+
+    #[test]
+    fn history_holds_earlier_runs_values_of_a_steps_metrics() {
+        let e = Expr::compile("history.score.health_score[1] > history.score.health_score[0]").unwrap();
+        assert_eq!(e.eval_bool(&scope()), Ok(true));
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! `health-score`: turns probe results and machine metrics into a 0–10
 //! score, with the reason for every point lost.
 //!
-//! It reads the data of an `http-probe` step (`probes`) and/or of a
-//! `host-metrics` step (`system`), from its config or, when the config
-//! lacks them, from its input (an object with keys `probes` and `system`).
-//! Starting from 10 it deducts points for each down target, each slow
-//! target, CPU, memory and disk use past a warn or bad level, and high load;
-//! the score never drops below 0. The weights and levels are configurable
+//! It reads the data of an `http-probe` step (`probes`), of a
+//! `host-metrics` step (`system`) and/or a service's own signals as
+//! Prometheus reports them (`service`: error rate, p95 latency, CPU,
+//! memory, cache hit rate), from its config or, when the config lacks
+//! them, from its input (an object with keys `probes`, `system` and
+//! `service`). Starting from 10 it deducts points for each down target,
+//! each slow target, CPU, memory and disk use past a warn or bad level,
+//! high load, and each service signal past its level; the score never
+//! drops below 0, and while a probed target is down it stays at or under
+//! `down_max_score` (3): a service that is down is never "fair".
+//!
+//! Given `history` (the earlier scores of this step, `${{ history.<id> }}`
+//! in a runbook), it also reports the trend: the change from the last
+//! earlier run and from their mean. The weights and levels are configurable
 //! (see [`Config`] for the defaults). A score under `healthy_score` is
 //! unhealthy and raises a finding listing every deduction.
 //!
@@ -27,6 +35,14 @@ struct HealthScore;
 /// The best score.
 const MAX_SCORE: u32 = 10;
 
+/// While a probed target is down the score is at most this: by default 3,
+/// under the critical line of 4.
+const DOWN_MAX_SCORE: f64 = 3.0;
+
+/// A change of less than this many points from earlier runs is steady: by
+/// default half a point.
+const STEADY_POINTS: f64 = 0.5;
+
 /// The step's `with:` block: the data to score, and how points are
 /// deducted and what counts as healthy. Everything is optional.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,6 +52,19 @@ struct Config {
     probes: Option<Probes>,
     /// The data of a host-metrics step; the input's `system` when absent.
     system: Option<System>,
+    /// The service's own signals; the input's `service` when absent.
+    service: Option<Service>,
+    /// Earlier scores, oldest first: a list of numbers, or this step's
+    /// `history` object (its `health_score` list is read). By default none.
+    history: Option<Value>,
+    /// Highest score while any probed target is down (default 3).
+    down_max_score: f64,
+    /// Service error rate levels, in percent (default warn 1, bad 5).
+    error_rate_percent: Bounds,
+    /// Service p95 latency levels, in ms (default warn 500, bad 2000).
+    p95_latency_ms: Bounds,
+    /// Cache hit rate levels, in percent; lower is worse (default warn 70, bad 50).
+    cache_hit_percent: Bounds,
     /// Points lost per down target (default 3).
     down_target_points: f64,
     /// Points lost per up target slower than `latency_threshold_ms` (default 1).
@@ -65,6 +94,12 @@ impl Default for Config {
         Config {
             probes: None,
             system: None,
+            service: None,
+            history: None,
+            down_max_score: DOWN_MAX_SCORE,
+            error_rate_percent: Bounds { warn: 1.0, bad: 5.0 },
+            p95_latency_ms: Bounds { warn: 500.0, bad: 2000.0 },
+            cache_hit_percent: Bounds { warn: 70.0, bad: 50.0 },
             down_target_points: 3.0,
             slow_target_points: 1.0,
             latency_threshold_ms: 1000.0,
@@ -93,6 +128,31 @@ impl Default for Levels {
     fn default() -> Self {
         Levels { warn: 80.0, bad: 95.0 }
     }
+}
+
+/// Two levels a user sets together (both are required when given):
+/// `warn` costs `warn_points`, `bad` costs `bad_points`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an object {warn, bad}")]
+struct Bounds {
+    warn: f64,
+    bad: f64,
+}
+
+/// A service's own signals, each optional (a query with no data gives
+/// null, which is not scored).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "an object {error_rate_percent, p95_latency_ms, cpu_percent, memory_percent, cache_hit_percent}"
+)]
+struct Service {
+    error_rate_percent: Option<f64>,
+    p95_latency_ms: Option<f64>,
+    cpu_percent: Option<f64>,
+    memory_percent: Option<f64>,
+    cache_hit_percent: Option<f64>,
 }
 
 /// The part of http-probe's data that is scored. Other fields (`summary`,
@@ -154,6 +214,8 @@ struct InputData {
     probes: Option<Probes>,
     #[serde(default)]
     system: Option<System>,
+    #[serde(default)]
+    service: Option<Service>,
 }
 
 /// The output data.
@@ -165,6 +227,34 @@ struct Score {
     healthy: bool,
     /// Largest first.
     deductions: Vec<Deduction>,
+    /// Against earlier runs, when `history` was given and not empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trend: Option<Trend>,
+}
+
+/// The score against earlier runs' scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Trend {
+    /// How many earlier scores there were.
+    earlier_runs: usize,
+    /// The latest earlier score.
+    previous: f64,
+    /// Mean of the earlier scores.
+    mean: f64,
+    /// This score minus `previous`.
+    change: f64,
+    /// This score minus `mean`.
+    change_from_mean: f64,
+    direction: Direction,
+}
+
+/// Which way the score moved from the latest earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Direction {
+    Improving,
+    Steady,
+    Worsening,
 }
 
 /// Points lost, and why.
@@ -191,6 +281,7 @@ fn check_config(w: &Config) -> Result<(), String> {
         ("bad_points", w.bad_points),
         ("load_per_cpu", w.load_per_cpu),
         ("load_points", w.load_points),
+        ("down_max_score", w.down_max_score),
     ] {
         if value < 0.0 {
             return Err(format!("field `{field}`: expected a non-negative number, found {value}"));
@@ -209,28 +300,99 @@ fn check_config(w: &Config) -> Result<(), String> {
             ));
         }
     }
+    for (field, b) in [("error_rate_percent", w.error_rate_percent), ("p95_latency_ms", w.p95_latency_ms)] {
+        if b.warn > b.bad {
+            return Err(format!(
+                "field `{field}`: expected `warn` at most `bad`, found warn {} and bad {}",
+                b.warn, b.bad
+            ));
+        }
+    }
+    let cache = w.cache_hit_percent;
+    if cache.warn < cache.bad {
+        return Err(format!(
+            "field `cache_hit_percent`: expected `warn` at least `bad` (a lower hit rate is worse), found warn {} and bad {}",
+            cache.warn, cache.bad
+        ));
+    }
+    if let Some(h) = &w.history {
+        earlier_scores(h)?;
+    }
     Ok(())
+}
+
+/// The earlier scores in `history`: a list of numbers, or an object whose
+/// `health_score` key is one (absent: none yet).
+fn earlier_scores(history: &Value) -> Result<Vec<f64>, String> {
+    let list = match history {
+        Value::Object(m) => match m.get("health_score") {
+            None => return Ok(Vec::new()),
+            Some(list) => list,
+        },
+        other => other,
+    };
+    let expected = "expected a list of earlier scores or a step's history object `{health_score: [...]}`";
+    let Value::Array(items) = list else {
+        return Err(format!("field `history`: {expected}, found {list}"));
+    };
+    items
+        .iter()
+        .map(|v| v.as_f64().ok_or_else(|| format!("field `history`: {expected}, found {v} in the list")))
+        .collect()
+}
+
+/// The trend of `score` against `earlier` scores (oldest first); none
+/// without earlier scores.
+fn trend(score: f64, earlier: &[f64]) -> Option<Trend> {
+    let previous = *earlier.last()?;
+    let mean = earlier.iter().sum::<f64>() / earlier.len() as f64;
+    let change = score - previous;
+    let direction = if change >= STEADY_POINTS {
+        Direction::Improving
+    } else if change <= -STEADY_POINTS {
+        Direction::Worsening
+    } else {
+        Direction::Steady
+    };
+    Some(Trend {
+        earlier_runs: earlier.len(),
+        previous,
+        mean: round(mean, 2),
+        change: round(change, 2),
+        change_from_mean: round(score - mean, 2),
+        direction,
+    })
 }
 
 /// The data to score: taken from the config, and for what it lacks from
 /// the input.
-fn data(config: &mut Config, input: &str) -> Result<(Option<Probes>, Option<System>), StepError> {
-    let (mut probes, mut system) = (config.probes.take(), config.system.take());
-    if probes.is_none() || system.is_none() {
+fn data(config: &mut Config, input: &str) -> Result<Data, StepError> {
+    let mut data = Data { probes: config.probes.take(), system: config.system.take(), service: config.service.take() };
+    if data.probes.is_none() || data.system.is_none() || data.service.is_none() {
         let from_input = match parse_input::<Value>(input)? {
             value @ Value::Object(_) => parse_input_value(value)?,
             _ => InputData::default(),
         };
-        probes = probes.or(from_input.probes);
-        system = system.or(from_input.system);
+        data.probes = data.probes.or(from_input.probes);
+        data.system = data.system.or(from_input.system);
+        data.service = data.service.or(from_input.service);
     }
-    if probes.is_none() && system.is_none() {
+    if data.probes.is_none() && data.system.is_none() && data.service.is_none() {
         return Err(invalid_config(
-            "nothing to score: give `probes` (the data of an http-probe step) and/or `system` (the data of a \
-             host-metrics step) in the config, or as keys of the input object",
+            "nothing to score: give `probes` (the data of an http-probe step), `system` (the data of a \
+             host-metrics step) and/or `service` (the service's signals) in the config, or as keys of the input \
+             object",
         ));
     }
-    Ok((probes, system))
+    Ok(data)
+}
+
+/// What is scored.
+#[derive(Debug, Default)]
+struct Data {
+    probes: Option<Probes>,
+    system: Option<System>,
+    service: Option<Service>,
 }
 
 /// The `probes` and `system` keys of an input object.
@@ -238,22 +400,70 @@ fn parse_input_value(value: Value) -> Result<InputData, StepError> {
     tend_plugin_sdk::parse_value(value).map_err(|e| e.into_step_error("input"))
 }
 
-/// Scores `probes` and `system` with `weights` (whose own `probes` and
-/// `system` are not read). Pure.
-fn score(probes: Option<&Probes>, system: Option<&System>, weights: &Config) -> Score {
+/// Scores `data` with `weights` (whose own data fields are not read),
+/// against `earlier` scores. Pure.
+fn score(data: &Data, weights: &Config, earlier: &[f64]) -> Score {
     let mut deductions = Vec::new();
-    if let Some(probes) = probes {
+    let mut down = 0;
+    if let Some(probes) = &data.probes {
+        down = probes.targets.iter().filter(|t| !t.ok).count();
         deductions.extend(probes.targets.iter().filter_map(|t| probe_deduction(t, weights)));
     }
-    if let Some(system) = system {
+    if let Some(system) = &data.system {
         deductions.extend(system_deductions(system, weights));
+    }
+    if let Some(service) = &data.service {
+        deductions.extend(service_deductions(service, weights));
+    }
+    let lost: f64 = deductions.iter().filter(|d| d.points > 0.0).map(|d| d.points).sum();
+    let left = f64::from(MAX_SCORE) - lost;
+    if down > 0 && left > weights.down_max_score {
+        let targets = if down == 1 { "a probed target is" } else { "probed targets are" };
+        deductions.push(Deduction {
+            points: round(left - weights.down_max_score, 2),
+            reason: format!("{targets} down: the score is held at {} or under", weights.down_max_score),
+        });
     }
     deductions.retain(|d| d.points > 0.0);
     // Stable: equal deductions keep the order they were found in.
     deductions.sort_by(|a, b| b.points.total_cmp(&a.points));
     let lost: f64 = deductions.iter().map(|d| d.points).sum();
     let score = round((f64::from(MAX_SCORE) - lost).max(0.0), 2);
-    Score { score, max: MAX_SCORE, healthy: score >= weights.healthy_score, deductions }
+    Score { score, max: MAX_SCORE, healthy: score >= weights.healthy_score, deductions, trend: trend(score, earlier) }
+}
+
+/// Deductions for the service's signals past their levels.
+fn service_deductions(s: &Service, w: &Config) -> Vec<Deduction> {
+    let mut out = Vec::new();
+    let higher = |b: Bounds| Levels { warn: b.warn, bad: b.bad };
+    if let Some(rate) = s.error_rate_percent {
+        out.extend(level_deduction(rate, higher(w.error_rate_percent), w, |level| {
+            format!("service error rate {rate:.2}% is at or over {level}%")
+        }));
+    }
+    if let Some(p95) = s.p95_latency_ms {
+        out.extend(level_deduction(p95, higher(w.p95_latency_ms), w, |level| {
+            format!("service p95 latency {p95:.0} ms is at or over {level} ms")
+        }));
+    }
+    if let Some(cpu) = s.cpu_percent {
+        out.extend(level_deduction(cpu, w.cpu_percent, w, |level| {
+            format!("service CPU {cpu:.1}% is at or over {level}%")
+        }));
+    }
+    if let Some(memory) = s.memory_percent {
+        out.extend(level_deduction(memory, w.memory_percent, w, |level| {
+            format!("service memory {memory:.1}% is at or over {level}%")
+        }));
+    }
+    if let Some(hit) = s.cache_hit_percent {
+        // Lower is worse: compare the miss share against the miss levels.
+        let misses = Levels { warn: 100.0 - w.cache_hit_percent.warn, bad: 100.0 - w.cache_hit_percent.bad };
+        out.extend(level_deduction(100.0 - hit, misses, w, |miss_level| {
+            format!("cache hit rate {hit:.1}% is at or under {}%", 100.0 - miss_level)
+        }));
+    }
+    out
 }
 
 /// The deduction for one probed target: down, slow, or none.
@@ -329,6 +539,17 @@ fn detail(result: &Score, healthy_score: f64) -> String {
     for d in &result.deductions {
         text.push_str(&format!("\n- {}: {}", d.points, d.reason));
     }
+    if let Some(t) = &result.trend {
+        let direction = match t.direction {
+            Direction::Improving => "improving",
+            Direction::Steady => "steady",
+            Direction::Worsening => "worsening",
+        };
+        text.push_str(&format!(
+            "\nTrend: {direction}, {:+} from the previous run's {} ({:+} from the mean {} of {} earlier runs).",
+            t.change, t.previous, t.change_from_mean, t.mean, t.earlier_runs
+        ));
+    }
     text
 }
 
@@ -339,9 +560,11 @@ impl Guest for HealthScore {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Turns the results of an http-probe step and/or the metrics of a host-metrics step into a \
                           score from 0 to 10, listing the reason for every point lost: down and slow targets, \
-                          CPU, memory and disk use past warn and bad levels, and high load, with configurable \
-                          weights. The data comes from the config (`probes`, `system`) or from the input object's \
-                          keys of the same names. Emits a health_score metric, and a finding listing every \
+                          CPU, memory and disk use past warn and bad levels, high load, and a service's error \
+                          rate, p95 latency, CPU, memory and cache hit rate past theirs, with configurable weights; \
+                          a down target holds the score at 3 or under. The data comes from the config (`probes`, \
+                          `system`, `service`) or from the input object's keys of the same names. Given `history` \
+                          (earlier scores), it reports the trend. Emits a health_score metric, and a finding listing every \
                           deduction when the score is under the healthy score."
                 .into(),
             config_schema: schema::to_text(&config_schema()),
@@ -351,8 +574,12 @@ impl Guest for HealthScore {
 
     fn run(_ctx: StepContext, config: String, input: String) -> Result<StepOutput, StepError> {
         let mut weights = parse(&config)?;
-        let (probes, system) = data(&mut weights, &input)?;
-        let result = score(probes.as_ref(), system.as_ref(), &weights);
+        let data = data(&mut weights, &input)?;
+        let earlier = match &weights.history {
+            Some(h) => earlier_scores(h).map_err(invalid_config)?,
+            None => Vec::new(),
+        };
+        let result = score(&data, &weights, &earlier);
         let metrics = vec![metric("health_score", result.score, &[])];
         let mut findings = Vec::new();
         if !result.healthy {
@@ -379,6 +606,16 @@ fn config_schema() -> Value {
                 "bad": {"type": "number", "default": 95, "description": "Bad level, in percent."},
             }),
             &[],
+        )
+    };
+    let bounds = |what: &str, warn: f64, bad: f64| {
+        schema::object(
+            &format!("{what}: `warn` costs `warn_points`, `bad` costs `bad_points`; give both."),
+            json!({
+                "warn": {"type": "number", "default": warn, "description": "Warn level."},
+                "bad": {"type": "number", "default": bad, "description": "Bad level."},
+            }),
+            &["warn", "bad"],
         )
     };
     schema::config(
@@ -428,6 +665,30 @@ fn config_schema() -> Value {
                 },
                 "description": "The data of a host-metrics step; by default the input's `system` key.",
             },
+            "service": {
+                "type": "object",
+                "properties": {
+                    "error_rate_percent": {"type": ["number", "null"], "description": "Share of requests that failed, in percent."},
+                    "p95_latency_ms": {"type": ["number", "null"], "description": "95th percentile latency, in ms."},
+                    "cpu_percent": {"type": ["number", "null"], "description": "CPU use, in percent (scored with `cpu_percent`)."},
+                    "memory_percent": {"type": ["number", "null"], "description": "Memory use, in percent (scored with `memory_percent`)."},
+                    "cache_hit_percent": {"type": ["number", "null"], "description": "Cache hit rate, in percent."},
+                },
+                "description": "The service's own signals, e.g. from prometheus-query steps; null values are not scored. By default the input's `service` key.",
+            },
+            "history": {
+                "type": ["array", "object"],
+                "description": "Earlier scores, oldest first, or this step's `history` object (`${{ history.<step id> }}`): adds `trend` to the output.",
+            },
+            "down_max_score": {
+                "type": "number",
+                "minimum": 0,
+                "default": 3,
+                "description": "Highest score while any probed target is down.",
+            },
+            "error_rate_percent": bounds("Service error rate, in percent", 1.0, 5.0),
+            "p95_latency_ms": bounds("Service p95 latency, in ms", 500.0, 2000.0),
+            "cache_hit_percent": bounds("Cache hit rate, in percent; lower is worse: at or under `warn`", 70.0, 50.0),
             "down_target_points": points("per down target (the score never drops below 0)", 3.0),
             "slow_target_points": points("per up target slower than `latency_threshold_ms`", 1.0),
             "latency_threshold_ms": {
@@ -504,12 +765,13 @@ mod tests {
             max: u32::try_from(v["max"].as_u64().expect("max")).expect("small"),
             healthy: v["healthy"].as_bool().expect("healthy"),
             deductions: deductions.collect(),
+            trend: None,
         })
     }
 
     #[test]
     fn probes_lose_points_for_down_and_slow_targets() {
-        let s = run(json!({"probes": probes()}), "").unwrap();
+        let s = run(json!({"probes": probes(), "down_max_score": 10}), "").unwrap();
         assert_eq!(s.score, 6.0);
         assert!(!s.healthy);
         assert_eq!(
@@ -554,15 +816,94 @@ mod tests {
         let s = run(json!({}), &input).unwrap();
         assert_eq!(s.score, 2.0, "{:?}", s.deductions);
         // The config's data wins over the input's.
-        let s = run(json!({"system": system(0.0, 0.0, 0.0, 0.0)}), &input).unwrap();
+        let s = run(json!({"system": system(0.0, 0.0, 0.0, 0.0), "down_max_score": 10}), &input).unwrap();
         assert_eq!(s.score, 6.0, "{:?}", s.deductions);
     }
 
     #[test]
     fn weights_are_configurable() {
-        let config = json!({"probes": probes(), "down_target_points": 5, "slow_target_points": 0, "healthy_score": 5});
+        let config = json!({"probes": probes(), "down_target_points": 5, "slow_target_points": 0, "healthy_score": 5, "down_max_score": 10});
         let s = run(config, "").unwrap();
         assert_eq!((s.score, s.healthy, s.deductions.len()), (5.0, true, 1));
+    }
+
+    #[test]
+    fn a_service_that_is_down_scores_under_4_whatever_else_is_fine() {
+        let one_down =
+            json!({"targets": [{"url": "http://127.0.0.1:9100/healthz", "ok": false, "error": "connection refused"}]});
+        let s = run(json!({"probes": one_down}), "").unwrap();
+        assert_eq!(s.score, 3.0);
+        assert_eq!(
+            s.deductions,
+            [
+                Deduction { points: 4.0, reason: "a probed target is down: the score is held at 3 or under".into() },
+                Deduction { points: 3.0, reason: "http://127.0.0.1:9100/healthz is down: connection refused".into() },
+            ]
+        );
+        assert_eq!(severity(s.score), SeverityLevel::Critical);
+        // Already low for other reasons: no extra deduction.
+        let s = run(json!({"probes": probes(), "system": system(99.0, 99.0, 99.0, 0.0)}), "").unwrap();
+        assert_eq!(s.score, 0.0);
+        assert!(s.deductions.iter().all(|d| !d.reason.contains("held at")), "{:?}", s.deductions);
+    }
+
+    #[test]
+    fn service_signals_past_their_levels_lose_points_each_with_its_reason() {
+        let service = json!({"error_rate_percent": 12.5, "p95_latency_ms": 800, "cpu_percent": 85, "memory_percent": null, "cache_hit_percent": 40});
+        let s = run(json!({"service": service}), "").unwrap();
+        let lost: Vec<(f64, &str)> = s.deductions.iter().map(|d| (d.points, d.reason.as_str())).collect();
+        assert_eq!(
+            lost,
+            [
+                (2.0, "service error rate 12.50% is at or over 5%"),
+                (2.0, "cache hit rate 40.0% is at or under 50%"),
+                (1.0, "service p95 latency 800 ms is at or over 500 ms"),
+                (1.0, "service CPU 85.0% is at or over 80%"),
+            ]
+        );
+        assert_eq!(s.score, 4.0);
+        let healthy = json!({"error_rate_percent": 0.2, "p95_latency_ms": 40, "cpu_percent": 20, "memory_percent": 30, "cache_hit_percent": 95});
+        let s = run(json!({}), &json!({"service": healthy}).to_string()).unwrap();
+        assert_eq!((s.score, s.deductions.len()), (10.0, 0));
+        let e = run(json!({"service": {"error_rate": 1}}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m.starts_with("field `service.error_rate`: unknown field")),
+            "{e:?}"
+        );
+        let e = run(json!({"service": {}, "cache_hit_percent": {"warn": 50, "bad": 70}}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m == "field `cache_hit_percent`: expected `warn` at least `bad` (a lower hit rate is worse), found warn 50 and bad 70"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_trend_compares_the_score_with_earlier_runs() {
+        let out = |history: Value| -> Value {
+            let config = json!({"service": {"error_rate_percent": 12.5}, "history": history});
+            let out = HealthScore::run(
+                StepContext { run_id: "r".into(), step_id: "s".into(), runbook: "b".into(), attempt: 1, iteration: 0 },
+                config.to_string(),
+                String::new(),
+            )
+            .expect("scored");
+            serde_json::from_str(&out.data).expect("JSON")
+        };
+        // Score 8 now; earlier 6 then 10.
+        let v = out(json!({"health_score": [6.0, 10.0]}));
+        assert_eq!(
+            v["trend"],
+            json!({"earlier_runs": 2, "previous": 10.0, "mean": 8.0, "change": -2.0, "change_from_mean": 0.0, "direction": "worsening"})
+        );
+        assert_eq!(out(json!([7.0]))["trend"]["direction"], "improving");
+        assert_eq!(out(json!([8.2]))["trend"]["direction"], "steady");
+        // A step with no history yet: no trend.
+        assert!(out(json!({})).get("trend").is_none());
+        let e = run(json!({"service": {}, "history": [1, "x"]}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m == "field `history`: expected a list of earlier scores or a step's history object `{health_score: [...]}`, found \"x\" in the list"),
+            "{e:?}"
+        );
     }
 
     #[test]
