@@ -469,7 +469,13 @@ impl Engine {
                 steps: initial_steps(&rb),
                 iteration: 0,
                 run: json!({"id": run_id, "runbook": rb.name, "trigger": run.trigger_kind}),
-                history: history_of(&rb, self.store.metric_history(&rb.name, &run_id, HISTORY_RUNS).await?),
+                history: history_of(
+                    &rb,
+                    match rb.reads_history {
+                        true => self.store.metric_history(&rb.name, &run_id, HISTORY_RUNS).await?,
+                        false => Default::default(),
+                    },
+                ),
             },
             escalated: HashSet::new(),
             redactor: self.run_redactor(&rb),

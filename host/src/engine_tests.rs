@@ -276,6 +276,32 @@ steps:
 }
 
 #[tokio::test]
+async fn history_hands_a_step_what_it_measured_in_earlier_runs() {
+    // Each call measures one more than the last, and echoes its config.
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let script = Script::new(move |_, c| {
+        let value = f64::from(calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1);
+        let config: Value = serde_json::from_str(&c.config).unwrap();
+        let mut r = ok(json!({"seen": config["earlier"]}));
+        r.output.as_mut().unwrap().metrics.push(Metric { name: "score".into(), value, labels: Vec::new() });
+        Ok(r)
+    });
+    let s = setup(script).await;
+    let rb = runbook(
+        "name: h\nsteps:\n  - id: measure\n    plugin: fake\n    with:\n      earlier: ${{ history.measure }}\n",
+    );
+    assert!(rb.reads_history);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let out = run(&s, &rb, json!({})).await;
+        let attempts = s.store.attempts(&out.run_id).await.unwrap();
+        seen.push(attempts[0].output.as_ref().unwrap()["seen"].clone());
+    }
+    assert_eq!(seen, [json!({}), json!({"score": [1.0]}), json!({"score": [1.0, 2.0]})]);
+    assert!(!runbook("name: plain\nsteps:\n  - id: m\n    plugin: fake\n").reads_history);
+}
+
+#[tokio::test]
 async fn an_exhausted_loop_continues_or_fails_as_told() {
     let s = setup(Script::new(|_, _| Ok(ok(json!({"healthy": false}))))).await;
     let yaml = |on: &str| {

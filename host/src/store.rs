@@ -1178,9 +1178,14 @@ impl Store {
                  SELECT id, created_at FROM runs
                  WHERE runbook = ? AND id <> ? AND finished_at IS NOT NULL
                  ORDER BY created_at DESC LIMIT ?
+             ),
+             last AS (
+                 SELECT MAX(m.id) AS id FROM metrics m JOIN earlier e ON m.run_id = e.id
+                 WHERE m.labels = '{}' GROUP BY m.run_id, m.step_id, m.name
              )
-             SELECT m.run_id, m.step_id, m.name, m.value FROM metrics m JOIN earlier e ON m.run_id = e.id
-             WHERE m.labels = '{}' ORDER BY e.created_at, m.run_id, m.id",
+             SELECT m.step_id, m.name, m.value FROM metrics m
+             JOIN last l ON m.id = l.id JOIN earlier e ON m.run_id = e.id
+             ORDER BY e.created_at, m.id",
         )
         .bind(runbook)
         .bind(except_run)
@@ -1188,24 +1193,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut history = MetricHistory::new();
-        // Within one run, a later value (a later iteration) replaces an
-        // earlier one; each run then adds one value per series.
-        let mut run = String::new();
-        let mut last: std::collections::BTreeMap<(String, String), f64> = Default::default();
-        let flush = |last: &mut std::collections::BTreeMap<(String, String), f64>, history: &mut MetricHistory| {
-            for ((step, name), value) in std::mem::take(last) {
-                history.entry(step).or_default().entry(name).or_default().push(value);
-            }
-        };
         for r in &rows {
-            let run_id: String = r.get(0);
-            if run_id != run {
-                flush(&mut last, &mut history);
-                run = run_id;
-            }
-            last.insert((r.get(1), r.get(2)), r.get(3));
+            history.entry(r.get(0)).or_default().entry(r.get(1)).or_default().push(r.get(2));
         }
-        flush(&mut last, &mut history);
         Ok(history)
     }
 

@@ -56,6 +56,7 @@ pub fn check(file: &Path, text: &str, catalog: &Catalog) -> Result<Runbook, Vec<
         handler_ids: BTreeSet::new(),
         params: BTreeSet::new(),
         cron_params: Vec::new(),
+        reads_history: false,
     };
     let runbook = cx.runbook(&root, file, text);
     let mut diags = cx.diags;
@@ -76,6 +77,8 @@ struct Checker<'a> {
     params: BTreeSet<String>,
     /// Params of cron triggers, checked against the runbook's params at the end.
     cron_params: Vec<(Pos, Value)>,
+    /// Whether an expression read `history`.
+    reads_history: bool,
 }
 
 /// Names: a letter, then letters, digits, `_` (usable in CEL as `steps.<id>`).
@@ -197,6 +200,7 @@ impl Checker<'_> {
 
     fn check_roots(&mut self, what: &str, pos: Pos, variables: &[String]) {
         for v in variables {
+            self.reads_history |= v == "history";
             if !expr::ROOTS.contains(&v.as_str()) {
                 let hint = yaml::did_you_mean(v, expr::ROOTS.iter().copied())
                     .map(|s| format!(" (did you mean {s:?}?)"))
@@ -332,6 +336,7 @@ impl Checker<'_> {
             escalations,
             escalate_findings,
             notify,
+            reads_history: self.reads_history,
         };
         for (pos, params) in std::mem::take(&mut self.cron_params) {
             if let Err(errors) = rb.resolve_params(params.as_object().unwrap_or(&Default::default())) {

@@ -43,6 +43,9 @@ pub struct Runbook {
     /// By default `high`.
     pub escalate_findings: Option<Severity>,
     pub notify: Notify,
+    /// Whether any expression reads `history`: only then does a run load
+    /// the runbook's earlier metrics.
+    pub reads_history: bool,
 }
 
 /// A parameter of a runbook.

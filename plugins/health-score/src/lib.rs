@@ -257,6 +257,17 @@ enum Direction {
     Worsening,
 }
 
+impl Direction {
+    /// The name in output and messages, e.g. `improving`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Improving => "improving",
+            Direction::Steady => "steady",
+            Direction::Worsening => "worsening",
+        }
+    }
+}
+
 /// Points lost, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Deduction {
@@ -314,9 +325,6 @@ fn check_config(w: &Config) -> Result<(), String> {
             "field `cache_hit_percent`: expected `warn` at least `bad` (a lower hit rate is worse), found warn {} and bad {}",
             cache.warn, cache.bad
         ));
-    }
-    if let Some(h) = &w.history {
-        earlier_scores(h)?;
     }
     Ok(())
 }
@@ -415,19 +423,19 @@ fn score(data: &Data, weights: &Config, earlier: &[f64]) -> Score {
     if let Some(service) = &data.service {
         deductions.extend(service_deductions(service, weights));
     }
-    let lost: f64 = deductions.iter().filter(|d| d.points > 0.0).map(|d| d.points).sum();
-    let left = f64::from(MAX_SCORE) - lost;
-    if down > 0 && left > weights.down_max_score {
+    deductions.retain(|d| d.points > 0.0);
+    let mut lost: f64 = deductions.iter().map(|d| d.points).sum();
+    let held = round(f64::from(MAX_SCORE) - lost - weights.down_max_score, 2);
+    if down > 0 && held > 0.0 {
         let targets = if down == 1 { "a probed target is" } else { "probed targets are" };
+        lost += held;
         deductions.push(Deduction {
-            points: round(left - weights.down_max_score, 2),
+            points: held,
             reason: format!("{targets} down: the score is held at {} or under", weights.down_max_score),
         });
     }
-    deductions.retain(|d| d.points > 0.0);
     // Stable: equal deductions keep the order they were found in.
     deductions.sort_by(|a, b| b.points.total_cmp(&a.points));
-    let lost: f64 = deductions.iter().map(|d| d.points).sum();
     let score = round((f64::from(MAX_SCORE) - lost).max(0.0), 2);
     Score { score, max: MAX_SCORE, healthy: score >= weights.healthy_score, deductions, trend: trend(score, earlier) }
 }
@@ -540,14 +548,14 @@ fn detail(result: &Score, healthy_score: f64) -> String {
         text.push_str(&format!("\n- {}: {}", d.points, d.reason));
     }
     if let Some(t) = &result.trend {
-        let direction = match t.direction {
-            Direction::Improving => "improving",
-            Direction::Steady => "steady",
-            Direction::Worsening => "worsening",
-        };
         text.push_str(&format!(
-            "\nTrend: {direction}, {:+} from the previous run's {} ({:+} from the mean {} of {} earlier runs).",
-            t.change, t.previous, t.change_from_mean, t.mean, t.earlier_runs
+            "\nTrend: {}, {:+} from the previous run's {} ({:+} from the mean {} of {} earlier runs).",
+            t.direction.as_str(),
+            t.change,
+            t.previous,
+            t.change_from_mean,
+            t.mean,
+            t.earlier_runs
         ));
     }
     text
