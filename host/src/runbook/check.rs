@@ -9,8 +9,8 @@ use super::expr::{self, Expr, Text, Tmpl};
 use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
-    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Repeat, RetryPolicy, Rule, Runbook, Step,
-    Trigger, WebhookUrl,
+    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Pause, Repeat, RetryPolicy, Rule, Runbook,
+    Step, Trigger, WebhookUrl,
 };
 use crate::runtime::PluginInfo;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
@@ -133,6 +133,20 @@ impl Checker<'_> {
                 self.error(d.pos, format!("{what}: {e}"));
                 None
             }
+        }
+    }
+
+    /// A pause: a duration, or `${{ CEL }}` (the whole value) evaluated when
+    /// the pause starts.
+    fn pause(&mut self, what: &str, d: &Option<At<String>>) -> Option<Pause> {
+        let src = d.as_ref()?;
+        let inner = src.value.trim().strip_prefix("${{").and_then(|rest| rest.strip_suffix("}}"));
+        match inner {
+            Some(code) => {
+                let code = At { pos: src.pos, value: code.trim().to_string() };
+                self.cel(what, &code).map(Pause::Expr)
+            }
+            None => self.duration(what, d).map(Pause::Fixed),
         }
     }
 
@@ -534,7 +548,7 @@ impl Checker<'_> {
                 format!("{what}: max_iterations {} is out of range; expected 1 to 10000", r.max_iterations.value),
             );
         }
-        let interval = self.duration(&format!("{what}: interval"), &r.interval);
+        let interval = self.pause(&format!("{what}: interval"), &r.interval);
         let fail_when_exhausted = match &r.on_exhausted {
             None => false,
             Some(v) if v.value == "continue" => false,
@@ -685,6 +699,8 @@ impl Checker<'_> {
             }
         };
 
+        let delay = self.pause(&format!("{what}: delay"), &spec.delay);
+
         if let Some(info) = &info {
             self.check_config(&what, &spec, info, &config);
             self.check_capabilities(&what, &spec, info, &grants);
@@ -704,6 +720,7 @@ impl Checker<'_> {
             grants,
             approval,
             idempotent: spec.idempotent,
+            delay,
         })
     }
 

@@ -138,7 +138,7 @@ pub struct Repeat {
     pub until: Expr,
     pub max_iterations: u32,
     /// Pause between iterations. By default none.
-    pub interval: Option<Duration>,
+    pub interval: Option<Pause>,
     /// Fail the run when the iterations run out. By default false: go on.
     pub fail_when_exhausted: bool,
     pub steps: Vec<Step>,
@@ -158,6 +158,40 @@ pub struct Step {
     pub grants: Grants,
     pub approval: Option<Approval>,
     pub idempotent: bool,
+    /// Wait before running (after `when` holds), e.g. to let an action
+    /// settle before re-measuring. By default none.
+    pub delay: Option<Pause>,
+}
+
+/// A pause written in a runbook: a fixed duration (`30s`), or `${{ CEL }}`
+/// evaluated when the pause starts, e.g. `${{ params.interval }}`, which
+/// must give a duration text or a number of seconds.
+#[derive(Debug, Clone)]
+pub enum Pause {
+    Fixed(Duration),
+    Expr(Expr),
+}
+
+impl Pause {
+    /// How long to pause in `scope`. `Err` names the expression, quotes
+    /// what it gave and says what was expected.
+    pub fn resolve(&self, scope: &expr::Scope) -> Result<Duration, String> {
+        let e = match self {
+            Pause::Fixed(d) => return Ok(*d),
+            Pause::Expr(e) => e,
+        };
+        let value = e.eval(scope)?;
+        let bad = |why: String| format!("`${{{{ {} }}}}` gave {}: {why}", e.source, expr::describe(&value));
+        let d = match &value {
+            Value::String(s) => crate::units::parse_duration(s).map_err(bad)?,
+            Value::Number(n) => match n.as_f64() {
+                Some(secs) if secs.is_finite() && (0.0..=1e9).contains(&secs) => Duration::from_secs_f64(secs),
+                _ => return Err(bad("expected a number of seconds from 0 to 1e9".into())),
+            },
+            _ => return Err(bad("expected a duration such as \"30s\" or a number of seconds".into())),
+        };
+        Ok(d)
+    }
 }
 
 /// How a step is retried.
