@@ -144,7 +144,8 @@ fn check_shapes(bodies: &[Value; 4]) {
         Some("pagerduty-events-v2.schema.json"),
     ]) {
         if let Some(file) = file {
-            let problems: Vec<String> = schema(file).iter_errors(body).map(|e| format!("{}: {e}", e.instance_path().as_str())).collect();
+            let problems: Vec<String> =
+                schema(file).iter_errors(body).map(|e| format!("{}: {e}", e.instance_path().as_str())).collect();
             assert!(problems.is_empty(), "{file}: {problems:?}\n{body:#}");
         }
     }
@@ -243,7 +244,9 @@ async fn every_sink_gets_the_escalation_in_its_format_and_again_when_it_is_resol
     for path in ["/v1/escalations".to_string(), format!("/v1/runs/{run_id}"), "/v1/runbooks/incident".into()] {
         let resp = s.http.get(format!("{}{path}", s.base)).bearer_auth(READER).send().await.unwrap();
         let text = resp.text().await.unwrap();
-        found.extend([ROUTING_KEY, SLACK_TOKEN].iter().filter(|k| text.contains(**k)).map(|k| format!("GET {path}: {k}")));
+        found.extend(
+            [ROUTING_KEY, SLACK_TOKEN].iter().filter(|k| text.contains(**k)).map(|k| format!("GET {path}: {k}")),
+        );
     }
     found.extend([ROUTING_KEY, SLACK_TOKEN].iter().filter(|k| stdout.contains(**k)).map(|k| format!("CLI: {k}")));
     let mut s = s;

@@ -207,7 +207,10 @@ impl Webhook {
             )),
             (Some(f), Some(_)) if f != Format::PagerDuty => problems.push((
                 Field::RoutingKeySecret,
-                format!("routing_key_secret: only a pagerduty sink takes a routing key, and this one's format is {:?}", f.as_str()),
+                format!(
+                    "routing_key_secret: only a pagerduty sink takes a routing key, and this one's format is {:?}",
+                    f.as_str()
+                ),
             )),
             _ => {}
         }
@@ -367,8 +370,10 @@ impl Notification {
             Status::Triggered => self.severity.as_str().to_ascii_uppercase(),
             other => other.as_str().to_ascii_uppercase(),
         };
-        let mut line =
-            format!("[{label}] {}: {} (run {}, escalation {})", self.runbook, self.message, self.run_id, self.escalation_id);
+        let mut line = format!(
+            "[{label}] {}: {} (run {}, escalation {})",
+            self.runbook, self.message, self.run_id, self.escalation_id
+        );
         if self.status != Status::Triggered {
             line.push_str(&format!(" by {}", self.by.as_deref().unwrap_or("someone")));
             if let Some(reason) = &self.reason {
@@ -413,17 +418,13 @@ impl Notification {
     /// Slack Block Kit: the `text` fallback (notifications, old clients),
     /// a header, the message with fields, a button to the run, a context line.
     fn slack(&self) -> Value {
-        let field = |name: &str, value: String| {
-            json!({"type": "mrkdwn", "text": truncate(&format!("*{name}*\n{value}"), SLACK_FIELD_MAX)})
-        };
+        let field = |name: &str, value: String| json!({"type": "mrkdwn", "text": truncate(&format!("*{name}*\n{value}"), SLACK_FIELD_MAX)});
         let run = match &self.run_url {
             Some(url) => format!("<{}|{}>", slack_escape(url), slack_escape(&self.run_id)),
             None => slack_escape(&self.run_id),
         };
-        let mut fields = vec![
-            field("Severity", self.severity.as_str().to_string()),
-            field("Runbook", slack_escape(&self.runbook)),
-        ];
+        let mut fields =
+            vec![field("Severity", self.severity.as_str().to_string()), field("Runbook", slack_escape(&self.runbook))];
         if let Some(step) = &self.step_id {
             fields.push(field("Step", slack_escape(step)));
         }
@@ -459,8 +460,10 @@ impl Notification {
             (_, Severity::Medium) => "Warning",
             _ => "Default",
         };
-        let mut facts =
-            vec![json!({"title": "Severity", "value": self.severity.as_str()}), json!({"title": "Runbook", "value": self.runbook})];
+        let mut facts = vec![
+            json!({"title": "Severity", "value": self.severity.as_str()}),
+            json!({"title": "Runbook", "value": self.runbook}),
+        ];
         if let Some(step) = &self.step_id {
             facts.push(json!({"title": "Step", "value": step}));
         }

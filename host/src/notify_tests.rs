@@ -36,7 +36,8 @@ fn samples() -> Vec<Notification> {
     )
     .with_run_url(Some("https://tend.example.com/v1/runs/01JRUN".into()));
     let bare = Notification::new(Severity::Low, "rb", "01J", None, 1, "k", "m");
-    let long = Notification::new(Severity::Medium, &"r".repeat(200), "01J", Some("s"), 2, &"k".repeat(400), &"x".repeat(5000));
+    let long =
+        Notification::new(Severity::Medium, &"r".repeat(200), "01J", Some("s"), 2, &"k".repeat(400), &"x".repeat(5000));
     let mut all = Vec::new();
     for n in [full, bare, long] {
         all.push(n.clone().decided(Status::Resolved, "tend", Some("condition no longer holds at the end of run 01J")));
@@ -156,7 +157,8 @@ fn a_slack_message_has_a_header_fields_a_button_to_the_run_and_a_context_line() 
     assert_eq!(types, ["header", "section", "actions", "context"]);
     assert_eq!(blocks[0]["text"]["text"], "[CRITICAL] incident-response");
     assert_eq!(blocks[1]["text"]["text"], "web is down &lt;500&gt; &amp; failing");
-    let fields: Vec<&str> = blocks[1]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        blocks[1]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
     assert_eq!(
         fields,
         [
@@ -246,7 +248,11 @@ fn the_teams_schema_refuses_what_teams_refuses() {
 
 #[test]
 fn sink_names_say_the_format_and_hide_url_paths() {
-    let sink = |format| Sink::Webhook { url: "https://hooks.slack.com/services/T0/B0/secret".into(), format, routing_key: None };
+    let sink = |format| Sink::Webhook {
+        url: "https://hooks.slack.com/services/T0/B0/secret".into(),
+        format,
+        routing_key: None,
+    };
     assert_eq!(sink(Format::Json).name(), "webhook:hooks.slack.com");
     assert_eq!(sink(Format::Slack).name(), "slack:hooks.slack.com");
     assert_eq!(sink(Format::Teams).name(), "teams:hooks.slack.com");

@@ -547,12 +547,9 @@ fn notifier(store: &Store, args: &SinkArgs) -> Result<crate::notifier::Notifier,
         )),
         None => None,
     };
-    let overrides = crate::serve::config::Overrides {
-        public_url: std::env::var("TEND_PUBLIC_URL").ok(),
-        ..Default::default()
-    };
-    let config =
-        crate::serve::ServeConfig::resolve(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &overrides)?;
+    let overrides =
+        crate::serve::config::Overrides { public_url: std::env::var("TEND_PUBLIC_URL").ok(), ..Default::default() };
+    let config = crate::serve::ServeConfig::resolve(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &overrides)?;
     Ok(crate::notifier::Notifier::new(store.clone(), Arc::new(crate::runtime::caps::secrets::EnvSecrets))
         .with_webhooks(config.webhooks)
         .with_public_url(config.public_url))

@@ -8,11 +8,11 @@ pub mod spec;
 pub mod view;
 pub mod yaml;
 
+pub use crate::notify::{Webhook, WebhookUrl};
 use crate::runtime::grants::Grants;
 use crate::runtime::limits::Limits;
 use crate::runtime::record::Severity;
 pub use check::{Catalog, Diagnostic};
-pub use crate::notify::{Webhook, WebhookUrl};
 use expr::{Expr, Text, Tmpl};
 use serde_json::Value;
 pub use spec::{Backoff, ParamType, RetryOn};

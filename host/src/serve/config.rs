@@ -380,9 +380,13 @@ mod tests {
              tend.toml:5:44: notify.webhooks[2]: routing_key_secret: only a pagerduty sink takes a routing key, and this one's format is \"json\"\n\
              tend.toml:6:3: notify.webhooks[3]: url \"ftp://x\" is not an http or https URL"
         );
-        let err = ServeConfig::resolve(Some((Path::new("t.toml"), "public_url = \"nowhere\"\n")), &Overrides::default())
-            .unwrap_err();
-        assert_eq!(err, "t.toml: public_url \"nowhere\" is not an http or https URL; expected e.g. https://tend.example.com");
+        let err =
+            ServeConfig::resolve(Some((Path::new("t.toml"), "public_url = \"nowhere\"\n")), &Overrides::default())
+                .unwrap_err();
+        assert_eq!(
+            err,
+            "t.toml: public_url \"nowhere\" is not an http or https URL; expected e.g. https://tend.example.com"
+        );
     }
 
     #[test]

@@ -67,7 +67,14 @@ impl Store {
                     "INSERT INTO notifications (escalation_id, event, sink, sent_at, ok, error)
                      VALUES (?, ?, ?, ?, ?, ?)",
                 )?
-                .execute(params![escalation_id, event.as_str(), sink, now_ms(), error.is_none(), error])?;
+                .execute(params![
+                    escalation_id,
+                    event.as_str(),
+                    sink,
+                    now_ms(),
+                    error.is_none(),
+                    error
+                ])?;
                 Ok(())
             })
             .await
