@@ -329,11 +329,13 @@ notify:
         ),
     );
     for _ in 0..2 {
-        let out = env.tend(&["run", "esc"]);
+        let out = env.command(&["run", "esc"]).env("TEND_PUBLIC_URL", "https://tend.example.com/").output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let sent = bodies.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "the second run is grouped: {sent:?}");
+    let run_url = format!("https://tend.example.com/v1/runs/{}", sent[0]["run_id"].as_str().unwrap());
+    assert_eq!(sent[0]["run_url"], run_url.as_str(), "TEND_PUBLIC_URL links to the run");
     assert!(sent[0]["text"].as_str().unwrap().starts_with("[CRITICAL] esc: score 3 is too low (run "), "{sent:?}");
     assert_eq!(sent[0]["dedup_key"], "esc-score");
 

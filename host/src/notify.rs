@@ -366,14 +366,8 @@ impl Notification {
 
     /// The one-line `text`.
     fn line(&self) -> String {
-        let label = match self.status {
-            Status::Triggered => self.severity.as_str().to_ascii_uppercase(),
-            other => other.as_str().to_ascii_uppercase(),
-        };
-        let mut line = format!(
-            "[{label}] {}: {} (run {}, escalation {})",
-            self.runbook, self.message, self.run_id, self.escalation_id
-        );
+        let mut line =
+            format!("{}: {} (run {}, escalation {})", self.title(), self.message, self.run_id, self.escalation_id);
         if self.status != Status::Triggered {
             line.push_str(&format!(" by {}", self.by.as_deref().unwrap_or("someone")));
             if let Some(reason) = &self.reason {
@@ -397,10 +391,10 @@ impl Notification {
     /// The title line of chat formats: `[CRITICAL] local-health` or `[RESOLVED] local-health`.
     fn title(&self) -> String {
         let label = match self.status {
-            Status::Triggered => self.severity.as_str().to_ascii_uppercase(),
-            other => other.as_str().to_ascii_uppercase(),
+            Status::Triggered => self.severity.as_str(),
+            other => other.as_str(),
         };
-        format!("[{label}] {}", self.runbook)
+        format!("[{}] {}", label.to_ascii_uppercase(), self.runbook)
     }
 
     /// The small print: `tend · escalation 7 · resolved by ann: fixed`.

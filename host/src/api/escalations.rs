@@ -81,15 +81,8 @@ async fn ack_escalation(
 ) -> Result<Json<EscalationRow>, ApiError> {
     let id = path(id)?;
     let by = format!("token:{}", caller.name);
-    let service = s.service.clone();
-    let row = s
-        .service
-        .engine
-        .notifier()
-        .acknowledge(id, &by, |runbook| service.runbook(runbook).map(|rb| rb.notify.clone()))
-        .await
-        .map_err(refused)?;
-    Ok(Json(row))
+    let notify_of = |runbook: &str| s.service.notify_of(runbook);
+    Ok(Json(s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(refused)?))
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), request_body(content = ResolveBody), responses((status = 200, body = EscalationRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -102,13 +95,7 @@ async fn resolve_escalation(
     let id = path(id)?;
     let b: ResolveBody = parse_body(&body(raw)?)?;
     let by = format!("token:{}", caller.name);
-    let service = s.service.clone();
-    let row = s
-        .service
-        .engine
-        .notifier()
-        .resolve(id, &by, b.reason.as_deref(), |runbook| service.runbook(runbook).map(|rb| rb.notify.clone()))
-        .await
-        .map_err(refused)?;
-    Ok(Json(row))
+    let notify_of = |runbook: &str| s.service.notify_of(runbook);
+    let notifier = s.service.engine.notifier();
+    Ok(Json(notifier.resolve(id, &by, b.reason.as_deref(), notify_of).await.map_err(refused)?))
 }

@@ -207,6 +207,12 @@ impl Service {
         self.loaded.read().unwrap_or_else(|e| e.into_inner()).runbooks.get(name).cloned()
     }
 
+    /// The `notify` section of a loaded runbook: where its escalations'
+    /// acknowledgements and resolutions go.
+    pub fn notify_of(&self, name: &str) -> Option<runbook::Notify> {
+        self.runbook(name).map(|rb| rb.notify.clone())
+    }
+
     /// Problems of the last load.
     pub fn problems(&self) -> Vec<String> {
         self.loaded.read().unwrap_or_else(|e| e.into_inner()).problems.clone()
@@ -307,8 +313,7 @@ impl Service {
                             &message,
                         )
                         .with_run_url(notifier.run_url(&run.id));
-                        let rb = self.runbook(&run.runbook);
-                        notifier.send(&n, rb.as_ref().map(|rb| &rb.notify)).await;
+                        notifier.send(&n, self.notify_of(&run.runbook).as_ref()).await;
                     }
                 }
             }
