@@ -14,7 +14,9 @@
 //! loop with `on_exhausted: fail` ran out), `cancelled`, `timed_out` (the
 //! runbook's `timeout`), and `interrupted` (set by [`Store::reap_interrupted`]
 //! when the process running it died). Escalations are raised beside the
-//! status and never change it.
+//! status and never change it; at the end of a run that succeeded or
+//! failed, those raised by `auto_resolve` rules that no longer hold are
+//! resolved. Notifications go through the [`Notifier`].
 
 use crate::notifier::{AUTO_RESOLVER, Notifier};
 use crate::notify::Notification;
