@@ -329,11 +329,13 @@ notify:
         ),
     );
     for _ in 0..2 {
-        let out = env.tend(&["run", "esc"]);
+        let out = env.command(&["run", "esc"]).env("TEND_PUBLIC_URL", "https://tend.example.com/").output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let sent = bodies.lock().unwrap().clone();
     assert_eq!(sent.len(), 1, "the second run is grouped: {sent:?}");
+    let run_url = format!("https://tend.example.com/v1/runs/{}", sent[0]["run_id"].as_str().unwrap());
+    assert_eq!(sent[0]["run_url"], run_url.as_str(), "TEND_PUBLIC_URL links to the run");
     assert!(sent[0]["text"].as_str().unwrap().starts_with("[CRITICAL] esc: score 3 is too low (run "), "{sent:?}");
     assert_eq!(sent[0]["dedup_key"], "esc-score");
 
@@ -347,13 +349,21 @@ notify:
     let out = env.tend(&["escalations", "ack", &id]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out), format!("tend: escalation {id} is acknowledged and cannot be acknowledged\n"));
-    assert!(env.tend(&["escalations", "resolve", &id]).status.success());
+    let out = env.tend(&["escalations", "resolve", &id, "--reason", "fixed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("escalation {id} resolved\n  notified webhook:127.0.0.1\n"));
     let resolved = json_out(&env.tend(&["escalations", "list", "--status", "resolved", "--json"]));
     assert_eq!(resolved[0]["acknowledged_by"], "bob");
+    assert_eq!(resolved[0]["resolution"], "fixed");
+    // The runbook's webhook was told, with the same body and status resolved.
+    let sent = bodies.lock().unwrap().clone();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!((sent[1]["status"].as_str(), sent[1]["reason"].as_str()), (Some("resolved"), Some("fixed")));
+    assert_eq!(sent[1]["dedup_key"], "esc-score");
 
     // Resolved, the next run raises and notifies again.
     assert!(env.tend(&["run", "esc"]).status.success());
-    assert_eq!(bodies.lock().unwrap().len(), 2);
+    assert_eq!(bodies.lock().unwrap().len(), 3);
 }
 
 /// A step that sleeps for a minute in a host call. The test-only hostile

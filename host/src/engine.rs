@@ -14,13 +14,16 @@
 //! loop with `on_exhausted: fail` ran out), `cancelled`, `timed_out` (the
 //! runbook's `timeout`), and `interrupted` (set by [`Store::reap_interrupted`]
 //! when the process running it died). Escalations are raised beside the
-//! status and never change it.
+//! status and never change it; at the end of a run that succeeded or
+//! failed, those raised by `auto_resolve` rules that no longer hold are
+//! resolved. Notifications go through the [`Notifier`].
 
-use crate::notify::{self, Notification, Sink};
+use crate::notifier::{AUTO_RESOLVER, Notifier};
+use crate::notify::Notification;
 use crate::redact::Redactor;
 use crate::runbook::expr::Scope;
 use crate::runbook::view::{StepStatus, step_view};
-use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step, WebhookUrl};
+use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step};
 use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
@@ -264,12 +267,11 @@ pub struct Engine {
     executor: Arc<dyn Executor>,
     clock: Arc<dyn Clock>,
     secrets: Arc<dyn SecretSource>,
-    http: reqwest::Client,
     events: broadcast::Sender<Event>,
     owner: String,
     options: EngineOptions,
-    /// Webhooks every escalation goes to, besides each runbook's own.
-    webhooks: Vec<WebhookUrl>,
+    /// Sends and records the notifications of escalations.
+    notifier: Notifier,
 }
 
 /// Why a run stopped early.
@@ -282,6 +284,9 @@ struct RunState {
     scope: Scope,
     /// Dedup keys escalated during this run: a rule that stays true is raised once per run.
     escalated: HashSet<String>,
+    /// The escalations raised (or grouped into) by rules with
+    /// `auto_resolve`, with the rule's index: checked again at the end.
+    auto_resolve: Vec<(usize, i64)>,
     /// For a resumed run: the last recorded attempt of each top-level step.
     restore: std::collections::HashMap<String, crate::store::AttemptRow>,
     /// Hides every secret a step of the runbook is granted and every
@@ -293,15 +298,14 @@ impl Engine {
     pub fn new(store: Store, executor: Arc<dyn Executor>, secrets: Arc<dyn SecretSource>) -> Engine {
         let (events, _) = broadcast::channel(1024);
         Engine {
+            notifier: Notifier::new(store.clone(), secrets.clone()),
             store,
             executor,
             clock: Arc::new(SystemClock),
             secrets,
-            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
             events,
             owner: crate::store::this_owner(),
             options: EngineOptions::default(),
-            webhooks: Vec::new(),
         }
     }
 
@@ -311,11 +315,16 @@ impl Engine {
         self
     }
 
-    /// Webhooks every escalation goes to, besides each runbook's own (the
-    /// `[notify]` of tend.toml). By default none.
-    pub fn with_webhooks(mut self, webhooks: Vec<WebhookUrl>) -> Self {
-        self.webhooks = webhooks;
+    /// Replaces the notifier (to add service-wide sinks and the public
+    /// URL). By default one with neither, reading the engine's secrets.
+    pub fn with_notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = notifier;
         self
+    }
+
+    /// Sends and records the notifications of escalations.
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
     }
 
     /// Replaces the options.
@@ -478,6 +487,7 @@ impl Engine {
                 ),
             },
             escalated: HashSet::new(),
+            auto_resolve: Vec::new(),
             redactor: self.run_redactor(&rb),
             // Only a resumed run (started before) has attempts to restore.
             restore: if run.started_at.is_none() { Vec::new() } else { self.store.attempts(&run_id).await? }
@@ -518,6 +528,10 @@ impl Engine {
             ))),
             _ = cancelled => (RunStatus::Cancelled, Some("cancelled on request".to_string())),
         };
+        // Only a run that ended by itself has a final state to judge by.
+        if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
+            self.auto_resolve(&state).await;
+        }
         finish(status, error).await
     }
 
@@ -886,22 +900,15 @@ impl Engine {
     }
 
     /// The redactor of a run of `rb`: the values of the secrets its steps
-    /// are granted, and of the webhook URLs its notifications (and the
-    /// engine's) read from secrets, with each such URL's path and query
-    /// alone (where webhook tokens live).
+    /// are granted, of the webhook URLs its notifications (and the
+    /// service-wide ones) read from secrets, with each such URL's path and
+    /// query alone (where webhook tokens live), and of PagerDuty routing keys.
     fn run_redactor(&self, rb: &Runbook) -> Redactor {
         let mut values: Vec<String> = Vec::new();
         for step in rb.all_steps() {
             values.extend(step.grants.secrets.iter().filter_map(|n| self.secrets.get(n)));
         }
-        for w in rb.notify.webhooks.iter().chain(self.webhooks.iter()) {
-            if let WebhookUrl::Secret(name) = w
-                && let Some(url) = self.secrets.get(name)
-            {
-                values.extend(notify::secret_parts_of_url(&url));
-                values.push(url);
-            }
-        }
+        values.extend(self.notifier.secret_values(Some(&rb.notify)));
         Redactor::new(values)
     }
 
@@ -937,18 +944,32 @@ impl Engine {
                 Some(t) => t.render(&st.scope).unwrap_or_else(|_| format!("{}:rule{}", rb.name, rule.index)),
                 None => format!("{}:rule{}", rb.name, rule.index),
             };
-            self.raise(st, step_id, rule.severity, &message, &key).await;
+            if let Some(id) = self.raise(st, step_id, rule.severity, &message, &key).await
+                && rule.auto_resolve
+                && !st.auto_resolve.contains(&(rule.index, id))
+            {
+                st.auto_resolve.push((rule.index, id));
+            }
         }
     }
 
     /// Raises one escalation (once per run per dedup key) and notifies the
-    /// sinks unless it was grouped into an open one.
-    async fn raise(&self, st: &mut RunState, step_id: Option<&str>, severity: Severity, message: &str, key: &str) {
+    /// sinks unless it was grouped into an open one. Returns the id of the
+    /// escalation raised or grouped into; None when this run had already
+    /// raised the key or it could not be recorded.
+    async fn raise(
+        &self,
+        st: &mut RunState,
+        step_id: Option<&str>,
+        severity: Severity,
+        message: &str,
+        key: &str,
+    ) -> Option<i64> {
         // Built from plugin output and templates: hide the run's secrets.
         let (message, key) = (st.redactor.text(message), st.redactor.text(key));
         let (message, key) = (message.as_ref(), key.as_ref());
         if !st.escalated.insert(key.to_string()) {
-            return;
+            return None;
         }
         let e = NewEscalation {
             run_id: &st.run_id,
@@ -963,7 +984,7 @@ impl Engine {
             Ok(r) => r,
             Err(err) => {
                 tracing::error!(run_id = %st.run_id, "escalation {key:?} could not be recorded: {err:#}");
-                return;
+                return None;
             }
         };
         self.emit(Event::Escalated {
@@ -974,47 +995,36 @@ impl Engine {
             grouped: raised.grouped,
         });
         if raised.grouped {
-            return;
+            return Some(raised.id);
         }
         metrics::counter!("tend_escalations_total", "severity" => severity.as_str()).increment(1);
-        let n = Notification::new(severity.as_str(), &st.runbook.name, &st.run_id, step_id, raised.id, key, message);
-        self.notify(&n, st.runbook.notify.log, &st.runbook.notify.webhooks).await;
+        let n = Notification::new(severity, &st.runbook.name, &st.run_id, step_id, raised.id, key, message)
+            .with_run_url(self.notifier.run_url(&st.run_id));
+        self.notifier.send(&n, Some(&st.runbook.notify)).await;
+        Some(raised.id)
     }
 
-    /// Sends a new escalation to the log (when `log`), to `webhooks` and
-    /// to the engine's own webhooks, and records each delivery. A failed
-    /// delivery is recorded and logged; it never fails the run.
-    pub async fn notify(&self, n: &Notification, log: bool, webhooks: &[WebhookUrl]) {
-        let mut sinks = Vec::new();
-        if log {
-            sinks.push(Sink::Log);
-        }
-        for w in webhooks.iter().chain(self.webhooks.iter()) {
-            let sink = match w {
-                WebhookUrl::Url(url) => Sink::Webhook { url: url.clone() },
-                WebhookUrl::Secret(name) => match self.secrets.get(name) {
-                    Some(url) => Sink::Webhook { url },
-                    None => {
-                        let why = Err(format!("secret {name:?} holding the webhook URL is not set"));
-                        let _ = self
-                            .store
-                            .record_notification(n.escalation_id, &format!("webhook:secret:{name}"), &why)
-                            .await;
-                        continue;
-                    }
-                },
-            };
-            if !sinks.contains(&sink) {
-                sinks.push(sink);
+    /// At the end of a run: resolves each escalation a rule with
+    /// `auto_resolve` raised whose `when` no longer holds on the final
+    /// state, and sends the resolved notifications. A rule that still holds
+    /// or cannot be evaluated leaves its escalation open; so does an
+    /// escalation someone resolved meanwhile.
+    async fn auto_resolve(&self, st: &RunState) {
+        for &(index, id) in &st.auto_resolve {
+            let Some(rule) = st.runbook.escalations.iter().find(|r| r.index == index) else { continue };
+            match rule.when.eval_bool(&st.scope) {
+                Ok(false) => {}
+                Ok(true) => continue,
+                Err(e) => {
+                    tracing::debug!(run_id = %st.run_id, "escalation rule {index} not evaluated at the end: {e}");
+                    continue;
+                }
             }
-        }
-        for sink in sinks {
-            let result = notify::send(&self.http, &sink, n).await;
-            if let Err(why) = &result {
-                tracing::warn!(run_id = %n.run_id, "notification of escalation {} failed: {why}", n.escalation_id);
-            }
-            if let Err(e) = self.store.record_notification(n.escalation_id, &sink.name(), &result).await {
-                tracing::error!("notification of escalation {} could not be recorded: {e:#}", n.escalation_id);
+            let reason = format!("condition no longer holds at the end of run {}", st.run_id);
+            let rb = st.runbook.clone();
+            match self.notifier.resolve(id, AUTO_RESOLVER, Some(&reason), |_| Some(rb.notify.clone())).await {
+                Ok(_) => tracing::info!(run_id = %st.run_id, "escalation {id} resolved: {reason}"),
+                Err(e) => tracing::debug!(run_id = %st.run_id, "escalation {id} not auto-resolved: {e:#}"),
             }
         }
     }

@@ -3,6 +3,7 @@
 //! in-memory store.
 
 use super::*;
+use crate::notify::Status;
 use crate::runbook::{Catalog, check::check};
 use crate::runtime::record::{Metric, StepOutput};
 use crate::store::{RunFilter, RunStatus, Store};
@@ -413,6 +414,60 @@ notify:
     let all = s.store.list_escalations(Some("open"), None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|e| e.occurrences == 2), "{all:#?}");
+}
+
+#[tokio::test]
+async fn auto_resolve_resolves_at_the_end_what_no_longer_holds_and_nothing_else() {
+    let script = Script::new(|_, c| {
+        let score = if c.ctx.step_id == "measure" { 3 } else { 9 };
+        Ok(ok(json!({"score": score})))
+    });
+    let s = setup(script).await;
+    let rb = runbook(
+        r#"
+name: heal
+steps:
+  - id: measure
+    plugin: fake
+  - id: remeasure
+    plugin: fake
+escalations:
+  - when: "(steps.remeasure.status == 'succeeded' ? steps.remeasure.output.score : steps.measure.output.score) < 5"
+    severity: critical
+    message: "still low"
+    dedup_key: recovered
+    auto_resolve: true
+  - when: steps.measure.output.score < 5
+    severity: high
+    message: "was low"
+    dedup_key: holds
+    auto_resolve: true
+  - when: "(steps.remeasure.status == 'succeeded' ? steps.remeasure.output.score : steps.measure.output.score) < 5"
+    severity: medium
+    message: "still low"
+    dedup_key: manual
+"#,
+    );
+    let out = run(&s, &rb, json!({})).await;
+    assert_eq!(out.status, RunStatus::Succeeded);
+    let list = s.store.list_escalations(None, Some(&out.run_id), 10).await.unwrap();
+    let mut got: Vec<(String, String, Option<String>, Option<String>)> = list
+        .iter()
+        .map(|e| (e.dedup_key.clone(), e.status.clone(), e.resolved_by.clone(), e.resolution.clone()))
+        .collect();
+    got.sort();
+    let reason = format!("condition no longer holds at the end of run {}", out.run_id);
+    assert_eq!(
+        got,
+        vec![
+            ("holds".into(), "open".into(), None, None),
+            ("manual".into(), "open".into(), None, None),
+            ("recovered".into(), "resolved".into(), Some("tend".into()), Some(reason)),
+        ]
+    );
+    let recovered = list.iter().find(|e| e.dedup_key == "recovered").unwrap();
+    let events: Vec<(Status, &str)> = recovered.notifications.iter().map(|n| (n.event, n.sink.as_str())).collect();
+    assert_eq!(events, [(Status::Triggered, "log"), (Status::Resolved, "log")]);
 }
 
 #[tokio::test]

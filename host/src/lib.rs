@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod cron;
 pub mod engine;
+pub mod notifier;
 pub mod notify;
 pub mod redact;
 pub mod runbook;

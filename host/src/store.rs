@@ -20,6 +20,7 @@ use sqlx::{Row, SqlitePool};
 use std::collections::HashMap;
 use std::path::Path;
 
+mod escalations;
 mod writer;
 use std::str::FromStr;
 use std::time::Duration;
@@ -261,12 +262,17 @@ pub struct EscalationRow {
     #[serde(serialize_with = "crate::units::rfc3339_option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub resolved_at: Option<i64>,
+    /// Why it was resolved, e.g. `condition no longer holds at the end of run 01J...`.
+    pub resolution: Option<String>,
     pub notifications: Vec<NotificationRow>,
 }
 
 /// A notification sent (or attempted) for an escalation.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotificationRow {
+    /// What it announced: `triggered`, `acknowledged` or `resolved`.
+    pub event: crate::notify::Status,
+    /// `log`, `webhook:<host>` (JSON) or `<format>:<host>`, e.g. `pagerduty:events.pagerduty.com`.
     pub sink: String,
     #[serde(serialize_with = "crate::units::rfc3339_field")]
     #[schema(value_type = String, format = DateTime)]
@@ -1199,156 +1205,6 @@ impl Store {
         Ok(history)
     }
 
-    // ---- escalations ------------------------------------------------------
-
-    /// Raises an escalation. When an escalation with the same dedup key is
-    /// open or acknowledged and was last seen within `window` before `now`,
-    /// it is grouped into that one (occurrences + 1) instead.
-    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
-        let since = now - window.as_millis() as i64;
-        let (run_id, runbook, step_id) = (e.run_id.to_string(), e.runbook.to_string(), e.step_id.map(str::to_string));
-        let (message, dedup_key) = (e.message.to_string(), e.dedup_key.to_string());
-        let (iteration, severity) = (i64::from(e.iteration), e.severity.as_str());
-        self.writer
-            .write(move |db| {
-                let existing: Option<i64> = db
-                    .prepare_cached(
-                        "SELECT id FROM escalations
-                         WHERE dedup_key = ? AND status IN ('open', 'acknowledged') AND last_seen_at >= ?
-                         ORDER BY id DESC LIMIT 1",
-                    )?
-                    .query_row(params![dedup_key, since], |r| r.get(0))
-                    .optional()?;
-                if let Some(id) = existing {
-                    db.prepare_cached(
-                        "UPDATE escalations SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?",
-                    )?
-                    .execute(params![now, id])?;
-                    return Ok(Raised { id, grouped: true });
-                }
-                let id = db
-                    .prepare_cached(
-                        "INSERT INTO escalations (run_id, runbook, step_id, iteration, severity, message, dedup_key,
-                                                  status, created_at, last_seen_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
-                    )?
-                    .query_row(
-                        params![run_id, runbook, step_id, iteration, severity, message, dedup_key, now, now],
-                        |r| r.get(0),
-                    )?;
-                Ok(Raised { id, grouped: false })
-            })
-            .await
-    }
-
-    /// Records a notification attempt for an escalation.
-    pub async fn record_notification(
-        &self,
-        escalation_id: i64,
-        sink: &str,
-        result: &Result<(), String>,
-    ) -> anyhow::Result<()> {
-        let (sink, error) = (sink.to_string(), result.as_ref().err().cloned());
-        self.writer
-            .write(move |db| {
-                db.prepare_cached(
-                    "INSERT INTO notifications (escalation_id, sink, sent_at, ok, error) VALUES (?, ?, ?, ?, ?)",
-                )?
-                .execute(params![escalation_id, sink, now_ms(), error.is_none(), error])?;
-                Ok(())
-            })
-            .await
-    }
-
-    /// Escalations, newest first, optionally only those with `status`
-    /// (open | acknowledged | resolved) or of one run.
-    pub async fn list_escalations(
-        &self,
-        status: Option<&str>,
-        run_id: Option<&str>,
-        limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
-                    created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at
-             FROM escalations
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(status)
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<anyhow::Result<_>>()?;
-        // The notifications of all of them in one query, selected by the same filter.
-        if !out.is_empty() {
-            let sent = sqlx::query(
-                "SELECT escalation_id, sink, sent_at, ok, error FROM notifications
-                 WHERE escalation_id IN (
-                     SELECT id FROM escalations
-                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
-                     ORDER BY id DESC LIMIT ?3)
-                 ORDER BY id",
-            )
-            .bind(status)
-            .bind(run_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
-            for n in &sent {
-                if let Some(&i) = index.get(&n.get::<i64, _>(0)) {
-                    out[i].notifications.push(NotificationRow {
-                        sink: n.get(1),
-                        sent_at: n.get(2),
-                        ok: n.get(3),
-                        error: n.get(4),
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Acknowledges an open escalation.
-    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
-        let by = by.to_string();
-        self.writer
-            .write(move |db| {
-                let done = db
-                    .prepare_cached(
-                        "UPDATE escalations SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
-                         WHERE id = ? AND status = 'open'",
-                    )?
-                    .execute(params![by, now_ms(), id])?;
-                if done == 0 {
-                    return Err(escalation_refusal(db, id, "acknowledged")?.into());
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// Resolves an open or acknowledged escalation.
-    pub async fn resolve_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
-        let by = by.to_string();
-        self.writer
-            .write(move |db| {
-                let done = db
-                    .prepare_cached(
-                        "UPDATE escalations SET status = 'resolved', resolved_by = ?, resolved_at = ?
-                         WHERE id = ? AND status IN ('open', 'acknowledged')",
-                    )?
-                    .execute(params![by, now_ms(), id])?;
-                if done == 0 {
-                    return Err(escalation_refusal(db, id, "resolved")?.into());
-                }
-                Ok(())
-            })
-            .await
-    }
-
     // ---- approvals --------------------------------------------------------
 
     /// Records a pending approval request and returns its id.
@@ -1523,16 +1379,6 @@ fn close_running_attempts(db: &rusqlite::Connection, run_id: &str, now: i64) -> 
     Ok(())
 }
 
-/// Why an escalation could not be acknowledged or resolved.
-fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
-    let status: Option<String> =
-        db.prepare_cached("SELECT status FROM escalations WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?;
-    Ok(match status {
-        None => DecisionError::NotFound(format!("escalation {id}")),
-        Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
-    })
-}
-
 /// Fires one schedule (see [`Store::fire_schedules`]).
 fn fire_schedule(db: &rusqlite::Connection, fire: &ScheduleFire) -> anyhow::Result<Option<Vec<RunRow>>> {
     let now = now_ms();
@@ -1641,29 +1487,6 @@ fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<AttemptRow> {
         peak_memory_bytes: r.get(16),
         started_at: r.get(17),
         finished_at: r.get(18),
-    })
-}
-
-fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
-    let severity: String = r.get(5);
-    Ok(EscalationRow {
-        id: r.get(0),
-        run_id: r.get(1),
-        runbook: r.get(2),
-        step_id: r.get(3),
-        iteration: r.get::<i64, _>(4) as u32,
-        severity: serde_json::from_value(Value::String(severity))?,
-        message: r.get(6),
-        dedup_key: r.get(7),
-        status: r.get(8),
-        occurrences: r.get(9),
-        created_at: r.get(10),
-        last_seen_at: r.get(11),
-        acknowledged_by: r.get(12),
-        acknowledged_at: r.get(13),
-        resolved_by: r.get(14),
-        resolved_at: r.get(15),
-        notifications: Vec::new(),
     })
 }
 
@@ -1817,7 +1640,7 @@ mod tests {
             dedup_key: "k",
         };
         let raised = s.raise_escalation(&e, Duration::from_secs(60), now_ms()).await.unwrap();
-        s.record_notification(raised.id, "log", &Ok(())).await.unwrap();
+        s.record_notification(raised.id, crate::notify::Status::Triggered, "log", &Ok(())).await.unwrap();
         s.finish_run(&old, RunStatus::Succeeded, None).await.unwrap();
         assert_eq!(s.prune(now_ms() + 1, 1).await.unwrap(), 1, "the queued run stays");
         assert!(s.get_run(&old).await.unwrap().is_none());
@@ -1928,12 +1751,15 @@ mod tests {
         let later = s.raise_escalation(&e, hour, 1_000_000 + 60_000 + 3_600_001).await.unwrap();
         assert!(!later.grouped);
         // Resolved escalations never absorb new ones.
-        s.resolve_escalation(later.id, "ann").await.unwrap();
+        s.resolve_escalation(later.id, "ann", Some("fixed")).await.unwrap();
         let after = s.raise_escalation(&e, hour, 1_000_000 + 60_000 + 3_600_002).await.unwrap();
         assert!(!after.grouped);
         let list = s.list_escalations(None, Some(&run), 10).await.unwrap();
         assert_eq!(list.len(), 3);
         assert_eq!(list[2].occurrences, 2);
+        let resolved = s.get_escalation(later.id).await.unwrap().unwrap();
+        assert_eq!((resolved.status.as_str(), resolved.resolution.as_deref()), ("resolved", Some("fixed")));
+        assert!(s.get_escalation(999).await.unwrap().is_none());
         let err = s.acknowledge_escalation(later.id, "bob").await.unwrap_err();
         assert_eq!(err.to_string(), format!("escalation {} is resolved and cannot be acknowledged", later.id));
         assert_eq!(s.acknowledge_escalation(999, "bob").await.unwrap_err().to_string(), "escalation 999 not found");

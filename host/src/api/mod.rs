@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod error;
+pub mod escalations;
 pub mod events;
 
 use crate::engine::TriggerInfo;
@@ -81,9 +82,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reject_run))
         .routes(routes!(list_plugins))
         .routes(routes!(alerts::alertmanager))
-        .routes(routes!(list_escalations))
-        .routes(routes!(ack_escalation))
-        .routes(routes!(resolve_escalation))
+        .merge(escalations::routes())
 }
 
 /// The API's routes, `/v1/openapi.json` included.
@@ -140,12 +139,6 @@ pub struct RunPage {
 }
 
 pub use crate::store::RunRecord;
-
-/// Escalations, newest first.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct EscalationList {
-    pub escalations: Vec<crate::store::EscalationRow>,
-}
 
 // ---- extractors -------------------------------------------------------------
 
@@ -491,57 +484,4 @@ async fn list_plugins(_: CanRead, State(s): State<AppState>) -> Json<Value> {
         }
     }
     Json(json!({"plugins": out}))
-}
-
-// ---- escalations ------------------------------------------------------------
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EscalationsQuery {
-    /// open, acknowledged or resolved.
-    status: Option<String>,
-    /// Only escalations of this run.
-    run: Option<String>,
-    /// At most this many, 1 to 500; by default 50.
-    limit: Option<u32>,
-}
-
-#[utoipa::path(get, path = "/v1/escalations", tag = "escalations", params(EscalationsQuery), responses((status = 200, body = EscalationList), (status = 400, body = ErrorBody)))]
-async fn list_escalations(
-    _: CanRead,
-    State(s): State<AppState>,
-    q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let q = query(q)?;
-    if let Some(st) = &q.status
-        && !["open", "acknowledged", "resolved"].contains(&st.as_str())
-    {
-        return Err(ApiError::BadRequest(format!("status {st:?} is not open, acknowledged or resolved")));
-    }
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let list = s.service.store.list_escalations(q.status.as_deref(), q.run.as_deref(), limit).await?;
-    Ok(Json(serde_json::to_value(EscalationList { escalations: list }).map_err(anyhow::Error::from)?))
-}
-
-#[utoipa::path(post, path = "/v1/escalations/{id}/ack", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn ack_escalation(
-    CanAdmin(caller): CanAdmin,
-    State(s): State<AppState>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path(id)?;
-    s.service.store.acknowledge_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;
-    Ok(Json(json!({"id": id, "status": "acknowledged"})))
-}
-
-#[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn resolve_escalation(
-    CanAdmin(caller): CanAdmin,
-    State(s): State<AppState>,
-    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id = path(id)?;
-    s.service.store.resolve_escalation(id, &format!("token:{}", caller.name)).await.map_err(decision)?;
-    Ok(Json(json!({"id": id, "status": "resolved"})))
 }

@@ -4,6 +4,7 @@
 
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
 use crate::engine::{Engine, Event, TriggerInfo};
+use crate::notify::Status;
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
 use crate::runtime::Runtime;
 use crate::store::{RunFilter, RunRow, RunStatus, Store};
@@ -92,18 +93,36 @@ pub enum EscalationsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Acknowledge an open escalation.
+    /// Acknowledge an open escalation (PagerDuty sinks are told).
     Ack {
         id: i64,
+        /// Who acknowledges (default: $USER@host).
         #[arg(long)]
         by: Option<String>,
+        #[command(flatten)]
+        sinks: SinkArgs,
     },
-    /// Resolve an escalation.
+    /// Resolve an escalation: every sink of its runbook gets a resolved notification.
     Resolve {
         id: i64,
+        /// Who resolves (default: $USER@host).
         #[arg(long)]
         by: Option<String>,
+        /// Why, recorded and sent with the resolved notification.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        sinks: SinkArgs,
     },
+}
+
+/// Where the notifications of an acknowledgement or resolution go besides
+/// the runbook's own sinks (read from the runbooks directory).
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// tend.toml of `tend serve`: its `[notify]` sinks and `public_url` are used too.
+    #[arg(long, env = "TEND_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 fn who(by: &Option<String>) -> String {
@@ -258,7 +277,14 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     };
     let secrets: Arc<dyn crate::runtime::caps::secrets::SecretSource> =
         Arc::new(crate::runtime::caps::secrets::EnvSecrets);
-    let engine = Arc::new(Engine::new(store.clone(), rt, secrets));
+    let public_url = std::env::var("TEND_PUBLIC_URL").ok().filter(|u| !u.is_empty());
+    if let Some(u) = &public_url
+        && !url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
+    {
+        return fail(EXIT_USAGE, format!("TEND_PUBLIC_URL {u:?} is not an http or https URL"));
+    }
+    let notifier = crate::notifier::Notifier::new(store.clone(), secrets.clone()).with_public_url(public_url);
+    let engine = Arc::new(Engine::new(store.clone(), rt, secrets).with_notifier(notifier));
     let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
     let run_id = match engine.submit(&rb, &params, &trigger).await {
         Ok(id) => id,
@@ -509,6 +535,26 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
 
 // ---- escalations ------------------------------------------------------------
 
+/// The notifier of `tend escalations ack|resolve`: secrets from the
+/// environment, the service-wide sinks and public URL of `--config`,
+/// `TEND_PUBLIC_URL` over the config's.
+fn notifier(store: &Store, args: &SinkArgs) -> Result<crate::notifier::Notifier, String> {
+    let text = match &args.config {
+        Some(path) => Some((
+            path.clone(),
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))?,
+        )),
+        None => None,
+    };
+    let overrides =
+        crate::serve::config::Overrides { public_url: std::env::var("TEND_PUBLIC_URL").ok(), ..Default::default() };
+    let config = crate::serve::ServeConfig::resolve(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &overrides)?;
+    Ok(crate::notifier::Notifier::new(store.clone(), Arc::new(crate::runtime::caps::secrets::EnvSecrets))
+        .with_webhooks(config.webhooks)
+        .with_public_url(config.public_url))
+}
+
 pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
     let store = match open_store(cli).await {
         Ok(s) => s,
@@ -541,20 +587,45 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            EscalationsCommand::Ack { id, by } | EscalationsCommand::Resolve { id, by } => {
-                let ack = matches!(cmd, EscalationsCommand::Ack { .. });
-                let r = if ack {
-                    store.acknowledge_escalation(*id, &who(by)).await
-                } else {
-                    store.resolve_escalation(*id, &who(by)).await
+            EscalationsCommand::Ack { id, by, sinks } | EscalationsCommand::Resolve { id, by, sinks, .. } => {
+                let notifier = match notifier(&store, sinks) {
+                    Ok(n) => n,
+                    Err(e) => return Ok(fail(EXIT_USAGE, e)),
+                };
+                let dir = cli.runbooks();
+                let notify_of = |name: &str| match runbook::notify_in(&dir, name) {
+                    Some(Ok(notify)) => Some(notify),
+                    Some(Err(diags)) => {
+                        for d in &diags {
+                            eprintln!("{d}");
+                        }
+                        eprintln!("tend: runbook {name:?}: its notify section has errors; only the service-wide sinks are told");
+                        None
+                    }
+                    None => {
+                        eprintln!("tend: runbook {name:?} is not in {}; only the service-wide sinks are told", dir.display());
+                        None
+                    }
+                };
+                let (r, event) = match cmd {
+                    EscalationsCommand::Resolve { reason, .. } => {
+                        (notifier.resolve(*id, &who(by), reason.as_deref(), notify_of).await, Status::Resolved)
+                    }
+                    _ => (notifier.acknowledge(*id, &who(by), notify_of).await, Status::Acknowledged),
                 };
                 match r {
-                    Ok(()) => {
-                        outln!("escalation {id} {}", if ack { "acknowledged" } else { "resolved" });
+                    Ok(e) => {
+                        outln!("escalation {id} {event}");
+                        for n in e.notifications.iter().filter(|n| n.event == event) {
+                            match &n.error {
+                                None => outln!("  notified {}", n.sink),
+                                Some(why) => outln!("  not notified {}: {why}", n.sink),
+                            }
+                        }
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
-                    Err(e) => Err(e),
+                    Err(crate::notifier::DecideError::Store(e)) => Err(e),
+                    Err(e) => Ok(fail(EXIT_USAGE, e)),
                 }
             }
         }

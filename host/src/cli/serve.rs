@@ -45,6 +45,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> ExitCode {
         log_format: args.log_format.clone(),
         admin_token: std::env::var("TEND_TOKEN").ok(),
         clock_file: std::env::var_os("TEND_CLOCK_FILE").filter(|v| !v.is_empty()).map(PathBuf::from),
+        public_url: std::env::var("TEND_PUBLIC_URL").ok(),
     };
     let config = match ServeConfig::resolve(text.as_ref().map(|(p, t)| (p.as_path(), t.as_str())), &overrides) {
         Ok(c) => c,

@@ -10,7 +10,7 @@ use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
     AlertParam, AlertTrigger, Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Pause, Repeat,
-    RetryPolicy, Rule, Runbook, Step, Trigger, WebhookUrl,
+    RetryPolicy, Rule, Runbook, Step, Trigger,
 };
 use crate::runtime::PluginInfo;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
@@ -65,6 +65,30 @@ pub fn check(file: &Path, text: &str, catalog: &Catalog) -> Result<Runbook, Vec<
     match runbook {
         Some(rb) if diags.is_empty() => Ok(rb),
         _ => Err(diags),
+    }
+}
+
+/// Checks only the `notify` section of a parsed runbook (the default
+/// when it has none).
+pub fn notify_section(root: &Node) -> Result<Notify, Vec<Diagnostic>> {
+    let catalog = Catalog::default();
+    let mut cx = Checker {
+        diags: Vec::new(),
+        catalog: &catalog,
+        step_ids: BTreeMap::new(),
+        handler_ids: BTreeSet::new(),
+        params: BTreeSet::new(),
+        cron_params: Vec::new(),
+        reads_history: false,
+    };
+    let spec = match root.get("notify") {
+        Some(node) => cx.read::<spec::NotifySpec>(node, "notify"),
+        None => Some(spec::NotifySpec::default()),
+    };
+    let notify = spec.map(|spec| cx.notify(&spec));
+    match notify {
+        Some(n) if cx.diags.is_empty() => Ok(n),
+        _ => Err(cx.diags),
     }
 }
 
@@ -803,8 +827,9 @@ impl Checker<'_> {
                 Some(k) => self.text(&format!("{what}: dedup_key"), k).map(Some),
                 None => Some(None),
             };
+            let auto_resolve = r.value.auto_resolve.unwrap_or(false);
             if let (Some(when), Some(severity), Some(message), Some(dedup_key)) = (when, severity, message, dedup_key) {
-                out.push(Rule { index: i, when, severity, message, dedup_key });
+                out.push(Rule { index: i, when, severity, message, dedup_key, auto_resolve });
             }
         }
         out
@@ -1001,16 +1026,33 @@ impl Checker<'_> {
     }
 
     fn notify(&mut self, n: &spec::NotifySpec) -> Notify {
+        use crate::notify::{Field, Webhook, WebhookSettings};
         let mut webhooks = Vec::new();
         for (i, w) in n.webhooks.iter().enumerate() {
             let what = format!("notify.webhooks[{i}]");
-            match (&w.value.url, &w.value.url_secret) {
-                (Some(url), None) => match url::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") => webhooks.push(WebhookUrl::Url(url.clone())),
-                    _ => self.error(w.pos, format!("{what}: url {url:?} is not an http or https URL")),
-                },
-                (None, Some(secret)) => webhooks.push(WebhookUrl::Secret(secret.clone())),
-                _ => self.error(w.pos, format!("{what}: give exactly one of `url` or `url_secret`")),
+            let v = &w.value;
+            fn text(s: &Option<At<String>>) -> Option<&str> {
+                s.as_ref().map(|s| s.value.as_str())
+            }
+            let settings = WebhookSettings {
+                url: text(&v.url),
+                url_secret: text(&v.url_secret),
+                format: text(&v.format),
+                routing_key_secret: text(&v.routing_key_secret),
+            };
+            match Webhook::from_settings(settings) {
+                Ok(hook) => webhooks.push(hook),
+                Err(problems) => {
+                    for (field, message) in problems {
+                        let pos = match field {
+                            Field::Sink => w.pos,
+                            Field::Url => v.url.as_ref().map_or(w.pos, |u| u.pos),
+                            Field::Format => v.format.as_ref().map_or(w.pos, |f| f.pos),
+                            Field::RoutingKeySecret => v.routing_key_secret.as_ref().map_or(w.pos, |k| k.pos),
+                        };
+                        self.error(pos, format!("{what}: {message}"));
+                    }
+                }
             }
         }
         let dedup_window = self.duration("notify.dedup_window", &n.dedup_window).unwrap_or(Duration::from_secs(3600));

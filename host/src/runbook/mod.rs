@@ -8,6 +8,7 @@ pub mod spec;
 pub mod view;
 pub mod yaml;
 
+pub use crate::notify::{Webhook, WebhookUrl};
 use crate::runtime::grants::Grants;
 use crate::runtime::limits::Limits;
 use crate::runtime::record::Severity;
@@ -316,23 +317,19 @@ pub struct Rule {
     pub severity: Severity,
     pub message: Text,
     pub dedup_key: Option<Text>,
+    /// Resolve the escalations a run raised from this rule when `when` no
+    /// longer holds at the end of the run. By default false.
+    pub auto_resolve: bool,
 }
 
 /// Where escalations go.
 #[derive(Debug, Clone)]
 pub struct Notify {
-    pub webhooks: Vec<WebhookUrl>,
+    pub webhooks: Vec<Webhook>,
     /// By default 1 hour.
     pub dedup_window: Duration,
     /// By default true.
     pub log: bool,
-}
-
-/// A webhook's URL, or the secret that holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WebhookUrl {
-    Url(String),
-    Secret(String),
 }
 
 impl Runbook {
@@ -477,6 +474,25 @@ pub fn files_with_metadata(dir: &Path) -> std::io::Result<Vec<(PathBuf, std::fs:
         .collect();
     files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
+}
+
+/// The `notify` section of the runbook named `name` in `dir`, checked on
+/// its own (the rest of the file is not: a runbook that no longer loads
+/// still has sinks to tell). None when no file of `dir` has that name.
+/// For the CLI, which resolves escalations without loading plugins.
+pub fn notify_in(dir: &Path, name: &str) -> Option<Result<Notify, Vec<FileDiagnostic>>> {
+    for file in files_in(dir).unwrap_or_default() {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let Ok(root) = yaml::parse(&text) else { continue };
+        if root.get("name").and_then(yaml::Node::as_str) != Some(name) {
+            continue;
+        }
+        let wrap = |diags: Vec<Diagnostic>| {
+            diags.into_iter().map(|d| FileDiagnostic { file: file.clone(), diagnostic: d }).collect()
+        };
+        return Some(check::notify_section(&root).map_err(wrap));
+    }
+    None
 }
 
 /// Loads every runbook of a directory. Runbooks that fail their checks are

@@ -387,13 +387,18 @@ pub struct EscalationSpec {
     /// `{{ run.runbook }}-score`. By default the runbook name and the rule's index.
     #[serde(default)]
     pub dedup_key: Option<At<String>>,
+    /// Resolve what this rule raised, and send the resolved notifications,
+    /// when `when` no longer holds at the end of the run, e.g. `true`. By default false.
+    #[serde(default)]
+    pub auto_resolve: Option<bool>,
 }
 
 /// Where escalations go.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySpec {
-    /// Webhooks that receive a JSON body with a Slack-compatible `text`.
+    /// Webhooks that receive each escalation and its resolution, e.g.
+    /// `[{url_secret: slack-hook, format: slack}, {format: pagerduty, routing_key_secret: pd-key}]`.
     #[serde(default)]
     pub webhooks: Vec<At<WebhookSpec>>,
     /// Escalations with one dedup key inside this window are sent once, e.g. `30m`. By default `1h`.
@@ -404,14 +409,24 @@ pub struct NotifySpec {
     pub log: Option<bool>,
 }
 
-/// A webhook sink: its URL given directly or read from a secret.
+/// A webhook sink: its URL given directly or read from a secret, and the
+/// format of what it is sent.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSpec {
-    /// URL to POST to, e.g. `http://alerts.internal/hook`.
+    /// URL to POST to, e.g. `http://alerts.internal/hook`. A `pagerduty`
+    /// sink posts to `https://events.pagerduty.com/v2/enqueue` by default.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<At<String>>,
     /// Name of a secret holding the URL (Slack URLs are credentials), e.g. `slack-webhook`.
     #[serde(default)]
-    pub url_secret: Option<String>,
+    pub url_secret: Option<At<String>>,
+    /// `json` (the default: tend's JSON with a Slack-compatible `text`),
+    /// `slack` (Block Kit), `teams` (an Adaptive Card message) or
+    /// `pagerduty` (Events API v2), e.g. `slack`.
+    #[serde(default)]
+    pub format: Option<At<String>>,
+    /// For `pagerduty`: name of the secret holding the integration's routing key, e.g. `pd-routing-key`.
+    #[serde(default)]
+    pub routing_key_secret: Option<At<String>>,
 }

@@ -37,18 +37,66 @@ pub struct FileConfig {
     /// Where every escalation goes besides each runbook's own sinks.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The URL tend's API is reached at from outside, e.g.
+    /// `"https://tend.example.com"`: notifications link to
+    /// `<public_url>/v1/runs/<id>`. By default none (no link).
+    pub public_url: Option<String>,
 }
 
 /// Service-wide notification sinks.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
-    /// Webhook URLs, e.g. `["http://alerts.internal/hook"]`. By default none.
+    /// Webhooks: URLs (JSON format) or sinks as in a runbook, e.g.
+    /// `["http://alerts.internal/hook", {url_secret = "slack-hook", format = "slack"},
+    /// {format = "pagerduty", routing_key_secret = "pd-key"}]`. By default none.
     #[serde(default)]
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<toml::Spanned<WebhookEntry>>,
     /// Names of secrets holding webhook URLs, e.g. `["slack-webhook"]`. By default none.
     #[serde(default)]
     pub webhook_secrets: Vec<String>,
+}
+
+/// One entry of `[notify] webhooks`: a URL, or a sink with the settings of
+/// a runbook's `notify.webhooks` entries.
+#[derive(Debug, Clone)]
+pub enum WebhookEntry {
+    Url(String),
+    Sink(WebhookTable),
+}
+
+/// A service-wide sink written as a table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTable {
+    /// URL to POST to, e.g. `"http://alerts.internal/hook"`; a `pagerduty`
+    /// sink posts to PagerDuty's Events API by default.
+    pub url: Option<toml::Spanned<String>>,
+    /// Name of a secret holding the URL, e.g. `"slack-hook"`.
+    pub url_secret: Option<String>,
+    /// `json` (the default), `slack`, `teams` or `pagerduty`.
+    pub format: Option<toml::Spanned<String>>,
+    /// For `pagerduty`: name of the secret holding the routing key, e.g. `"pd-key"`.
+    pub routing_key_secret: Option<toml::Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for WebhookEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WebhookEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL or a table with url or url_secret, format, routing_key_secret")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WebhookEntry, E> {
+                Ok(WebhookEntry::Url(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<WebhookEntry, A::Error> {
+                WebhookTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(WebhookEntry::Sink)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// One API token, stored as the SHA-256 of its value.
@@ -100,7 +148,9 @@ pub struct ServeConfig {
     pub retention: Option<std::time::Duration>,
     pub tokens: Vec<TokenConfig>,
     /// Webhooks every escalation goes to.
-    pub webhooks: Vec<crate::runbook::WebhookUrl>,
+    pub webhooks: Vec<crate::notify::Webhook>,
+    /// Where the API is reached from outside, for links to runs in notifications.
+    pub public_url: Option<String>,
     /// `TEND_CLOCK_FILE`, a testing aid: cron triggers take the current
     /// time from this file (an RFC 3339 instant, read on every scheduler
     /// pass) instead of the system clock. None (the default) uses the
@@ -120,6 +170,8 @@ pub struct Overrides {
     pub admin_token: Option<String>,
     /// `TEND_CLOCK_FILE`: the scheduler's time comes from this file (tests).
     pub clock_file: Option<PathBuf>,
+    /// `TEND_PUBLIC_URL`: overrides `public_url`.
+    pub public_url: Option<String>,
 }
 
 /// Hex SHA-256 of a token's value.
@@ -178,16 +230,22 @@ impl ServeConfig {
                 crate::units::parse_duration(text).map_err(|e| format!("{origin}retention: {e} (or \"forever\")"))?,
             ),
         };
-        let mut webhooks = Vec::new();
-        for url in &f.notify.webhooks {
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                    webhooks.push(crate::runbook::WebhookUrl::Url(url.clone()))
+        let at = |offset: usize| match file {
+            Some((path, text)) => format!("{}:{}", path.display(), line_col(text, offset)),
+            None => String::new(),
+        };
+        let webhooks = service_webhooks(&f.notify, &at)?;
+        let public_url = match o.public_url.clone().filter(|u| !u.is_empty()).or(f.public_url) {
+            Some(u) => match url::Url::parse(&u) {
+                Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Some(u.trim_end_matches('/').to_string()),
+                _ => {
+                    return Err(format!(
+                        "{origin}public_url {u:?} is not an http or https URL; expected e.g. https://tend.example.com"
+                    ));
                 }
-                _ => return Err(format!("{origin}notify.webhooks: {url:?} is not an http or https URL")),
-            }
-        }
-        webhooks.extend(f.notify.webhook_secrets.iter().map(|s| crate::runbook::WebhookUrl::Secret(s.clone())));
+            },
+            None => None,
+        };
         let mut tokens = f.tokens;
         for t in &tokens {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -222,9 +280,62 @@ impl ServeConfig {
             retention,
             tokens,
             webhooks,
+            public_url,
             clock_file: o.clock_file.clone(),
         })
     }
+}
+
+/// `line:col: ` of a byte offset in `text` (1-based).
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("{line}:{col}: ")
+}
+
+/// The service-wide sinks of `[notify]`, checked like a runbook's: every
+/// problem, one a line, each starting with `at(offset)` of the setting at
+/// fault (the file and its line and column).
+fn service_webhooks(n: &NotifyConfig, at: &dyn Fn(usize) -> String) -> Result<Vec<crate::notify::Webhook>, String> {
+    use crate::notify::{Field, Webhook, WebhookSettings};
+    let mut webhooks = Vec::new();
+    let mut problems = Vec::new();
+    for (i, entry) in n.webhooks.iter().enumerate() {
+        let (settings, spans) = match entry.get_ref() {
+            WebhookEntry::Url(url) => (WebhookSettings { url: Some(url), ..Default::default() }, None),
+            WebhookEntry::Sink(t) => (
+                WebhookSettings {
+                    url: t.url.as_ref().map(|u| u.get_ref().as_str()),
+                    url_secret: t.url_secret.as_deref(),
+                    format: t.format.as_ref().map(|f| f.get_ref().as_str()),
+                    routing_key_secret: t.routing_key_secret.as_ref().map(|k| k.get_ref().as_str()),
+                },
+                Some(t),
+            ),
+        };
+        match Webhook::from_settings(settings) {
+            Ok(w) => webhooks.push(w),
+            Err(found) => {
+                for (field, message) in found {
+                    let span = |s: Option<&toml::Spanned<String>>| s.map_or(entry.span().start, |s| s.span().start);
+                    let offset = match (field, spans) {
+                        (Field::Url, Some(t)) => span(t.url.as_ref()),
+                        (Field::Format, Some(t)) => span(t.format.as_ref()),
+                        (Field::RoutingKeySecret, Some(t)) => span(t.routing_key_secret.as_ref()),
+                        _ => entry.span().start,
+                    };
+                    problems.push(format!("{}notify.webhooks[{i}]: {message}", at(offset)));
+                }
+            }
+        }
+    }
+    webhooks.extend(n.webhook_secrets.iter().map(|s| Webhook {
+        url: crate::notify::WebhookUrl::Secret(s.clone()),
+        format: crate::notify::Format::Json,
+        routing_key_secret: None,
+    }));
+    if problems.is_empty() { Ok(webhooks) } else { Err(problems.join("\n")) }
 }
 
 #[cfg(test)]
@@ -242,6 +353,40 @@ mod tests {
         assert_eq!(c.runbooks, PathBuf::from("runbooks"));
         assert_eq!(c.tokens[0].sha256, token_hash("s3cret"));
         assert_eq!(c.tokens[0].scopes, vec![Scope::Admin]);
+    }
+
+    #[test]
+    fn service_wide_sinks_take_the_formats_of_runbooks() {
+        let file = "public_url = \"https://tend.example.com/\"\n[notify]\nwebhooks = [\n  \"http://h/hook\",\n  {url_secret = \"slack-hook\", format = \"slack\"},\n  {format = \"pagerduty\", routing_key_secret = \"pd-key\"},\n]\nwebhook_secrets = [\"old\"]\n";
+        let c = ServeConfig::resolve(Some((Path::new("tend.toml"), file)), &Overrides::default()).unwrap();
+        let formats: Vec<&str> = c.webhooks.iter().map(|w| w.format.as_str()).collect();
+        assert_eq!(formats, ["json", "slack", "pagerduty", "json"]);
+        assert_eq!(c.webhooks[2].url, crate::notify::WebhookUrl::Url(crate::notify::PAGERDUTY_EVENTS_URL.into()));
+        assert_eq!(c.webhooks[2].routing_key_secret.as_deref(), Some("pd-key"));
+        assert_eq!(c.public_url.as_deref(), Some("https://tend.example.com"));
+        let o = Overrides { public_url: Some("http://127.0.0.1:8800".into()), ..Overrides::default() };
+        let c = ServeConfig::resolve(Some((Path::new("tend.toml"), file)), &o).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("http://127.0.0.1:8800"));
+    }
+
+    #[test]
+    fn bad_service_wide_sinks_are_named_by_line_and_column() {
+        let file = "[notify]\nwebhooks = [\n  {url_secret = \"h\", format = \"slak\"},\n  {format = \"pagerduty\"},\n  {url = \"http://h/\", routing_key_secret = \"k\"},\n  \"ftp://x\",\n]\n";
+        let err = ServeConfig::resolve(Some((Path::new("tend.toml"), file)), &Overrides::default()).unwrap_err();
+        assert_eq!(
+            err,
+            "tend.toml:3:31: notify.webhooks[0]: format \"slak\" is not one of \"json\", \"slack\", \"teams\" or \"pagerduty\" (did you mean \"slack\"?)\n\
+             tend.toml:4:3: notify.webhooks[1]: a pagerduty sink needs `routing_key_secret`, the secret holding the integration's routing key\n\
+             tend.toml:5:44: notify.webhooks[2]: routing_key_secret: only a pagerduty sink takes a routing key, and this one's format is \"json\"\n\
+             tend.toml:6:3: notify.webhooks[3]: url \"ftp://x\" is not an http or https URL"
+        );
+        let err =
+            ServeConfig::resolve(Some((Path::new("t.toml"), "public_url = \"nowhere\"\n")), &Overrides::default())
+                .unwrap_err();
+        assert_eq!(
+            err,
+            "t.toml: public_url \"nowhere\" is not an http or https URL; expected e.g. https://tend.example.com"
+        );
     }
 
     #[test]

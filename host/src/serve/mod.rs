@@ -7,6 +7,7 @@
 pub mod config;
 
 use crate::engine::{Clock, Engine, FileClock, SystemClock, TriggerInfo};
+use crate::notifier::Notifier;
 use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
@@ -134,8 +135,10 @@ impl Service {
         }
         let catalog = Catalog { plugins };
         let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-        let engine =
-            Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_webhooks(config.webhooks.clone()));
+        let notifier = Notifier::new(store.clone(), secrets.clone())
+            .with_webhooks(config.webhooks.clone())
+            .with_public_url(config.public_url.clone());
+        let engine = Arc::new(Engine::new(store.clone(), runtime.clone(), secrets).with_notifier(notifier));
         let (dispatch, rx) = mpsc::unbounded_channel();
         let service = Arc::new(Service {
             metrics: install_metrics(),
@@ -202,6 +205,12 @@ impl Service {
 
     pub fn runbook(&self, name: &str) -> Option<Arc<Runbook>> {
         self.loaded.read().unwrap_or_else(|e| e.into_inner()).runbooks.get(name).cloned()
+    }
+
+    /// The `notify` section of a loaded runbook: where its escalations'
+    /// acknowledgements and resolutions go.
+    pub fn notify_of(&self, name: &str) -> Option<runbook::Notify> {
+        self.runbook(name).map(|rb| rb.notify.clone())
     }
 
     /// Problems of the last load.
@@ -293,20 +302,18 @@ impl Service {
                     let raised =
                         self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
                     if !raised.grouped {
-                        let (log, hooks) = match self.runbook(&run.runbook) {
-                            Some(rb) => (rb.notify.log, rb.notify.webhooks.clone()),
-                            None => (true, Vec::new()),
-                        };
+                        let notifier = self.engine.notifier();
                         let n = crate::notify::Notification::new(
-                            "high",
+                            Severity::High,
                             &run.runbook,
                             &run.id,
                             None,
                             raised.id,
                             e.dedup_key,
                             &message,
-                        );
-                        self.engine.notify(&n, log, &hooks).await;
+                        )
+                        .with_run_url(notifier.run_url(&run.id));
+                        notifier.send(&n, self.notify_of(&run.runbook).as_ref()).await;
                     }
                 }
             }
