@@ -122,6 +122,8 @@ pub struct PrometheusSetup<'a> {
     pub rules: Option<&'a str>,
     /// Address of an Alertmanager to send alerts to.
     pub alertmanager: Option<&'a str>,
+    /// `127.0.0.1:PORT` to listen on (when the rules must name it); by default a free port.
+    pub listen: Option<&'a str>,
 }
 
 /// A real Prometheus on a free loopback port with temporary storage,
@@ -160,7 +162,7 @@ impl Prometheus {
             ));
         }
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = setup.listen.map(str::to_string).unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
         let args = vec![
             format!("--config.file={}", dir.path().join("prometheus.yml").display()),
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
