@@ -773,7 +773,7 @@ impl Guest for Remediate {
         if let Some(reason) = &config.reason {
             log::info(&format!("reason: {reason}"));
         }
-        let results = execute(&config, &tokens, |request| host::http_fetch(request))?;
+        let results = execute(&config, &tokens, host::http_fetch)?;
         for result in &results {
             let ms = result.duration_ms.map_or(String::new(), |ms| format!(" in {ms} ms"));
             log::info(&format!("{}{ms}", result.summary));
