@@ -270,7 +270,6 @@ struct Config {
 /// its value.
 fn parse(text: &str) -> Result<Config, StepError> {
     let raw: RawConfig = parse_config(text)?;
-    let field = |path: String, message: String| invalid_config(format!("field `{path}`: {message}"));
     if raw.actions.is_empty() {
         return Err(invalid_config("field `actions`: expected at least one action, found an empty list"));
     }
@@ -280,68 +279,63 @@ fn parse(text: &str) -> Result<Config, StepError> {
     }
     let mut actions: Vec<Action> = Vec::with_capacity(raw.actions.len());
     for (i, a) in raw.actions.into_iter().enumerate() {
-        let at = |name: &str| format!("actions[{i}].{name}");
-        if !is_name(&a.name) {
-            return Err(field(
-                at("name"),
-                format!("{:?} is not a name of letters, digits, `-` and `_`, e.g. \"restart\"", a.name),
-            ));
-        }
-        if let Some(first) = actions.iter().find(|b| b.name == a.name) {
-            return Err(field(
-                at("name"),
-                format!("{:?} is already the name of actions[{}]; each action needs its own name", a.name, first.index),
-            ));
-        }
-        let method: Method = a.method.parse().map_err(|m| field(at("method"), m))?;
-        if !is_http_url(&a.url) {
-            return Err(field(
-                at("url"),
-                format!(
-                    "{:?} is not an absolute http or https URL, e.g. \"http://127.0.0.1:9100/admin/restart\"",
-                    a.url
-                ),
-            ));
-        }
-        check_secret_name(&at("bearer_secret"), a.bearer_secret.as_deref())?;
-        let (bearer_secret, secret_field) = match (a.bearer_secret, &raw.bearer_secret) {
-            (Some(own), _) => (Some(own), at("bearer_secret")),
-            (None, Some(top)) => (Some(top.clone()), "bearer_secret".to_string()),
-            (None, None) => (None, String::new()),
-        };
-        let headers = check_headers(&a.headers, bearer_secret.as_deref()).map_err(|(n, m)| field(at(&n), m))?;
-        let expected = match a.expect_status {
-            None => Expected::AnySuccess,
-            Some(list) if list.is_empty() => {
-                return Err(field(
-                    at("expect_status"),
-                    "expected at least one status, found an empty list (leave it out to expect any 2xx)".into(),
-                ));
-            }
-            Some(list) => {
-                if let Some((j, bad)) = list.iter().enumerate().find(|(_, s)| !(100..=599).contains(*s)) {
-                    return Err(field(
-                        format!("actions[{i}].expect_status[{j}]"),
-                        format!("{bad} is not an HTTP status: expected a number from 100 to 599"),
-                    ));
-                }
-                Expected::Statuses(list)
-            }
-        };
-        let body = a.body.filter(|b| !b.is_null());
-        actions.push(Action {
-            index: i,
-            name: a.name,
-            method,
-            url: a.url,
-            body,
-            headers,
-            expected,
-            bearer_secret,
-            secret_field,
-        });
+        let action = check_action(i, a, raw.bearer_secret.as_deref(), &actions)?;
+        actions.push(action);
     }
     Ok(Config { actions, dry_run: raw.dry_run, reason: raw.reason, timeout_ms: raw.timeout_ms })
+}
+
+/// Checks action `i` as written; `top_secret` is the top-level
+/// `bearer_secret`, `earlier` the actions before it.
+fn check_action(i: usize, a: RawAction, top_secret: Option<&str>, earlier: &[Action]) -> Result<Action, StepError> {
+    let field = |path: String, message: String| invalid_config(format!("field `{path}`: {message}"));
+    let at = |name: &str| format!("actions[{i}].{name}");
+    if !is_name(&a.name) {
+        return Err(field(
+            at("name"),
+            format!("{:?} is not a name of letters, digits, `-` and `_`, e.g. \"restart\"", a.name),
+        ));
+    }
+    if let Some(first) = earlier.iter().find(|b| b.name == a.name) {
+        return Err(field(
+            at("name"),
+            format!("{:?} is already the name of actions[{}]; each action needs its own name", a.name, first.index),
+        ));
+    }
+    let method: Method = a.method.parse().map_err(|m| field(at("method"), m))?;
+    if !is_http_url(&a.url) {
+        return Err(field(
+            at("url"),
+            format!("{:?} is not an absolute http or https URL, e.g. \"http://127.0.0.1:9100/admin/restart\"", a.url),
+        ));
+    }
+    check_secret_name(&at("bearer_secret"), a.bearer_secret.as_deref())?;
+    let (bearer_secret, secret_field) = match (a.bearer_secret, top_secret) {
+        (Some(own), _) => (Some(own), at("bearer_secret")),
+        (None, Some(top)) => (Some(top.to_string()), "bearer_secret".to_string()),
+        (None, None) => (None, String::new()),
+    };
+    let headers = check_headers(&a.headers, bearer_secret.as_deref()).map_err(|(n, m)| field(at(&n), m))?;
+    let expected = match a.expect_status {
+        None => Expected::AnySuccess,
+        Some(list) if list.is_empty() => {
+            return Err(field(
+                at("expect_status"),
+                "expected at least one status, found an empty list (leave it out to expect any 2xx)".into(),
+            ));
+        }
+        Some(list) => {
+            if let Some((j, bad)) = list.iter().enumerate().find(|(_, s)| !(100..=599).contains(*s)) {
+                return Err(field(
+                    format!("actions[{i}].expect_status[{j}]"),
+                    format!("{bad} is not an HTTP status: expected a number from 100 to 599"),
+                ));
+            }
+            Expected::Statuses(list)
+        }
+    };
+    let body = a.body.filter(|b| !b.is_null());
+    Ok(Action { index: i, name: a.name, method, url: a.url, body, headers, expected, bearer_secret, secret_field })
 }
 
 /// True for a non-empty name of `[A-Za-z0-9_-]`.
