@@ -148,7 +148,8 @@ fn a_dry_run_sends_nothing_and_says_what_it_would_do() {
 
 #[test]
 fn a_restart_during_a_restart_fails_with_the_services_message() {
-    let demo = DemoService::start();
+    // A restart long enough for the second action to find it in progress.
+    let demo = DemoService::start_with(&["--restart-ms", "10000"]);
     let config = json!({"bearer_secret": SECRET, "actions": [
         action(&demo, "restart", "/admin/restart", json!({"expect_status": [202]})),
         action(&demo, "again", "/admin/restart", json!({"expect_status": [202]})),

@@ -23,7 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The admin token the service is started with.
+/// The admin token the service is started with, unless `--token` is given
+/// to [`DemoService::start_with`].
 pub const TOKEN: &str = "demo-test-token";
 /// How long a restart takes in the tests' service, in milliseconds.
 pub const RESTART_MS: u64 = 200;
@@ -36,6 +37,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct DemoService {
     child: Child,
     addr: String,
+    token: String,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -61,14 +63,21 @@ impl DemoService {
         DemoService::start_with(&[])
     }
 
-    /// Like [`DemoService::start`], with `extra` flags after the harness's
-    /// own (e.g. `["--replicas", "2"]`, `["--seed", "7"]`).
+    /// Like [`DemoService::start`], with `extra` flags (e.g. `["--replicas",
+    /// "2"]`, `["--seed", "7"]`); a flag of the harness's own given in
+    /// `extra` (`--restart-ms 5000`) replaces the harness's value.
     pub fn start_with(extra: &[&str]) -> DemoService {
         let (restart_ms, rps) = (RESTART_MS.to_string(), TRAFFIC_RPS.to_string());
+        let mut args = vec!["demo", "service", "--listen", "127.0.0.1:0"];
+        for (flag, value) in [("--token", TOKEN), ("--restart-ms", &restart_ms), ("--traffic-rps", &rps)] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
+        args.extend_from_slice(extra);
+        let token = args.iter().position(|a| *a == "--token").and_then(|i| args.get(i + 1)).unwrap_or(&"").to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tend"))
-            .args(["demo", "service", "--listen", "127.0.0.1:0", "--token", TOKEN])
-            .args(["--restart-ms", &restart_ms, "--traffic-rps", &rps])
-            .args(extra)
+            .args(&args)
             .env_remove("DEMO_TOKEN")
             .env_remove("TEND_LOG")
             .stdin(Stdio::null())
@@ -95,7 +104,7 @@ impl DemoService {
             let _ = child.wait();
             panic!("tend demo service did not start: {line:?}\n{}", stderr.lock().unwrap());
         };
-        DemoService { addr: addr.to_string(), child, stderr }
+        DemoService { addr: addr.to_string(), child, token, stderr }
     }
 
     /// `http://127.0.0.1:PORT`, without a trailing `/`.
@@ -108,9 +117,9 @@ impl DemoService {
         &self.addr
     }
 
-    /// The admin token.
+    /// The admin token the service was started with.
     pub fn token(&self) -> &str {
-        TOKEN
+        &self.token
     }
 
     /// What the service wrote on stderr so far.
@@ -126,7 +135,7 @@ impl DemoService {
     /// An admin request with the token; any status.
     pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         let body = body.map(Value::to_string);
-        request(&self.addr, method, path, Some(TOKEN), body.as_deref())
+        request(&self.addr, method, path, Some(&self.token), body.as_deref())
     }
 
     /// An admin request that must answer 2xx; its JSON body.
