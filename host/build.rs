@@ -23,6 +23,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("health-score", "health_score"),
     ("prometheus-query", "prometheus_query"),
     ("remediate", "remediate"),
+    ("incident-triage", "incident_triage"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).
