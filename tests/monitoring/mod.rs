@@ -56,11 +56,9 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 fn require(program: &str, hint: &str) {
     match Command::new(program).arg("--version").output() {
         Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "`{program} --version` failed ({}): {}\n{hint}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        Ok(out) => {
+            panic!("`{program} --version` failed ({}): {}\n{hint}", out.status, String::from_utf8_lossy(&out.stderr))
+        }
         Err(e) => panic!("cannot run {program} ({e}): it is not installed\n{hint}"),
     }
 }
@@ -150,7 +148,9 @@ impl Prometheus {
             config.push_str("rule_files: [rules.yml]\n");
         }
         if let Some(am) = setup.alertmanager {
-            config.push_str(&format!("alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{am}\"]\n"));
+            config.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{am}\"]\n"
+            ));
         }
         if setup.targets.is_empty() {
             config.push_str("scrape_configs: []\n");

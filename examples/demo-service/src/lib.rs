@@ -15,6 +15,8 @@
 //! - [`api`]: the HTTP routes, the admin token check, and the request path
 //!   that external requests and [`traffic`] share.
 //! - [`traffic`]: built-in synthetic requests through that path.
+//! - [`server`]: the command-line options, binding and serving until a
+//!   signal; shared by the `demo-service` binary and `tend demo service`.
 
 pub mod api;
 pub mod cache;
@@ -22,5 +24,6 @@ pub mod faults;
 pub mod input;
 pub mod metrics;
 pub mod rng;
+pub mod server;
 pub mod sim;
 pub mod traffic;

@@ -14,6 +14,7 @@ macro_rules! outln {
     };
 }
 
+mod demo;
 mod plugins;
 mod runbooks;
 mod serve;
@@ -110,6 +111,9 @@ pub enum Command {
     Escalations(runbooks::EscalationsCommand),
     /// Run the service: HTTP API, runbook triggers, crash recovery.
     Serve(serve::ServeArgs),
+    /// The demo: a service to break on purpose, for trying the runbooks.
+    #[command(subcommand)]
+    Demo(demo::DemoCommand),
 }
 
 impl Cli {
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
             Command::Runs(cmd) => runbooks::runs(&cli, cmd).await,
             Command::Escalations(cmd) => runbooks::escalations(&cli, cmd).await,
             Command::Serve(args) => serve::run(&cli, args).await,
+            Command::Demo(cmd) => demo::run(cmd).await,
         }
     })
 }
