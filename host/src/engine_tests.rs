@@ -586,3 +586,6 @@ fn a_file_clock_reads_the_file_and_keeps_the_last_good_time() {
         )
     );
 }
+
+#[path = "engine_compare_tests.rs"]
+mod compare;

@@ -8,6 +8,7 @@ pub mod cron;
 pub mod engine;
 pub mod notify;
 pub mod redact;
+pub mod report;
 pub mod runbook;
 pub mod runtime;
 pub mod scheduler;

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod reports;
 
 use crate::engine::TriggerInfo;
 use crate::runbook::{Runbook, Trigger};
@@ -84,6 +85,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_escalations))
         .routes(routes!(ack_escalation))
         .routes(routes!(resolve_escalation))
+        .merge(reports::routes())
 }
 
 /// The API's routes, `/v1/openapi.json` included.

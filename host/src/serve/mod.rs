@@ -308,6 +308,9 @@ impl Service {
                         );
                         self.engine.notify(&n, log, &hooks).await;
                     }
+                    if let Some(kind) = self.runbook(&run.runbook).and_then(|rb| rb.report) {
+                        self.engine.write_report(&run.id, kind).await;
+                    }
                 }
             }
         }
