@@ -124,12 +124,28 @@ async fn an_alert_started_incident_has_its_before_after_and_a_postmortem_that_re
     assert!(md.contains("- **high** escalation: measure: Checkout down (open, step `measure`)\n"), "{md}");
     assert!(md.contains("**Status:** succeeded · trigger: alert · started "), "{md}");
     assert!(md.contains("- Affected: service `checkout`, instance `127.0.0.1:9000`\n"), "{md}");
-    assert!(md.contains("- **high** finding of `measure` on `http://127.0.0.1:9/healthz`: Checkout down: 503 on /healthz\n"), "{md}");
-    assert!(md.contains("Alert `CheckoutDown` firing since 2026-12-06T10:00:00Z (instance=127.0.0.1:9000, severity=critical)\n"), "{md}");
-    assert!(md.contains("Run created by its alert trigger (alertmanager:CheckoutDown:5ca1ab1e via token:ci)\n"), "{md}");
+    assert!(
+        md.contains(
+            "- **high** finding of `measure` on `http://127.0.0.1:9/healthz`: Checkout down: 503 on /healthz\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "Alert `CheckoutDown` firing since 2026-12-06T10:00:00Z (instance=127.0.0.1:9000, severity=critical)\n"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("Run created by its alert trigger (alertmanager:CheckoutDown:5ca1ab1e via token:ci)\n"),
+        "{md}"
+    );
     assert!(md.contains(" — Step `restart` attempt 1 succeeded in "), "{md}");
     assert!(md.contains("- `measure`: checkout answers 503\n- `restart`: POST /admin/restart -> 200\n"), "{md}");
-    assert!(md.contains("| restart | 0 | health_score | 3.0 | 9.0 | +6.0 (+200.0%) | verify (iteration 0) |\n"), "{md}");
+    assert!(
+        md.contains("| restart | 0 | health_score | 3.0 | 9.0 | +6.0 (+200.0%) | verify (iteration 0) |\n"),
+        "{md}"
+    );
     assert!(md.contains("## Root cause\n\n_To be written by the responders._\n"), "{md}");
     assert!(md.contains("## Prevention\n\n- [ ] Checkout down\n- [ ] _Add"), "{md}");
     assert!(!md.contains("resolved"), "{md}");
@@ -151,7 +167,10 @@ async fn an_alert_started_incident_has_its_before_after_and_a_postmortem_that_re
     let out = tend(&s, &["runs", "show", &id]);
     let shown = String::from_utf8(out.stdout).unwrap();
     assert!(shown.contains("\nBefore/after\nrestart  health_score  3.0 -> 9.0  (+6.0, +200.0%)\n"), "{shown}");
-    assert!(shown.contains("alert CheckoutDown: resolved (started 2026-12-06T10:00:00Z, ended 2026-12-06T10:07:00Z)\n"), "{shown}");
+    assert!(
+        shown.contains("alert CheckoutDown: resolved (started 2026-12-06T10:00:00Z, ended 2026-12-06T10:07:00Z)\n"),
+        "{shown}"
+    );
     let out = tend(&s, &["runs", "show", &id, "--json"]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["optimization_results"], record["optimization_results"]);
@@ -163,10 +182,7 @@ async fn a_run_without_a_report_says_why_over_http_and_on_the_command_line() {
     let mut s = Server::new();
     s.runbook("incident", INCIDENT);
     s.runbook("held", HELD);
-    s.runbook(
-        "plain",
-        "name: plain\ntriggers:\n  - http: true\nsteps:\n  - id: a\n    plugin: echo\n",
-    );
+    s.runbook("plain", "name: plain\ntriggers:\n  - http: true\nsteps:\n  - id: a\n    plugin: echo\n");
     s.start();
     let (_, body) = s.call("POST", "/v1/runbooks/plain/runs", Some(TRIGGER), Some("{}")).await;
     let plain = body["run_id"].as_str().unwrap().to_string();
@@ -195,7 +211,8 @@ async fn a_run_without_a_report_says_why_over_http_and_on_the_command_line() {
             &json!(format!("run {held} is still waiting_approval; its report is written when it finishes"))
         )
     );
-    let (status, _) = s.call("POST", &format!("/v1/runs/{held}/reject"), Some(ADMIN), Some("{\"reason\": \"not now\"}")).await;
+    let (status, _) =
+        s.call("POST", &format!("/v1/runs/{held}/reject"), Some(ADMIN), Some("{\"reason\": \"not now\"}")).await;
     assert_eq!(status, StatusCode::OK);
     let record = s.wait_final(&held).await;
     assert_eq!(record["run"]["status"], "failed");

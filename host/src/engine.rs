@@ -18,8 +18,8 @@
 
 use crate::notify::{self, Notification, Sink};
 use crate::redact::Redactor;
-use crate::runbook::expr::Scope;
 use crate::runbook::ReportKind;
+use crate::runbook::expr::Scope;
 use crate::runbook::view::{StepStatus, step_view};
 use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step, WebhookUrl};
 use crate::runtime::caps::secrets::SecretSource;

@@ -188,7 +188,10 @@ escalations:
     assert!(md.starts_with(&format!("# Post-mortem: incident run {}\n\n**Severity:** critical\n", out.run_id)), "{md}");
     assert!(md.contains("- Affected: service `demo`\n"), "{md}");
     assert!(md.contains("- `restart`: POST /admin/restart -> 200\n"), "{md}");
-    assert!(md.contains("| restart | 0 | health_score | 2.0 | 9.0 | +7.0 (+350.0%) | verify (iteration 0) |\n"), "{md}");
+    assert!(
+        md.contains("| restart | 0 | health_score | 2.0 | 9.0 | +7.0 (+350.0%) | verify (iteration 0) |\n"),
+        "{md}"
+    );
     assert!(md.contains("Escalation 1 raised [critical] by step `monitor`: demo scored 2.0\n"), "{md}");
 
     let out = run(&s, &rb, json!({"mode": "fail"})).await;

@@ -116,7 +116,10 @@ mod tests {
             &[metric("health_score", 9.0, &[]), metric("disk", 40.0, &[("mount", "/")]), metric("disk", 90.0, &[])],
         );
         assert_eq!(m.to_json(), json!({"probe": {}, "score": {"health_score": [3.0, 9.0], "disk": [40.0]}}));
-        assert_eq!(m.before(&["disk".into(), "error_rate".into()]), (vec![("disk".into(), 40.0)], vec!["error_rate".into()]));
+        assert_eq!(
+            m.before(&["disk".into(), "error_rate".into()]),
+            (vec![("disk".into(), 40.0)], vec!["error_rate".into()])
+        );
     }
 
     #[test]

@@ -248,7 +248,8 @@ fn actions(r: &RunRecord) -> Vec<String> {
         let summary = match a.output.as_ref().and_then(|o| o.get("summary")) {
             Some(Value::String(s)) => inline(s),
             Some(Value::Null) | None => {
-                let compared = r.optimization_results.iter().any(|o| o.step_id == a.step_id && o.iteration == a.iteration);
+                let compared =
+                    r.optimization_results.iter().any(|o| o.step_id == a.step_id && o.iteration == a.iteration);
                 if !compared {
                     continue;
                 }
@@ -319,10 +320,7 @@ fn timeline(r: &RunRecord) -> Vec<(i64, String)> {
     }
     for e in &r.escalations {
         let step = e.step_id.as_deref().map(|s| format!(" by step `{s}`")).unwrap_or_default();
-        at(
-            e.created_at,
-            format!("Escalation {} raised [{}]{step}: {}", e.id, e.severity.as_str(), inline(&e.message)),
-        );
+        at(e.created_at, format!("Escalation {} raised [{}]{step}: {}", e.id, e.severity.as_str(), inline(&e.message)));
         if let Some(t) = e.acknowledged_at {
             let by = e.acknowledged_by.as_deref().map(|b| format!(" by {}", inline(b))).unwrap_or_default();
             at(t, format!("Escalation {} acknowledged{by}", e.id));

@@ -739,7 +739,10 @@ impl Checker<'_> {
     fn compare(&mut self, what: &str, compare: &Option<At<Vec<At<String>>>>) -> Vec<String> {
         let Some(list) = compare else { return Vec::new() };
         if list.value.is_empty() {
-            self.error(list.pos, format!("{what}: compare: the list of metrics is empty; name at least one, e.g. [health_score]"));
+            self.error(
+                list.pos,
+                format!("{what}: compare: the list of metrics is empty; name at least one, e.g. [health_score]"),
+            );
         }
         let mut names: Vec<String> = Vec::new();
         for (i, name) in list.value.iter().enumerate() {

@@ -543,8 +543,9 @@ mod tests {
 
     #[test]
     fn measured_holds_this_runs_values_of_a_steps_metrics_latest_last() {
-        let e = Expr::compile("measured.score.health_score.size() >= 3 && measured.score.health_score.all(s, s >= 7.0)")
-            .unwrap();
+        let e =
+            Expr::compile("measured.score.health_score.size() >= 3 && measured.score.health_score.all(s, s >= 7.0)")
+                .unwrap();
         assert_eq!(e.variables(), vec!["measured"]);
         assert_eq!(e.eval_bool(&scope()), Ok(true));
         let last = Expr::compile("measured.score.health_score[measured.score.health_score.size() - 1]").unwrap();

@@ -76,10 +76,11 @@ impl Store {
                 let now = now_ms();
                 let mut ids = Vec::with_capacity(before.len());
                 for (metric, value) in &before {
-                    ids.push(insert.query_row(
-                        params![run_id, step_id, i64::from(iteration), metric, value, now],
-                        |r| r.get(0),
-                    )?);
+                    ids.push(
+                        insert.query_row(params![run_id, step_id, i64::from(iteration), metric, value, now], |r| {
+                            r.get(0)
+                        })?,
+                    );
                 }
                 Ok(ids)
             })

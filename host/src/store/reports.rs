@@ -22,11 +22,7 @@ impl Store {
     /// Stores (or replaces) the report of a run.
     pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
         let (run_id, kind, markdown) = (run_id.to_string(), kind.to_string(), markdown.to_string());
-        self.writer
-            .write(move |db| {
-                save(db, &run_id, &kind, &markdown)
-            })
-            .await
+        self.writer.write(move |db| save(db, &run_id, &kind, &markdown)).await
     }
 
     /// Ends a run with a final status at `finished_at` and stores its
