@@ -220,3 +220,32 @@ async fn a_run_without_a_report_says_why_over_http_and_on_the_command_line() {
     assert_eq!(status, StatusCode::OK, "{md}");
     assert!(md.contains("— Approval for `act` rejected by token:admin: not now\n"), "{md}");
 }
+
+#[tokio::test]
+async fn a_run_interrupted_by_a_crash_gets_its_report_at_the_next_start() {
+    let mut s = Server::new();
+    let slow = "name: slow\ntriggers: [{http: true}]\nreport: postmortem\nsteps:\n  - id: wait\n    plugin: hostile\n    with: {mode: sleep, ms: 60000}\n    timeout: 2m\n    grants: {env: {A: b}, dirs: [\"/tmp:/tmp:ro\"], hosts: [localhost], secrets: [none]}\n";
+    s.runbook("slow", slow);
+    s.start();
+    let (_, body) = s.call("POST", "/v1/runbooks/slow/runs", Some(TRIGGER), None).await;
+    let id = body["run_id"].as_str().unwrap().to_string();
+    s.wait_status(&id, "running").await;
+    s.kill9();
+    s.start();
+    let record = s.wait_final(&id).await;
+    assert_eq!(record["run"]["status"], "interrupted", "{record}");
+    let (status, _, md) = get_text(&s, &format!("/v1/runs/{id}/report")).await;
+    assert_eq!(status, StatusCode::OK, "{md}");
+    assert!(md.contains("**Severity:** high\n"), "{md}");
+    assert!(md.contains("**Status:** interrupted · trigger: http"), "{md}");
+    assert!(md.contains("— Step `wait` attempt 1 interrupted"), "{md}");
+    assert!(md.contains("was interrupted ("), "the escalation is in the report: {md}");
+
+    // The API documents the report endpoint and the record's new parts.
+    let (_, doc) = s.call("GET", "/v1/openapi.json", Some(READER), None).await;
+    let report = &doc["paths"]["/v1/runs/{id}/report"]["get"]["responses"];
+    assert!(report["200"]["content"]["text/markdown; charset=utf-8"].is_object(), "{report}");
+    for schema in ["OptimizationResult", "MeasuredBy", "RunAlert"] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema} missing");
+    }
+}
