@@ -22,6 +22,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("host-metrics", "host_metrics"),
     ("health-score", "health_score"),
     ("prometheus-query", "prometheus_query"),
+    ("incident-triage", "incident_triage"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).

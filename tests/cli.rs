@@ -49,7 +49,7 @@ fn list_shows_the_built_in_plugins() {
     assert!(out.status.success(), "{}", stderr(&out));
     let list = stdout_json(&out);
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["echo", "health-score", "host-metrics", "http-probe", "prometheus-query"]);
+    assert_eq!(names, ["echo", "health-score", "host-metrics", "http-probe", "incident-triage", "prometheus-query"]);
     assert!(list.as_array().unwrap().iter().all(|p| p["origin"] == "builtin"));
 
     let out = tend(&["plugins", "list"]);
@@ -76,7 +76,7 @@ fn unknown_plugin_is_named_with_the_installed_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "tend: plugin \"slak\" is not installed (installed: echo, health-score, host-metrics, http-probe, prometheus-query)\n"
+        "tend: plugin \"slak\" is not installed (installed: echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query)\n"
     );
 }
 
@@ -208,7 +208,10 @@ fn plugins_directory_adds_plugins_beside_the_built_ins() {
         .unwrap();
     let names: Vec<String> =
         stdout_json(&out).as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names, ["echo", "health-score", "host-metrics", "hostile", "http-probe", "prometheus-query"]);
+    assert_eq!(
+        names,
+        ["echo", "health-score", "host-metrics", "hostile", "http-probe", "incident-triage", "prometheus-query"]
+    );
     assert!(
         stderr(&out).contains(&format!(
             "tend: warning: plugin file {}: the name \"echo\" is taken by a built-in plugin; rename the file",

@@ -11,23 +11,18 @@
 //! 127.0.0.1.
 
 mod loopback;
+mod monitoring;
 
 use loopback::read_request;
+use monitoring::{Prometheus, free_port};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// How to get the server when it is missing.
-const INSTALL_HINT: &str = "tests/prometheus.rs runs the real Prometheus server, so `prometheus` must be on PATH: \
-                            install it with `apt-get install -y prometheus` (Debian/Ubuntu; .ci/run does this)";
-
-/// How long to wait for Prometheus to start and to have scraped enough.
-const PATIENCE: Duration = Duration::from_secs(60);
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn tend(args: &[&str], env: &[(&str, &str)], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tend"))
@@ -61,11 +56,6 @@ fn json_out(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), stderr(out))
     })
-}
-
-/// A loopback port nothing listens on (right now).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Serves `/metrics` on loopback in the Prometheus text format: a counter
@@ -106,105 +96,6 @@ fn metrics_target() -> String {
 /// and keeps the requests it got. Returns its address and the requests.
 fn fake_prometheus(status: u16, body: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
     loopback::recorder(status, body)
-}
-
-/// Percent-encodes `text` for a URL query.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
-
-/// A real Prometheus on a free loopback port with temporary storage,
-/// killed on drop.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    /// Starts Prometheus scraping `target` every second (nothing when
-    /// none) and waits until it is ready.
-    fn start(target: Option<&str>) -> Prometheus {
-        match Command::new("prometheus").arg("--version").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => panic!("`prometheus --version` failed ({}): {}\n{INSTALL_HINT}", out.status, stderr(&out)),
-            Err(e) => panic!("cannot run prometheus ({e}): it is not installed\n{INSTALL_HINT}"),
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let scrape = match target {
-            Some(t) => format!("  - job_name: demo\n    static_configs:\n      - targets: [\"{t}\"]\n"),
-            None => String::new(),
-        };
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{}",
-            if scrape.is_empty() { "  []\n".to_string() } else { scrape }
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start prometheus ({e})\n{INSTALL_HINT}"));
-        let mut prometheus = Prometheus { child, addr, dir };
-        prometheus.wait_for("Prometheus to be ready", |p| p.get("/-/ready").is_some_and(|(status, _)| status == 200));
-        prometheus
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// `GET path` on Prometheus: status and body, none when it does not answer.
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = TcpStream::connect(&self.addr).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nhost: {}\r\n\r\n", self.addr).ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        let status = text.split(' ').nth(1)?.parse().ok()?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        Some((status, body))
-    }
-
-    /// Prometheus's own JSON answer to the instant query `query`.
-    fn query(&self, query: &str) -> Value {
-        let (_, body) = self.get(&format!("/api/v1/query?query={}", encode(query))).expect("Prometheus answers");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("Prometheus answered {body:?}: {e}"))
-    }
-
-    /// Polls `done` until it holds, failing with Prometheus's log after [`PATIENCE`].
-    fn wait_for(&mut self, what: &str, done: impl Fn(&Prometheus) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prometheus exited ({status}) while waiting for {what}; its log:\n{}", self.log());
-            }
-            if start.elapsed() > PATIENCE {
-                panic!("timed out after {PATIENCE:?} waiting for {what}; Prometheus's log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Prometheus scraping [`metrics_target`], once it holds at least four

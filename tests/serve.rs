@@ -318,6 +318,47 @@ steps:
 }
 
 #[tokio::test]
+async fn an_alert_triggers_params_are_rendered_from_the_alerts_labels() {
+    let mut s = Server::new();
+    s.runbook(
+        "by-instance",
+        r#"
+name: by-instance
+params:
+  target: {type: string, required: true}
+  tries: {type: number, default: 1}
+triggers:
+  - alert: {match: {alertname: HostDown}}
+    params:
+      target: "http://{{ alert.labels.instance }}:9100/{{ alert.annotations.summary | replace(' ', '-') }}"
+      tries: 3
+  - alert: {match: {alertname: NoSuchLabel}}
+    params:
+      target: "{{ alert.labels.missing }}"
+steps:
+  - id: look
+    plugin: echo
+    with: {output: "${{ params.target + ' x' + string(params.tries) }}"}
+"#,
+    );
+    s.start();
+    let (status, body) = s
+        .call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "HostDown", "critical")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["started"][0]["run_id"].as_str().unwrap().to_string();
+    let run = s.wait_final(&id).await;
+    assert_eq!(run["steps"][0]["output"], "http://web-1:9100/web-1-is-down x3");
+    // A label the alert lacks: the alert is recorded, no run starts.
+    let (status, body) = s
+        .call("POST", "/v1/alerts/alertmanager", Some(TRIGGER), Some(&alert_payload("firing", "NoSuchLabel", "low")))
+        .await;
+    assert_eq!((status, &body["started"]), (StatusCode::OK, &json!([])), "{body}");
+    let (_, rb) = s.call("GET", "/v1/runbooks/by-instance", Some(READER), None).await;
+    assert_eq!(rb["triggers"][0]["params"]["tries"], 3, "{rb}");
+}
+
+#[tokio::test]
 async fn run_events_stream_live_progress_until_the_end() {
     let mut s = Server::new();
     s.runbook(

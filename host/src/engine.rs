@@ -650,9 +650,15 @@ impl Engine {
                 return Ok(());
             }
             if i < r.max_iterations
-                && let Some(pause) = r.interval
+                && let Some(pause) = &r.interval
             {
-                self.clock.sleep(pause).await;
+                match pause.resolve(&st.scope) {
+                    Ok(d) => self.clock.sleep(d).await,
+                    Err(e) => {
+                        st.scope.iteration = 0;
+                        return Err(Stop(format!("repeat {:?}: interval: {e}", r.id)));
+                    }
+                }
             }
         }
         st.scope.iteration = 0;
@@ -715,6 +721,13 @@ impl Engine {
                     return Ok(None);
                 }
                 Err(e) => return self.fail_before_running(st, step, "when-error", format!("when: {e}")).await,
+            }
+        }
+
+        if let Some(delay) = &step.delay {
+            match delay.resolve(&st.scope) {
+                Ok(d) => self.clock.sleep(d).await,
+                Err(e) => return self.fail_before_running(st, step, "template-error", format!("delay: {e}")).await,
             }
         }
 

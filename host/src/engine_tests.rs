@@ -587,5 +587,52 @@ fn a_file_clock_reads_the_file_and_keeps_the_last_good_time() {
     );
 }
 
+#[tokio::test]
+async fn a_loop_interval_and_a_step_delay_may_come_from_params() {
+    let script = Script::new(|_, c| Ok(ok(json!({"iteration": c.ctx.iteration}))));
+    let s = setup(script).await;
+    let rb = runbook(
+        r#"
+name: settle
+params:
+  interval: {type: string, default: "10m"}
+  settle: {type: number, default: 5}
+steps:
+  - repeat:
+      until: "false"
+      max_iterations: 2
+      interval: ${{ params.interval }}
+      steps:
+        - id: act
+          plugin: fake
+        - id: verify
+          plugin: fake
+          delay: "${{ params.settle }}"
+"#,
+    );
+    let out = run(&s, &rb, json!({"interval": "2s"})).await;
+    assert_eq!(out.status, RunStatus::Succeeded, "{:?}", out.error);
+    // verify waits 5 s in each iteration; the loop pauses 2 s between them.
+    let sleeps = s.clock.sleeps.lock().unwrap().clone();
+    assert_eq!(sleeps, [5, 2, 5].map(Duration::from_secs));
+}
+
+#[tokio::test]
+async fn a_pause_that_is_not_a_duration_fails_the_step_naming_what_it_gave() {
+    let s = setup(Script::new(|_, _| Ok(ok(json!({}))))).await;
+    let rb = runbook(
+        "name: p\nparams:\n  settle: {type: string, default: \"soon\"}\nsteps:\n  - id: verify\n    plugin: fake\n    delay: ${{ params.settle }}\n",
+    );
+    let out = run(&s, &rb, json!({})).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    let attempts = s.store.attempts(&out.run_id).await.unwrap();
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some(
+            "delay: `${{ params.settle }}` gave string \"soon\": duration \"soon\" does not start with a number; expected e.g. \"5s\""
+        )
+    );
+}
+
 #[path = "engine_compare_tests.rs"]
 mod compare;

@@ -11,6 +11,7 @@
 
 use super::{ApiError, AppState, CanTrigger, body, parse_body};
 use crate::engine::TriggerInfo;
+use crate::runbook::Trigger;
 use crate::serve::{Service, TriggerError};
 use crate::store::AlertRow;
 use axum::Json;
@@ -132,17 +133,23 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
             rerender_reports(&service, &fp, &alert.starts_at).await?;
             continue;
         }
+        let alert_param = json!({"status": alert.status, "labels": alert.labels, "annotations": alert.annotations,
+                                 "starts_at": alert.starts_at, "fingerprint": fp});
         for rb in service.runbooks() {
-            if !rb.triggers.iter().any(|t| t.matches_alert(&alert.labels)) {
+            let Some(Trigger::Alert(trigger)) = rb.triggers.iter().find(|t| t.matches_alert(&alert.labels)) else {
                 continue;
-            }
-            let mut params = Map::new();
+            };
+            // A template that cannot be rendered for this alert (a label it
+            // lacks) skips this runbook; the alert stays recorded.
+            let mut params = match trigger.params(&alert_param) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(runbook = %rb.name, fingerprint = %fp, "alert not run: {e}");
+                    continue;
+                }
+            };
             if rb.params.iter().any(|p| p.name == "alert") {
-                params.insert(
-                    "alert".into(),
-                    json!({"status": alert.status, "labels": alert.labels, "annotations": alert.annotations,
-                           "starts_at": alert.starts_at, "fingerprint": fp}),
-                );
+                params.insert("alert".into(), alert_param.clone());
             }
             let name = alert.labels.get("alertname").and_then(Value::as_str).unwrap_or("?");
             let trigger = TriggerInfo {

@@ -272,9 +272,17 @@ async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError
                 "next_fire_at": stored.next().flatten(),
             }),
             Trigger::Http => json!({"http": true}),
-            Trigger::Alert { exact, regex } => {
-                let re: Map<String, Value> = regex.iter().map(|(k, r)| (k.clone(), json!(r.as_str()))).collect();
-                json!({"alert": {"match": exact, "match_re": re}})
+            Trigger::Alert(a) => {
+                let re: Map<String, Value> = a.regex.iter().map(|(k, r)| (k.clone(), json!(r.as_str()))).collect();
+                let params: Map<String, Value> = a
+                    .params
+                    .iter()
+                    .map(|(k, p)| match p {
+                        crate::runbook::AlertParam::Literal(v) => (k.clone(), v.clone()),
+                        crate::runbook::AlertParam::Template(t) => (k.clone(), json!(t.source)),
+                    })
+                    .collect();
+                json!({"alert": {"match": a.exact, "match_re": re}, "params": params})
             }
         })
         .collect();

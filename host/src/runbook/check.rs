@@ -9,8 +9,8 @@ use super::expr::{self, Expr, Text, Tmpl};
 use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
-    Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Repeat, ReportKind, RetryPolicy, Rule,
-    Runbook, Step, Trigger, WebhookUrl,
+    AlertParam, AlertTrigger, Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Pause, Repeat,
+    ReportKind, RetryPolicy, Rule, Runbook, Step, Trigger, WebhookUrl,
 };
 use crate::runtime::PluginInfo;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
@@ -141,6 +141,20 @@ impl Checker<'_> {
                 self.error(d.pos, format!("{what}: {e}"));
                 None
             }
+        }
+    }
+
+    /// A pause: a duration, or `${{ CEL }}` (the whole value) evaluated when
+    /// the pause starts.
+    fn pause(&mut self, what: &str, d: &Option<At<String>>) -> Option<Pause> {
+        let src = d.as_ref()?;
+        let inner = src.value.trim().strip_prefix("${{").and_then(|rest| rest.strip_suffix("}}"));
+        match inner {
+            Some(code) => {
+                let code = At { pos: src.pos, value: code.trim().to_string() };
+                self.cel(what, &code).map(Pause::Expr)
+            }
+            None => self.duration(what, d).map(Pause::Fixed),
         }
     }
 
@@ -559,7 +573,7 @@ impl Checker<'_> {
                 format!("{what}: max_iterations {} is out of range; expected 1 to 10000", r.max_iterations.value),
             );
         }
-        let interval = self.duration(&format!("{what}: interval"), &r.interval);
+        let interval = self.pause(&format!("{what}: interval"), &r.interval);
         let fail_when_exhausted = match &r.on_exhausted {
             None => false,
             Some(v) if v.value == "continue" => false,
@@ -711,6 +725,7 @@ impl Checker<'_> {
         };
 
         let compare = self.compare(&what, &spec.compare);
+        let delay = self.pause(&format!("{what}: delay"), &spec.delay);
 
         if let Some(info) = &info {
             self.check_config(&what, &spec, info, &config);
@@ -732,6 +747,7 @@ impl Checker<'_> {
             approval,
             idempotent: spec.idempotent,
             compare,
+            delay,
         })
     }
 
@@ -865,9 +881,9 @@ impl Checker<'_> {
                     || v.missed.is_some()
                     || v.missed_window.is_some()
                     || v.jitter.is_some()
-                    || v.params.is_some())
+                    || (v.params.is_some() && v.alert.is_none()))
             {
-                self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger"));
+                self.error(t.pos, format!("{what}: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger (params also to an alert trigger)"));
             }
             if let Some(cron) = &v.cron {
                 let line = match crate::cron::Line::parse(&cron.value) {
@@ -951,8 +967,49 @@ impl Checker<'_> {
                         format!("{what}: an alert trigger needs at least one label in `match` or `match_re`"),
                     );
                 }
-                out.push(Trigger::Alert { exact: alert.exact.clone(), regex: regexes });
+                let params = self.alert_params(&what, v.params.as_ref());
+                out.push(Trigger::Alert(AlertTrigger { exact: alert.exact.clone(), regex: regexes, params }));
             }
+        }
+        out
+    }
+
+    /// The params of an alert trigger: known params, strings checked as
+    /// templates that read only `alert`.
+    fn alert_params(&mut self, what: &str, params: Option<&At<Value>>) -> Vec<(String, AlertParam)> {
+        let Some(p) = params else { return Vec::new() };
+        let Value::Object(map) = &p.value else {
+            self.error(p.pos, format!("{what}: params must be a mapping"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, value) in map {
+            if !self.params.contains(name) {
+                let hint = yaml::did_you_mean(name, self.params.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                self.error(p.pos, format!("{what}: params: {name:?} is not a param of the runbook{hint}"));
+                continue;
+            }
+            let param = match value {
+                Value::String(text) => match Text::compile(text) {
+                    Ok((t, names)) => {
+                        for n in names.iter().filter(|n| n.split('.').next() != Some("alert")) {
+                            self.error(
+                                p.pos,
+                                format!("{what}: params.{name}: unknown variable {n:?}; an alert trigger's params can use `alert` ({{{{ alert.labels.instance }}}}, alert.annotations, alert.status, alert.starts_at, alert.fingerprint)"),
+                            );
+                        }
+                        AlertParam::Template(t)
+                    }
+                    Err(e) => {
+                        self.error(p.pos, format!("{what}: params.{name}: {e}"));
+                        continue;
+                    }
+                },
+                other => AlertParam::Literal(other.clone()),
+            };
+            out.push((name.clone(), param));
         }
         out
     }

@@ -518,8 +518,13 @@ impl Text {
 
     /// Renders against a scope.
     pub fn render(&self, scope: &Scope) -> Result<String, String> {
+        self.render_json(&scope.to_json())
+    }
+
+    /// Renders against any JSON object, e.g. `{"alert": {...}}`.
+    pub fn render_json(&self, context: &Value) -> Result<String, String> {
         JINJA
-            .render_str(&self.source, minijinja::value::Serde(scope.to_json()))
+            .render_str(&self.source, minijinja::value::Serde(context))
             .map_err(|e| format!("template {:?}: {}", self.source, e.detail().unwrap_or(&e.to_string())))
     }
 }

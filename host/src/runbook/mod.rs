@@ -103,14 +103,54 @@ pub enum Trigger {
     /// `POST /v1/runbooks/{name}/runs`.
     Http,
     /// Alertmanager alerts whose labels match.
-    Alert { exact: BTreeMap<String, String>, regex: Vec<(String, regex::Regex)> },
+    Alert(AlertTrigger),
+}
+
+/// An alert trigger: which alerts start the runbook, and the params their
+/// runs get.
+#[derive(Debug, Clone)]
+pub struct AlertTrigger {
+    /// Labels that must equal a value.
+    pub exact: BTreeMap<String, String>,
+    /// Labels that must fully match a regular expression.
+    pub regex: Vec<(String, regex::Regex)>,
+    /// Params of the runs it starts: each string a template over `alert`
+    /// (`{{ alert.labels.instance }}`), other values as written.
+    pub params: Vec<(String, AlertParam)>,
+}
+
+/// One param of an alert trigger's runs.
+#[derive(Debug, Clone)]
+pub enum AlertParam {
+    Literal(Value),
+    Template(Text),
+}
+
+impl AlertTrigger {
+    /// The params of a run this trigger starts for `alert` (the object
+    /// the runbook's `alert` param receives). `Err` names the param and
+    /// says what went wrong rendering it.
+    pub fn params(&self, alert: &Value) -> Result<serde_json::Map<String, Value>, String> {
+        let context = serde_json::json!({ "alert": alert });
+        let mut out = serde_json::Map::new();
+        for (name, p) in &self.params {
+            let value = match p {
+                AlertParam::Literal(v) => v.clone(),
+                AlertParam::Template(t) => {
+                    Value::String(t.render_json(&context).map_err(|e| format!("alert trigger param {name:?}: {e}"))?)
+                }
+            };
+            out.insert(name.clone(), value);
+        }
+        Ok(out)
+    }
 }
 
 impl Trigger {
     /// Whether an alert with these labels matches this (alert) trigger:
     /// every `match` label equal, every `match_re` label fully matching.
     pub fn matches_alert(&self, labels: &serde_json::Map<String, Value>) -> bool {
-        let Trigger::Alert { exact, regex } = self else { return false };
+        let Trigger::Alert(AlertTrigger { exact, regex, .. }) = self else { return false };
         let label = |k: &str| labels.get(k).and_then(Value::as_str);
         exact.iter().all(|(k, v)| label(k) == Some(v.as_str()))
             && regex.iter().all(|(k, re)| label(k).is_some_and(|v| re.is_match(v)))
@@ -174,7 +214,7 @@ pub struct Repeat {
     pub until: Expr,
     pub max_iterations: u32,
     /// Pause between iterations. By default none.
-    pub interval: Option<Duration>,
+    pub interval: Option<Pause>,
     /// Fail the run when the iterations run out. By default false: go on.
     pub fail_when_exhausted: bool,
     pub steps: Vec<Step>,
@@ -196,6 +236,40 @@ pub struct Step {
     pub idempotent: bool,
     /// Metric names recorded before and after the step (`compare`). By default none.
     pub compare: Vec<String>,
+    /// Wait before running (after `when` holds), e.g. to let an action
+    /// settle before re-measuring. By default none.
+    pub delay: Option<Pause>,
+}
+
+/// A pause written in a runbook: a fixed duration (`30s`), or `${{ CEL }}`
+/// evaluated when the pause starts, e.g. `${{ params.interval }}`, which
+/// must give a duration text or a number of seconds.
+#[derive(Debug, Clone)]
+pub enum Pause {
+    Fixed(Duration),
+    Expr(Expr),
+}
+
+impl Pause {
+    /// How long to pause in `scope`. `Err` names the expression, quotes
+    /// what it gave and says what was expected.
+    pub fn resolve(&self, scope: &expr::Scope) -> Result<Duration, String> {
+        let e = match self {
+            Pause::Fixed(d) => return Ok(*d),
+            Pause::Expr(e) => e,
+        };
+        let value = e.eval(scope)?;
+        let bad = |why: String| format!("`${{{{ {} }}}}` gave {}: {why}", e.source, expr::describe(&value));
+        let d = match &value {
+            Value::String(s) => crate::units::parse_duration(s).map_err(bad)?,
+            Value::Number(n) => match n.as_f64() {
+                Some(secs) if secs.is_finite() && (0.0..=1e9).contains(&secs) => Duration::from_secs_f64(secs),
+                _ => return Err(bad("expected a number of seconds from 0 to 1e9".into())),
+            },
+            _ => return Err(bad("expected a duration such as \"30s\" or a number of seconds".into())),
+        };
+        Ok(d)
+    }
 }
 
 /// How a step is retried.
@@ -505,5 +579,23 @@ mod tests {
         assert_eq!(j.delay_for(2, 1.0), Duration::from_secs(2));
         // Huge attempt numbers saturate instead of overflowing.
         assert_eq!(j.base_delay(10_000), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn alert_trigger_params_name_runbook_params_and_read_only_the_alert() {
+        let catalog = Catalog { plugins: BTreeMap::from([("echo".to_string(), None)]) };
+        let yaml = "name: a\nparams:\n  url: {type: string}\ntriggers:\n  - alert: {match: {alertname: X}}\n    params:\n      url: \"{{ params.url }}\"\n      urll: x\n  - http: true\n    params: {url: y}\nsteps:\n  - id: s\n    plugin: echo\n";
+        let errors: Vec<String> = match check::check(Path::new("a.yaml"), yaml, &catalog) {
+            Ok(_) => panic!("should not check"),
+            Err(diags) => diags.iter().map(|d| format!("{}: {}", d.pos, d.message)).collect(),
+        };
+        assert_eq!(
+            errors,
+            [
+                "7:7: triggers[0]: params.url: unknown variable \"params.url\"; an alert trigger's params can use `alert` ({{ alert.labels.instance }}, alert.annotations, alert.status, alert.starts_at, alert.fingerprint)",
+                "7:7: triggers[0]: params: \"urll\" is not a param of the runbook (did you mean \"url\"?)",
+                "9:5: triggers[1]: timezone, params, overlap, missed, missed_window and jitter only apply to a cron trigger (params also to an alert trigger)",
+            ]
+        );
     }
 }

@@ -198,7 +198,7 @@ pub struct RepeatSpec {
     pub until: At<String>,
     /// Most iterations, e.g. `5`.
     pub max_iterations: At<u32>,
-    /// Pause between iterations, e.g. `10m`. By default none.
+    /// Pause between iterations, e.g. `10m` or `${{ params.interval }}`. By default none.
     #[serde(default)]
     pub interval: Option<At<String>>,
     /// When `max_iterations` pass without `until` holding: `continue` (the
@@ -255,6 +255,10 @@ pub struct StepSpec {
     /// before it runs, and the first measured after it succeeds. By default none.
     #[serde(default)]
     pub compare: Option<At<Vec<At<String>>>>,
+    /// Wait this long before running, once `when` holds, e.g. `30s` or
+    /// `${{ params.settle }}` (let an action settle before re-measuring). By default none.
+    #[serde(default)]
+    pub delay: Option<At<String>>,
 }
 
 /// How a step is retried.

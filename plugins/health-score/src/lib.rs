@@ -39,6 +39,11 @@ const MAX_SCORE: u32 = 10;
 /// under the critical line of 4.
 const DOWN_MAX_SCORE: f64 = 3.0;
 
+/// At or over this service error rate (in percent) the service is failing
+/// and the score is held at `down_max_score` or under, as for a down
+/// target: by default 20 % of requests.
+const FAILING_ERROR_RATE_PERCENT: f64 = 20.0;
+
 /// A change of less than this many points from earlier runs is steady: by
 /// default half a point.
 const STEADY_POINTS: f64 = 0.5;
@@ -57,10 +62,17 @@ struct Config {
     /// Earlier scores, oldest first: a list of numbers, or this step's
     /// `history` object (its `health_score` list is read). By default none.
     history: Option<Value>,
+    /// Earlier scores of this step in this run, oldest first: a list of
+    /// numbers, or `${{ measured.<id> }}` (its `health_score` list is read).
+    /// Gives `consecutive_healthy`. By default none.
+    recent: Option<Value>,
     /// Highest score while any probed target is down (default 3).
     down_max_score: f64,
     /// Service error rate levels, in percent (default warn 1, bad 5).
     error_rate_percent: Bounds,
+    /// Service error rate, in percent, at or over which the score is held
+    /// at `down_max_score` (default 20).
+    failing_error_rate_percent: f64,
     /// Service p95 latency levels, in ms (default warn 500, bad 2000).
     p95_latency_ms: Bounds,
     /// Cache hit rate levels, in percent; lower is worse (default warn 70, bad 50).
@@ -96,8 +108,10 @@ impl Default for Config {
             system: None,
             service: None,
             history: None,
+            recent: None,
             down_max_score: DOWN_MAX_SCORE,
             error_rate_percent: Bounds { warn: 1.0, bad: 5.0 },
+            failing_error_rate_percent: FAILING_ERROR_RATE_PERCENT,
             p95_latency_ms: Bounds { warn: 500.0, bad: 2000.0 },
             cache_hit_percent: Bounds { warn: 70.0, bad: 50.0 },
             down_target_points: 3.0,
@@ -230,6 +244,9 @@ struct Score {
     /// Against earlier runs, when `history` was given and not empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     trend: Option<Trend>,
+    /// How many measurements in a row, this one and the latest of
+    /// `recent`, are healthy: 0 when this one is not.
+    consecutive_healthy: u32,
 }
 
 /// The score against earlier runs' scores.
@@ -293,6 +310,7 @@ fn check_config(w: &Config) -> Result<(), String> {
         ("load_per_cpu", w.load_per_cpu),
         ("load_points", w.load_points),
         ("down_max_score", w.down_max_score),
+        ("failing_error_rate_percent", w.failing_error_rate_percent),
     ] {
         if value < 0.0 {
             return Err(format!("field `{field}`: expected a non-negative number, found {value}"));
@@ -329,9 +347,9 @@ fn check_config(w: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// The earlier scores in `history`: a list of numbers, or an object whose
-/// `health_score` key is one (absent: none yet).
-fn earlier_scores(history: &Value) -> Result<Vec<f64>, String> {
+/// The earlier scores in `field` (`history` or `recent`): a list of
+/// numbers, or an object whose `health_score` key is one (absent: none yet).
+fn earlier_scores(field: &str, history: &Value) -> Result<Vec<f64>, String> {
     let list = match history {
         Value::Object(m) => match m.get("health_score") {
             None => return Ok(Vec::new()),
@@ -339,13 +357,16 @@ fn earlier_scores(history: &Value) -> Result<Vec<f64>, String> {
         },
         other => other,
     };
-    let expected = "expected a list of earlier scores or a step's history object `{health_score: [...]}`";
+    let expected = match field {
+        "history" => "expected a list of earlier scores or a step's history object `{health_score: [...]}`",
+        _ => "expected a list of earlier scores or a step's measured object `{health_score: [...]}`",
+    };
     let Value::Array(items) = list else {
-        return Err(format!("field `history`: {expected}, found {list}"));
+        return Err(format!("field `{field}`: {expected}, found {list}"));
     };
     items
         .iter()
-        .map(|v| v.as_f64().ok_or_else(|| format!("field `history`: {expected}, found {v} in the list")))
+        .map(|v| v.as_f64().ok_or_else(|| format!("field `{field}`: {expected}, found {v} in the list")))
         .collect()
 }
 
@@ -409,8 +430,9 @@ fn parse_input_value(value: Value) -> Result<InputData, StepError> {
 }
 
 /// Scores `data` with `weights` (whose own data fields are not read),
-/// against `earlier` scores. Pure.
-fn score(data: &Data, weights: &Config, earlier: &[f64]) -> Score {
+/// against `earlier` scores of earlier runs and `recent` ones of this run.
+/// Pure.
+fn score(data: &Data, weights: &Config, earlier: &[f64], recent: &[f64]) -> Score {
     let mut deductions = Vec::new();
     let mut down = 0;
     if let Some(probes) = &data.probes {
@@ -426,18 +448,36 @@ fn score(data: &Data, weights: &Config, earlier: &[f64]) -> Score {
     deductions.retain(|d| d.points > 0.0);
     let mut lost: f64 = deductions.iter().map(|d| d.points).sum();
     let held = round(f64::from(MAX_SCORE) - lost - weights.down_max_score, 2);
-    if down > 0 && held > 0.0 {
-        let targets = if down == 1 { "a probed target is" } else { "probed targets are" };
+    let failing = data
+        .service
+        .as_ref()
+        .and_then(|s| s.error_rate_percent)
+        .filter(|rate| *rate >= weights.failing_error_rate_percent);
+    let why_held = match (down, failing) {
+        (0, None) => None,
+        (0, Some(rate)) => Some(format!(
+            "service error rate {rate:.2}% is at or over {}%: the service is failing",
+            weights.failing_error_rate_percent
+        )),
+        (1, _) => Some("a probed target is down".to_string()),
+        _ => Some("probed targets are down".to_string()),
+    };
+    if let Some(why) = why_held
+        && held > 0.0
+    {
         lost += held;
-        deductions.push(Deduction {
-            points: held,
-            reason: format!("{targets} down: the score is held at {} or under", weights.down_max_score),
-        });
+        deductions
+            .push(Deduction { points: held, reason: format!("{why}: the score is held at {} or under", weights.down_max_score) });
     }
     // Stable: equal deductions keep the order they were found in.
     deductions.sort_by(|a, b| b.points.total_cmp(&a.points));
     let score = round((f64::from(MAX_SCORE) - lost).max(0.0), 2);
-    Score { score, max: MAX_SCORE, healthy: score >= weights.healthy_score, deductions, trend: trend(score, earlier) }
+    let healthy = score >= weights.healthy_score;
+    let consecutive_healthy = match healthy {
+        false => 0,
+        true => 1 + recent.iter().rev().take_while(|s| **s >= weights.healthy_score).count() as u32,
+    };
+    Score { score, max: MAX_SCORE, healthy, deductions, trend: trend(score, earlier), consecutive_healthy }
 }
 
 /// Deductions for the service's signals past their levels.
@@ -584,10 +624,14 @@ impl Guest for HealthScore {
         let mut weights = parse(&config)?;
         let data = data(&mut weights, &input)?;
         let earlier = match &weights.history {
-            Some(h) => earlier_scores(h).map_err(invalid_config)?,
+            Some(h) => earlier_scores("history", h).map_err(invalid_config)?,
             None => Vec::new(),
         };
-        let result = score(&data, &weights, &earlier);
+        let recent = match &weights.recent {
+            Some(r) => earlier_scores("recent", r).map_err(invalid_config)?,
+            None => Vec::new(),
+        };
+        let result = score(&data, &weights, &earlier, &recent);
         let metrics = vec![metric("health_score", result.score, &[])];
         let mut findings = Vec::new();
         if !result.healthy {
@@ -688,11 +732,21 @@ fn config_schema() -> Value {
                 "type": ["array", "object"],
                 "description": "Earlier scores, oldest first, or this step's `history` object (`${{ history.<step id> }}`): adds `trend` to the output.",
             },
+            "recent": {
+                "type": ["array", "object"],
+                "description": "Earlier scores of this step in this run, oldest first, or its `measured` object (`${{ measured.<step id> }}`): gives `consecutive_healthy`.",
+            },
             "down_max_score": {
                 "type": "number",
                 "minimum": 0,
                 "default": 3,
-                "description": "Highest score while any probed target is down.",
+                "description": "Highest score while any probed target is down or the service is failing.",
+            },
+            "failing_error_rate_percent": {
+                "type": "number",
+                "minimum": 0,
+                "default": FAILING_ERROR_RATE_PERCENT,
+                "description": "Service error rate, in percent, at or over which the service is failing: the score is held at `down_max_score` or under.",
             },
             "error_rate_percent": bounds("Service error rate, in percent", 1.0, 5.0),
             "p95_latency_ms": bounds("Service p95 latency, in ms", 500.0, 2000.0),
@@ -774,6 +828,7 @@ mod tests {
             healthy: v["healthy"].as_bool().expect("healthy"),
             deductions: deductions.collect(),
             trend: None,
+            consecutive_healthy: u32::try_from(v["consecutive_healthy"].as_u64().expect("count")).expect("small"),
         })
     }
 
@@ -933,6 +988,49 @@ mod tests {
         let e = run(json!({}), r#"{"system": {"cpu": 1}}"#).unwrap_err();
         assert!(
             matches!(&e, StepError::InvalidConfig(m) if m.starts_with("input field `system.cpu`: expected an object")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_failing_a_fifth_of_its_requests_is_held_under_4_like_a_down_one() {
+        let s = run(json!({"service": {"error_rate_percent": 30.0}}), "").unwrap();
+        assert_eq!(s.score, 3.0);
+        assert_eq!(
+            s.deductions,
+            [
+                Deduction {
+                    points: 5.0,
+                    reason: "service error rate 30.00% is at or over 20%: the service is failing: the score is held at 3 or under"
+                        .into()
+                },
+                Deduction { points: 2.0, reason: "service error rate 30.00% is at or over 5%".into() },
+            ]
+        );
+        // Under the failing level only the bad level costs points.
+        let s = run(json!({"service": {"error_rate_percent": 19.9}}), "").unwrap();
+        assert_eq!(s.score, 8.0);
+        let s = run(json!({"service": {"error_rate_percent": 12.0}, "failing_error_rate_percent": 10}), "").unwrap();
+        assert_eq!(s.score, 3.0);
+    }
+
+    #[test]
+    fn consecutive_healthy_counts_this_measurement_and_the_healthy_ones_just_before_it() {
+        let healthy = json!({"service": {"error_rate_percent": 0.0}});
+        let with = |recent: Value| {
+            let mut config = healthy.clone();
+            config["recent"] = recent;
+            run(config, "").unwrap().consecutive_healthy
+        };
+        assert_eq!(run(healthy.clone(), "").unwrap().consecutive_healthy, 1);
+        assert_eq!(with(json!([3.0, 9.0, 8.0])), 3);
+        assert_eq!(with(json!({"health_score": [9.0, 3.0, 10.0]})), 2);
+        assert_eq!(with(json!({})), 1);
+        let down = json!({"service": {"error_rate_percent": 50.0}, "recent": [9.0, 9.0]});
+        assert_eq!(run(down, "").unwrap().consecutive_healthy, 0);
+        let e = run(json!({"service": {}, "recent": "x"}), "").unwrap_err();
+        assert!(
+            matches!(&e, StepError::InvalidConfig(m) if m == "field `recent`: expected a list of earlier scores or a step's measured object `{health_score: [...]}`, found \"x\""),
             "{e:?}"
         );
     }
