@@ -501,6 +501,7 @@ async fn the_openapi_document_lists_every_endpoint() {
         ("/v1/runs", "get"),
         ("/v1/runs/{id}", "get"),
         ("/v1/runs/{id}/events", "get"),
+        ("/v1/runs/{id}/report", "get"),
         ("/v1/runs/{id}/cancel", "post"),
         ("/v1/runs/{id}/approve", "post"),
         ("/v1/runs/{id}/reject", "post"),

@@ -21,11 +21,12 @@
 use crate::notifier::{AUTO_RESOLVER, Notifier};
 use crate::notify::Notification;
 use crate::redact::Redactor;
+use crate::runbook::ReportKind;
 use crate::runbook::expr::Scope;
 use crate::runbook::view::{StepStatus, step_view};
 use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step};
 use crate::runtime::caps::secrets::SecretSource;
-use crate::runtime::record::{ErrorKind, Finding, Outcome, Severity, StepRecord, TrapKind};
+use crate::runtime::record::{ErrorKind, Finding, LogLevel, LogLine, Metric, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
 use crate::store::{AttemptEnd, AttemptStart, NewEscalation, NewRun, RunStatus, Store};
 use serde::Serialize;
@@ -292,6 +293,8 @@ struct RunState {
     /// Hides every secret a step of the runbook is granted and every
     /// webhook URL kept in a secret, from all the run records and sends.
     redactor: Redactor,
+    /// What the run measured so far (`measured`, and `compare`'s before/after).
+    measured: Measured,
 }
 
 impl Engine {
@@ -434,15 +437,18 @@ impl Engine {
     ) -> anyhow::Result<RunOutcome> {
         let run_id = run.id.clone();
         let finish = |status: RunStatus, error: Option<String>| {
-            let (store, run_id) = (self.store.clone(), run_id.clone());
+            let (run_id, report) = (run_id.clone(), rb.report);
             async move {
                 // Only a run stopped from outside can leave an attempt open.
                 if matches!(status, RunStatus::Cancelled | RunStatus::TimedOut) {
-                    store.close_open_attempts(&run_id, status).await?;
+                    self.store.close_open_attempts(&run_id, status).await?;
                 }
-                // A run finished meanwhile from outside (cancelled, ...) keeps that status.
-                let (status, error) = store.finish_run(&run_id, status, error.as_deref()).await?;
-                anyhow::Ok(RunOutcome { run_id, status, error })
+                let Some(kind) = report else {
+                    // A run finished meanwhile from outside (cancelled, ...) keeps that status.
+                    let (status, error) = self.store.finish_run(&run_id, status, error.as_deref()).await?;
+                    return anyhow::Ok(RunOutcome { run_id, status, error });
+                };
+                self.finish_with_report(&run_id, status, error, kind).await
             }
         };
         // Wait for a slot.
@@ -470,6 +476,7 @@ impl Engine {
         }
         self.emit(Event::RunStarted { run_id: run_id.clone(), runbook: rb.name.clone() });
 
+        let measured = Measured::new(&rb);
         let mut state = RunState {
             runbook: rb.clone(),
             run_id: run_id.clone(),
@@ -485,7 +492,9 @@ impl Engine {
                         false => Default::default(),
                     },
                 ),
+                measured: measured.to_json(),
             },
+            measured,
             escalated: HashSet::new(),
             auto_resolve: Vec::new(),
             redactor: self.run_redactor(&rb),
@@ -535,6 +544,51 @@ impl Engine {
         finish(status, error).await
     }
 
+    /// Ends a run whose runbook asks for a report: the report, rendered for
+    /// the final status, is stored in the same write as the status, so
+    /// whoever sees the run finished finds its report. A run finished
+    /// meanwhile from outside keeps that status, and its report is
+    /// rendered again for it.
+    async fn finish_with_report(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: Option<String>,
+        kind: ReportKind,
+    ) -> anyhow::Result<RunOutcome> {
+        let finished_at = crate::store::now_ms();
+        let rendered = async {
+            let mut record = self.store.run_record(run_id).await?.ok_or_else(|| anyhow::anyhow!("run not found"))?;
+            (record.run.status, record.run.error, record.run.finished_at) = (status, error.clone(), Some(finished_at));
+            anyhow::Ok(render_report(kind, &record))
+        };
+        let markdown = rendered.await.unwrap_or_else(|e| {
+            tracing::error!(run_id, "the {kind} report could not be rendered: {e:#}");
+            String::new()
+        });
+        let report = (!markdown.is_empty()).then_some((kind.as_str(), markdown.as_str()));
+        let (status, error, stored) =
+            self.store.finish_run_reported(run_id, status, error.as_deref(), finished_at, report).await?;
+        if !stored {
+            self.write_report(run_id, kind).await;
+        }
+        Ok(RunOutcome { run_id: run_id.to_string(), status, error })
+    }
+
+    /// Renders the report of a finished run from its record and stores it
+    /// (again, when it changed: an alert resolved after the run ended). A
+    /// failure is logged; it never changes the run.
+    pub async fn write_report(&self, run_id: &str, kind: ReportKind) {
+        let written = async {
+            let record = self.store.run_record(run_id).await?.ok_or_else(|| anyhow::anyhow!("run not found"))?;
+            let markdown = render_report(kind, &record);
+            self.store.save_report(run_id, kind.as_str(), &markdown).await
+        };
+        if let Err(e) = written.await {
+            tracing::error!(run_id, "the {kind} report could not be written: {e:#}");
+        }
+    }
+
     async fn body(&self, st: &mut RunState) -> Result<(), Stop> {
         let rb = st.runbook.clone();
         let mut restoring = !st.restore.is_empty();
@@ -568,7 +622,20 @@ impl Engine {
         };
         let value = step_view(status, a.output.as_ref(), &a.metrics, &a.findings, a.error.as_deref());
         set_step(&mut st.scope, &step.id, value);
+        // Comparisons waiting for an "after" are not carried over a crash.
+        let metrics = a.metrics.clone();
+        self.note_measured(st, &step.id, &metrics);
         true
+    }
+
+    /// Adds what one attempt of a step measured to `measured`; returns the
+    /// before/after comparisons it completes, `(id, after)`.
+    fn note_measured(&self, st: &mut RunState, step_id: &str, metrics: &[Metric]) -> Vec<(i64, f64)> {
+        let completed = st.measured.record(step_id, metrics);
+        if let Value::Object(steps) = &mut st.scope.measured {
+            steps.insert(step_id.to_string(), st.measured.step_json(step_id));
+        }
+        completed
     }
 
     async fn repeat(&self, st: &mut RunState, r: &Repeat) -> Result<(), Stop> {
@@ -689,6 +756,12 @@ impl Engine {
             }
         }
 
+        // The step runs: its `compare` metrics as measured so far.
+        let (before, unmeasured) = st.measured.before(&step.compare);
+        if !unmeasured.is_empty() {
+            tracing::info!(run_id = %st.run_id, step = %step.id, "compare: not measured before the step, left out: {}", unmeasured.join(", "));
+        }
+
         let config = match step.config.render(&st.scope) {
             Ok(c) => c,
             Err(e) => return self.fail_before_running(st, step, "template-error", format!("with: {e}")).await,
@@ -738,7 +811,7 @@ impl Engine {
                 record.redact(&st.redactor);
                 record
             });
-            let (end, retry_kind) = match &result {
+            let (mut end, retry_kind) = match &result {
                 Ok(record) => attempt_end(record),
                 Err(e) => (
                     AttemptEnd {
@@ -750,6 +823,14 @@ impl Engine {
                     None,
                 ),
             };
+            if end.status == "succeeded" {
+                end.logs.extend(unmeasured.iter().map(|m| LogLine {
+                    level: LogLevel::Info,
+                    message: format!(
+                        "compare: {m:?} was not measured in this run before the step; left out of the before/after"
+                    ),
+                }));
+            }
             self.store.finish_attempt(row, &end).await.map_err(store_err)?;
             if let Some(ms) = end.duration_ms {
                 metrics::histogram!("tend_step_duration_seconds", "runbook" => st.runbook.name.clone(), "plugin" => step.plugin.clone())
@@ -769,6 +850,16 @@ impl Engine {
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
                     .map_err(store_err)?;
+                for (id, after) in self.note_measured(st, &step.id, &output.metrics) {
+                    self.store.record_after(id, after, &step.id, iteration).await.map_err(store_err)?;
+                }
+                if !before.is_empty() {
+                    let ids =
+                        self.store.record_before(&st.run_id, &step.id, iteration, &before).await.map_err(store_err)?;
+                    for (id, (metric, _)) in ids.into_iter().zip(&before) {
+                        st.measured.await_after(id, metric);
+                    }
+                }
                 let view = step_view(StepStatus::Succeeded, Some(&output.data), &output.metrics, &end.findings, None);
                 set_step(&mut st.scope, &step.id, view);
                 self.escalate_findings(st, &step.id, &end.findings).await;
@@ -1030,6 +1121,13 @@ impl Engine {
     }
 }
 
+/// A report of a run's record.
+fn render_report(kind: ReportKind, record: &crate::store::RunRecord) -> String {
+    match kind {
+        ReportKind::Postmortem => crate::report::postmortem(record),
+    }
+}
+
 /// `steps` as expressions see it before anything ran: every step pending.
 fn initial_steps(rb: &Runbook) -> Value {
     let mut steps = Map::new();
@@ -1083,6 +1181,10 @@ fn attempt_end(record: &StepRecord) -> (AttemptEnd, Option<RetryOn>) {
     };
     (end, kind)
 }
+
+#[path = "engine_measured.rs"]
+mod measured;
+use measured::Measured;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

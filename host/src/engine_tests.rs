@@ -688,3 +688,6 @@ async fn a_pause_that_is_not_a_duration_fails_the_step_naming_what_it_gave() {
         )
     );
 }
+
+#[path = "engine_compare_tests.rs"]
+mod compare;

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod notifier;
 pub mod notify;
 pub mod redact;
+pub mod report;
 pub mod runbook;
 pub mod runtime;
 pub mod scheduler;

@@ -21,7 +21,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 mod escalations;
+mod optimization;
+mod reports;
+mod run_alerts;
 mod writer;
+pub use optimization::{MeasuredBy, OptimizationResult};
+pub use reports::StoredReport;
+pub use run_alerts::RunAlert;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -134,6 +140,10 @@ pub struct RunRecord {
     pub steps: Vec<AttemptRow>,
     pub escalations: Vec<EscalationRow>,
     pub approvals: Vec<ApprovalRow>,
+    /// Before/after of the steps with `compare`, in the order recorded.
+    pub optimization_results: Vec<OptimizationResult>,
+    /// The Alertmanager alerts that started the run, as they are now.
+    pub alerts: Vec<RunAlert>,
 }
 
 /// Most escalations a [`RunRecord`] lists: 1,000.
@@ -619,11 +629,13 @@ impl Store {
                 let now = now_ms();
                 db.prepare_cached(
                     "INSERT INTO alerts (fingerprint, starts_at, status, labels, annotations, ends_at, group_key,
-                                         first_seen_at, last_seen_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         first_seen_at, last_seen_at, resolved_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ?3 = 'resolved' THEN ?9 END)
                      ON CONFLICT (fingerprint, starts_at) DO UPDATE SET
                          status = excluded.status, labels = excluded.labels, annotations = excluded.annotations,
-                         ends_at = excluded.ends_at, group_key = excluded.group_key, last_seen_at = excluded.last_seen_at",
+                         ends_at = excluded.ends_at, group_key = excluded.group_key, last_seen_at = excluded.last_seen_at,
+                         resolved_at = CASE WHEN excluded.status = 'resolved'
+                                            THEN COALESCE(alerts.resolved_at, excluded.last_seen_at) END",
                 )?
                 .execute(params![
                     a.fingerprint,
@@ -868,7 +880,9 @@ impl Store {
         let steps = self.attempts(id).await?;
         let escalations = self.list_escalations(None, Some(id), RUN_RECORD_MAX_ESCALATIONS).await?;
         let approvals = self.approvals(id).await?;
-        Ok(Some(RunRecord { run, steps, escalations, approvals }))
+        let optimization_results = self.optimization_results(id).await?;
+        let alerts = self.run_alerts(id).await?;
+        Ok(Some(RunRecord { run, steps, escalations, approvals, optimization_results, alerts }))
     }
 
     /// One run.

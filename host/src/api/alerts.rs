@@ -2,7 +2,10 @@
 //! (payload version 4). Each firing alert starts the runbooks whose alert
 //! triggers match its labels, once per alert instance (fingerprint and
 //! start time), however often Alertmanager repeats the notification; every
-//! alert, firing or resolved, is recorded. A runbook that declares an
+//! alert, firing or resolved, is recorded, and so is which runs each alert
+//! instance started: a run's record shows its alerts as they are now, and
+//! when one resolves after the run finished with a report, the report is
+//! rendered again to include the resolution. A runbook that declares an
 //! `alert` param (type object) receives `{status, labels, annotations,
 //! starts_at, fingerprint}` in it.
 
@@ -127,6 +130,7 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
             .await?;
         if alert.status == "resolved" {
             delivered.resolved += 1;
+            rerender_reports(&service, &fp, &alert.starts_at).await?;
             continue;
         }
         let alert_param = json!({"status": alert.status, "labels": alert.labels, "annotations": alert.annotations,
@@ -156,9 +160,14 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
             let key = format!("alert:{}:{fp}:{}", rb.name, alert.starts_at);
             match service.trigger(&rb.name, &params, &trigger, Some(&key)).await {
                 Ok((id, true)) => {
+                    service.store.link_alert(&id, &fp, &alert.starts_at).await?;
                     delivered.started.push(StartedRun { runbook: rb.name.clone(), run_id: id, fingerprint: fp.clone() })
                 }
-                Ok((_, false)) => delivered.repeated += 1,
+                Ok((id, false)) => {
+                    // Links a run whose first delivery stopped before linking it.
+                    service.store.link_alert(&id, &fp, &alert.starts_at).await?;
+                    delivered.repeated += 1
+                }
                 Err(TriggerError::BadParams(errors)) => {
                     return Err(ApiError::Unprocessable(format!("runbook {:?}: {}", rb.name, errors.join("; "))));
                 }
@@ -168,4 +177,19 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
         }
     }
     Ok(delivered)
+}
+
+/// Renders again the reports of the finished runs an alert instance
+/// started, now that it resolved.
+async fn rerender_reports(service: &Service, fingerprint: &str, starts_at: &str) -> Result<(), ApiError> {
+    for run_id in service.store.alert_runs(fingerprint, starts_at).await? {
+        let finished = service.store.get_run(&run_id).await?.is_some_and(|r| r.status.is_final());
+        let Some(report) = service.store.report(&run_id).await? else { continue };
+        match report.kind.parse::<crate::runbook::ReportKind>() {
+            Ok(kind) if finished => service.engine.write_report(&run_id, kind).await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run_id, "stored report not rendered again: {e}"),
+        }
+    }
+    Ok(())
 }

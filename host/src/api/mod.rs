@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod escalations;
 pub mod events;
+pub mod reports;
 
 use crate::engine::TriggerInfo;
 use crate::runbook::{Runbook, Trigger};
@@ -83,6 +84,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_plugins))
         .routes(routes!(alerts::alertmanager))
         .merge(escalations::routes())
+        .merge(reports::routes())
 }
 
 /// The API's routes, `/v1/openapi.json` included.

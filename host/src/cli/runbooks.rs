@@ -54,12 +54,14 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a run: steps, outputs, findings, escalations.
+    /// Show a run: steps, outputs, findings, escalations, before/after.
     Show {
         id: String,
         #[arg(long)]
         json: bool,
     },
+    /// Print the report of a finished run (a runbook with `report: postmortem`), in Markdown.
+    Report { id: String },
     /// Approve the step a run is waiting on.
     Approve(DecisionArgs),
     /// Reject the step a run is waiting on (the step fails).
@@ -446,6 +448,21 @@ async fn print_summary(store: &Store, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One before/after line: `restart  health_score  3.0 -> 9.0  (+6.0, +200.0%)`.
+fn before_after(o: &crate::store::OptimizationResult) -> String {
+    use crate::report::number;
+    let step = if o.iteration > 0 { format!("{} (iteration {})", o.step_id, o.iteration) } else { o.step_id.clone() };
+    let after = match (o.after, o.change) {
+        (Some(after), Some(change)) => {
+            let sign = |v: f64| if v >= 0.0 { "+" } else { "" };
+            let percent = o.change_percent.map(|p| format!(", {}{p:.1}%", sign(p))).unwrap_or_default();
+            format!("{}  ({}{}{percent})", number(after), sign(change), number(change))
+        }
+        _ => "not re-measured".into(),
+    };
+    format!("{step}  {}  {} -> {after}", o.metric, number(o.before))
+}
+
 // ---- runs -----------------------------------------------------------------
 
 pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
@@ -505,8 +522,30 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     for ap in store.approvals(id).await? {
                         outln!("approval {} for {}: {} ({})", ap.id, ap.step_id, ap.status, ap.message);
                     }
+                    for al in store.run_alerts(id).await? {
+                        let ended = al.ends_at.as_deref().map(|e| format!(", ended {e}")).unwrap_or_default();
+                        let name = al.alertname.as_deref().unwrap_or(&al.fingerprint);
+                        outln!("alert {name}: {} (started {}{ended})", al.status, al.starts_at);
+                    }
+                    let compared = store.optimization_results(id).await?;
+                    if !compared.is_empty() {
+                        outln!("\nBefore/after");
+                        for o in &compared {
+                            outln!("{}", before_after(o));
+                        }
+                    }
                 }
                 Ok(ExitCode::SUCCESS)
+            }
+            RunsCommand::Report { id } => {
+                let (run, report) = (store.get_run(id).await?, store.report(id).await?);
+                match crate::report::stored(id, run, report) {
+                    Ok(r) => {
+                        crate::cli::write_out(format_args!("{}", r.markdown));
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(e) => Ok(fail(EXIT_FAILED, e)),
+                }
             }
             RunsCommand::Approve(d) | RunsCommand::Reject(d) => {
                 let status = if matches!(cmd, RunsCommand::Approve(_)) { "approved" } else { "rejected" };

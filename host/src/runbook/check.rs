@@ -10,7 +10,7 @@ use super::spec::{self, OnFailureSpec, RepeatBlock, RunbookSpec, StepSpec};
 use super::yaml::{self, At, DeError, Node, Pos};
 use super::{
     AlertParam, AlertTrigger, Approval, CronTrigger, Item, Missed, Notify, OnFailure, Overlap, Param, Pause, Repeat,
-    RetryPolicy, Rule, Runbook, Step, Trigger,
+    ReportKind, RetryPolicy, Rule, Runbook, Step, Trigger,
 };
 use crate::runtime::PluginInfo;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern};
@@ -112,6 +112,14 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Metric names as Prometheus writes them: a letter, `_` or `:`, then
+/// letters, digits, `_` or `:`.
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 /// Runbook names: lower case letters, digits, `-` and `_`, starting with a letter or digit.
 fn is_runbook_name(s: &str) -> bool {
     let mut chars = s.chars();
@@ -196,7 +204,7 @@ impl Checker<'_> {
                 let roots: Vec<String> = names.iter().map(|n| n.split('.').next().unwrap_or("").to_string()).collect();
                 for (name, root) in names.iter().zip(&roots) {
                     match root.as_str() {
-                        "steps" | "params" => {
+                        "steps" | "params" | "measured" => {
                             if let Some(second) = name.split('.').nth(1) {
                                 let synthetic = format!("{root}.{second}");
                                 self.check_refs(what, src.pos, &synthetic, &[]);
@@ -226,6 +234,14 @@ impl Checker<'_> {
                 self.error(pos, format!("{what}: refers to unknown step {id:?}{hint}"));
             }
         }
+        for id in expr::measured_refs(source) {
+            if !self.step_ids.contains_key(&id) {
+                let hint = yaml::did_you_mean(&id, self.step_ids.keys().map(String::as_str))
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                self.error(pos, format!("{what}: measured: refers to unknown step {id:?}{hint}"));
+            }
+        }
         for name in expr::param_refs(source) {
             if !self.params.contains(&name) {
                 let hint = yaml::did_you_mean(&name, self.params.iter().map(String::as_str))
@@ -246,7 +262,7 @@ impl Checker<'_> {
                 self.error(
                     pos,
                     format!(
-                        "{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration, run and history"
+                        "{what}: unknown variable {v:?}{hint}; expressions can use params, steps, iteration, run, history and measured"
                     ),
                 );
             }
@@ -351,6 +367,13 @@ impl Checker<'_> {
             Some(s) => self.severity("escalate_findings", s, true),
         };
         let notify = self.notify(&spec.notify);
+        let report = spec.report.as_ref().and_then(|r| match r.value.parse::<ReportKind>() {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                self.error(r.pos, format!("report: {e}"));
+                None
+            }
+        });
         let timeout = self.duration("timeout", &spec.timeout);
         let concurrency = match &spec.concurrency {
             Some(c) if c.value == 0 => {
@@ -375,6 +398,7 @@ impl Checker<'_> {
             escalate_findings,
             notify,
             reads_history: self.reads_history,
+            report,
         };
         for (pos, params) in std::mem::take(&mut self.cron_params) {
             if let Err(errors) = rb.resolve_params(params.as_object().unwrap_or(&Default::default())) {
@@ -420,6 +444,7 @@ impl Checker<'_> {
                 "escalations" => drop(self.read::<Vec<At<spec::EscalationSpec>>>(value, path)),
                 "escalate_findings" => drop(self.read::<Option<At<String>>>(value, path)),
                 "notify" => drop(self.read::<spec::NotifySpec>(value, path)),
+                "report" => drop(self.read::<Option<At<String>>>(value, path)),
                 _ => {} // reported as unknown by the first read
             }
         }
@@ -723,6 +748,7 @@ impl Checker<'_> {
             }
         };
 
+        let compare = self.compare(&what, &spec.compare);
         let delay = self.pause(&format!("{what}: delay"), &spec.delay);
 
         if let Some(info) = &info {
@@ -744,8 +770,37 @@ impl Checker<'_> {
             grants,
             approval,
             idempotent: spec.idempotent,
+            compare,
             delay,
         })
+    }
+
+    /// A step's `compare`: a non-empty list of distinct metric names.
+    fn compare(&mut self, what: &str, compare: &Option<At<Vec<At<String>>>>) -> Vec<String> {
+        let Some(list) = compare else { return Vec::new() };
+        if list.value.is_empty() {
+            self.error(
+                list.pos,
+                format!("{what}: compare: the list of metrics is empty; name at least one, e.g. [health_score]"),
+            );
+        }
+        let mut names: Vec<String> = Vec::new();
+        for (i, name) in list.value.iter().enumerate() {
+            if !is_metric_name(&name.value) {
+                self.error(
+                    name.pos,
+                    format!(
+                        "{what}: compare[{i}]: {:?} is not a valid metric name; expected a letter, `_` or `:`, then letters, digits, `_` or `:` (e.g. health_score)",
+                        name.value
+                    ),
+                );
+            } else if names.contains(&name.value) {
+                self.error(name.pos, format!("{what}: compare[{i}]: metric {:?} is listed twice", name.value));
+            } else {
+                names.push(name.value.clone());
+            }
+        }
+        names
     }
 
     /// Checks the literal parts of a step's config against the plugin's

@@ -12,14 +12,18 @@
 //! - `run`: `{id, runbook, trigger}`;
 //! - `history.<id>.<metric>`: what step `<id>` measured in this runbook's
 //!   earlier runs, one value per run (its last), oldest first, for metrics
-//!   without labels; `history.<id>` is `{}` for a step with no history yet.
+//!   without labels; `history.<id>` is `{}` for a step with no history yet;
+//! - `measured.<id>.<metric>`: what step `<id>` measured so far in this
+//!   run, one value per attempt that emitted the metric (the value
+//!   `metrics.<metric>` shows), latest last; `measured.<id>` is `{}` until
+//!   the step emits.
 
 use super::yaml::{Node, Pos, Value as YamlValue};
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 
 /// The variables every expression may use.
-pub const ROOTS: &[&str] = &["params", "steps", "iteration", "run", "history"];
+pub const ROOTS: &[&str] = &["params", "steps", "iteration", "run", "history", "measured"];
 
 /// The CEL environment: the standard library.
 static CEL_ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
@@ -32,6 +36,7 @@ pub struct Scope {
     pub iteration: u32,
     pub run: Value,
     pub history: Value,
+    pub measured: Value,
 }
 
 impl Scope {
@@ -39,16 +44,20 @@ impl Scope {
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "params": self.params, "steps": self.steps, "iteration": self.iteration, "run": self.run,
-            "history": self.history,
+            "history": self.history, "measured": self.measured,
         })
     }
 
     /// A CEL context holding the scope's variables.
     fn cel_context(&self) -> Result<cel::Context<'static, 'static>, String> {
         let mut ctx = cel::Context::with_env(CEL_ENV.clone());
-        for (name, value) in
-            [("params", &self.params), ("steps", &self.steps), ("run", &self.run), ("history", &self.history)]
-        {
+        for (name, value) in [
+            ("params", &self.params),
+            ("steps", &self.steps),
+            ("run", &self.run),
+            ("history", &self.history),
+            ("measured", &self.measured),
+        ] {
             ctx.add_variable_from_value(name, json_to_cel(value));
         }
         ctx.add_variable_from_value("iteration", cel::Value::Int(i64::from(self.iteration)));
@@ -185,6 +194,11 @@ pub fn describe(v: &Value) -> String {
 /// `steps["<id>"]`, in order of appearance. String literals are skipped.
 pub fn step_refs(source: &str) -> Vec<String> {
     refs_after(source, "steps")
+}
+
+/// Step ids an expression's text refers to as `measured.<id>`.
+pub fn measured_refs(source: &str) -> Vec<String> {
+    refs_after(source, "measured")
 }
 
 /// Param names an expression's text refers to as `params.<name>`.
@@ -528,7 +542,22 @@ mod tests {
             iteration: 2,
             run: json!({"id": "01J", "runbook": "rb", "trigger": "cli"}),
             history: json!({"score": {"health_score": [4.0, 6.5]}}),
+            measured: json!({"score": {"health_score": [7.0, 8.5, 9.0]}, "probe": {}}),
         }
+    }
+
+    #[test]
+    fn measured_holds_this_runs_values_of_a_steps_metrics_latest_last() {
+        let e =
+            Expr::compile("measured.score.health_score.size() >= 3 && measured.score.health_score.all(s, s >= 7.0)")
+                .unwrap();
+        assert_eq!(e.variables(), vec!["measured"]);
+        assert_eq!(e.eval_bool(&scope()), Ok(true));
+        let last = Expr::compile("measured.score.health_score[measured.score.health_score.size() - 1]").unwrap();
+        assert_eq!(last.eval(&scope()), Ok(json!(9.0)));
+        let none = Expr::compile("has(measured.probe.latency_ms)").unwrap();
+        assert_eq!(none.eval_bool(&scope()), Ok(false), "a step that has not emitted is {{}}");
+        assert_eq!(measured_refs("measured.score.x + measured[\"probe\"].y"), vec!["score", "probe"]);
     }
 
     #[test]

@@ -47,6 +47,42 @@ pub struct Runbook {
     /// Whether any expression reads `history`: only then does a run load
     /// the runbook's earlier metrics.
     pub reads_history: bool,
+    /// The report written when a run finishes (`report`). By default none.
+    pub report: Option<ReportKind>,
+}
+
+/// A report a runbook asks for when a run finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// A Markdown post-mortem: severity, status, impact, timeline, actions
+    /// with before/after, root cause (for people to write), prevention.
+    Postmortem,
+}
+
+impl ReportKind {
+    pub const ALL: [ReportKind; 1] = [ReportKind::Postmortem];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::Postmortem => "postmortem",
+        }
+    }
+}
+
+impl std::str::FromStr for ReportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ReportKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<String> = ReportKind::ALL.iter().map(|k| format!("{:?}", k.as_str())).collect();
+            format!("{s:?} is not a known report; expected {}", names.join(" or "))
+        })
+    }
+}
+
+impl std::fmt::Display for ReportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A parameter of a runbook.
@@ -199,6 +235,8 @@ pub struct Step {
     pub grants: Grants,
     pub approval: Option<Approval>,
     pub idempotent: bool,
+    /// Metric names recorded before and after the step (`compare`). By default none.
+    pub compare: Vec<String>,
     /// Wait before running (after `when` holds), e.g. to let an action
     /// settle before re-measuring. By default none.
     pub delay: Option<Pause>,

@@ -50,6 +50,9 @@ pub struct RunbookSpec {
     /// Where escalations are sent, e.g. `{webhooks: [{url: "https://hooks.slack.com/..."}]}`.
     #[serde(default)]
     pub notify: NotifySpec,
+    /// A report written when a run finishes, e.g. `postmortem`. By default none.
+    #[serde(default)]
+    pub report: Option<At<String>>,
 }
 
 /// A parameter's definition.
@@ -247,6 +250,11 @@ pub struct StepSpec {
     /// Safe to run again after a crash (crash recovery resumes at it), e.g. `true`. By default false.
     #[serde(default)]
     pub idempotent: bool,
+    /// Metrics compared before and after the step (an action), e.g.
+    /// `[health_score, error_rate]`: the latest value measured in the run
+    /// before it runs, and the first measured after it succeeds. By default none.
+    #[serde(default)]
+    pub compare: Option<At<Vec<At<String>>>>,
     /// Wait this long before running, once `when` holds, e.g. `30s` or
     /// `${{ params.settle }}` (let an action settle before re-measuring). By default none.
     #[serde(default)]

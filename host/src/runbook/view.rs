@@ -61,6 +61,19 @@ impl std::fmt::Display for StepStatus {
     }
 }
 
+/// The value `metrics.<name>` shows of each metric a step emitted: its
+/// first series (the value itself when the step emitted the name once).
+/// Also what `measured.<id>.<name>` collects, one value per attempt.
+pub fn first_values(metrics: &[Metric]) -> Vec<(&str, f64)> {
+    let mut out: Vec<(&str, f64)> = Vec::new();
+    for m in metrics {
+        if !out.iter().any(|(name, _)| *name == m.name) {
+            out.push((&m.name, m.value));
+        }
+    }
+    out
+}
+
 /// `steps.<id>` of a step with this status, output, metrics, findings and
 /// (for a failed step) error.
 pub fn step_view(
@@ -70,14 +83,11 @@ pub fn step_view(
     findings: &[Finding],
     error: Option<&str>,
 ) -> Value {
-    let mut first = Map::new();
+    let first: Map<String, Value> = first_values(metrics).into_iter().map(|(n, v)| (n.to_string(), json!(v))).collect();
     let mut series: Map<String, Value> = Map::new();
     let mut by_label: Map<String, Value> = Map::new();
     for m in metrics {
         let value = json!(m.value);
-        if !first.contains_key(&m.name) {
-            first.insert(m.name.clone(), value.clone());
-        }
         let labels: Map<String, Value> = m.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         if let Value::Array(list) = series.entry(m.name.clone()).or_insert_with(|| json!([])) {
             list.push(json!({"labels": labels, "value": value}));

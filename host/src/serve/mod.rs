@@ -315,6 +315,9 @@ impl Service {
                         .with_run_url(notifier.run_url(&run.id));
                         notifier.send(&n, self.notify_of(&run.runbook).as_ref()).await;
                     }
+                    if let Some(kind) = self.runbook(&run.runbook).and_then(|rb| rb.report) {
+                        self.engine.write_report(&run.id, kind).await;
+                    }
                 }
             }
         }
