@@ -1,6 +1,8 @@
-//! End-to-end tests of `tend demo service`: the demo service embedded in
-//! the `tend` binary takes the options of `demo-service` with the same
-//! messages, serves, and stops on SIGTERM. Only 127.0.0.1 is contacted.
+//! End-to-end tests of `tend demo` (the first run: break the embedded demo
+//! service, watch health-cycle heal it) and of `tend demo service`: the demo
+//! service embedded in the `tend` binary takes the options of
+//! `demo-service` with the same messages, serves, and stops on SIGTERM.
+//! Only 127.0.0.1 is contacted.
 
 mod demo_support;
 
@@ -14,6 +16,49 @@ fn demo_service(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
     cmd.args(["demo", "service"]).args(args).env_remove("DEMO_TOKEN").env_remove("TEND_LOG");
     cmd
+}
+
+#[test]
+fn tend_demo_breaks_the_service_and_health_cycle_heals_it_on_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
+        .env_remove("TEND_DB")
+        .env_remove("TEND_RUNBOOKS")
+        .env_remove("TEND_PLUGINS")
+        .env_remove("TEND_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tend demo failed ({}):\n{stdout}\n{stderr}", out.status);
+    // The story, phase by phase, from what was recorded.
+    assert!(stdout.contains("GET /healthz now answers 503."), "{stdout}");
+    let detected = stdout.lines().find(|l| l.starts_with("detected    score ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(detected.contains("/healthz is down") || detected.contains("held at 3"), "{detected}");
+    assert!(stdout.contains("remediated  iteration 1: restart: POST http://127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("answered 202 Accepted"), "{stdout}");
+    assert!(stdout.contains("verified    health_score after restart: "), "{stdout}");
+    assert!(stdout.contains(", healthy 3 measurements in a row, after "), "{stdout}");
+    // It did get better by a point and more: nothing escalated.
+    assert!(!stdout.contains("escalation"), "{stdout}");
+    assert!(stdout.contains("GET /healthz answers 200 now."), "{stdout}");
+    // Live progress went to stderr; the run is in ./tend.db.
+    assert!(stderr.contains("restart"), "{stderr}");
+    let id = stdout.lines().find_map(|l| l.strip_prefix("run ")?.split_whitespace().next()).unwrap().to_string();
+    let show = Command::new(env!("CARGO_BIN_EXE_tend"))
+        .args(["runs", "show", &id, "--json"])
+        .current_dir(dir.path())
+        .env_remove("TEND_DB")
+        .output()
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&show.stdout).expect("tend runs show --json");
+    assert_eq!(
+        (record["run"]["runbook"].as_str(), record["run"]["status"].as_str()),
+        (Some("health-cycle"), Some("succeeded"))
+    );
 }
 
 #[test]

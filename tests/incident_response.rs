@@ -105,13 +105,7 @@ async fn a_critical_incident_waits_for_approval_and_its_report_tells_what_happen
     .await;
 
     // The post-mortem names the severity, the steps and the timeline.
-    let resp = s
-        .http
-        .get(format!("{}/v1/runs/{id}/report", s.base))
-        .bearer_auth(READER)
-        .send()
-        .await
-        .unwrap();
+    let resp = s.http.get(format!("{}/v1/runs/{id}/report", s.base)).bearer_auth(READER).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
     let report = resp.text().await.unwrap();

@@ -111,9 +111,9 @@ pub enum Command {
     Escalations(runbooks::EscalationsCommand),
     /// Run the service: HTTP API, runbook triggers, crash recovery.
     Serve(serve::ServeArgs),
-    /// The demo: a service to break on purpose, for trying the runbooks.
-    #[command(subcommand)]
-    Demo(demo::DemoCommand),
+    /// The demo: breaks a service on purpose and watches health-cycle heal
+    /// it; `tend demo service` runs that service alone.
+    Demo(demo::DemoArgs),
 }
 
 impl Cli {
@@ -140,7 +140,7 @@ pub fn main() -> ExitCode {
     if let Command::Serve(args) = &cli.command {
         let json = args.log_format.as_deref() == Some("json");
         init_tracing(cli.log.as_deref().unwrap_or("info"), json);
-    } else if let Command::Run(_) = &cli.command {
+    } else if let Command::Run(_) | Command::Demo(_) = &cli.command {
         // Escalations already show in the run's progress; the log sink's
         // copy would say everything twice.
         init_tracing(cli.log.as_deref().unwrap_or("warn,tend::escalation=error"), false);
@@ -159,7 +159,7 @@ pub fn main() -> ExitCode {
             Command::Runs(cmd) => runbooks::runs(&cli, cmd).await,
             Command::Escalations(cmd) => runbooks::escalations(&cli, cmd).await,
             Command::Serve(args) => serve::run(&cli, args).await,
-            Command::Demo(cmd) => demo::run(cmd).await,
+            Command::Demo(args) => demo::run(&cli, args).await,
         }
     })
 }
@@ -177,15 +177,18 @@ fn init_tracing(filter: &str, json: bool) {
 }
 
 /// The plugin runtime for a command: built-in plugins plus the plugins
-/// directory, the compile cache, and `state` for runbook state (in memory
-/// when None). Problems with plugin files are printed as warnings.
+/// directory, the compile cache, `state` for runbook state (in memory
+/// when None) and `secrets`. Problems with plugin files are printed as
+/// warnings.
 pub(crate) fn runtime(
     cli: &Cli,
     state: Option<std::sync::Arc<dyn crate::runtime::caps::state::StateStore>>,
+    secrets: std::sync::Arc<dyn crate::runtime::caps::secrets::SecretSource>,
 ) -> anyhow::Result<crate::runtime::Runtime> {
     let mut config = crate::runtime::RuntimeConfig {
         plugin_dir: Some(cli.plugins()),
         cache_dir: cli.cache_dir.clone().or_else(crate::runtime::engine::CompileCache::default_dir),
+        secrets,
         ..crate::runtime::RuntimeConfig::default()
     };
     if let Some(state) = state {

@@ -71,7 +71,7 @@ pub struct CallArgs {
 }
 
 pub async fn run(cli: &Cli, cmd: &PluginsCommand) -> ExitCode {
-    let runtime = match super::runtime(cli, None) {
+    let runtime = match super::runtime(cli, None, std::sync::Arc::new(crate::runtime::caps::secrets::EnvSecrets)) {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };

@@ -7,6 +7,7 @@ use crate::engine::{Engine, Event, TriggerInfo};
 use crate::notify::Status;
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
 use crate::runtime::Runtime;
+use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::store::{RunFilter, RunRow, RunStatus, Store};
 use crate::units::format_duration;
 use clap::{Args, Subcommand};
@@ -136,7 +137,7 @@ fn who(by: &Option<String>) -> String {
 
 /// Every installed plugin with its `describe()` record; plugins that do
 /// not load are warned about and left without one.
-async fn catalog(rt: &Runtime) -> Catalog {
+pub(crate) async fn catalog(rt: &Runtime) -> Catalog {
     let (plugins, problems) = rt.describe_all().await;
     for p in problems {
         eprintln!("tend: warning: {p}");
@@ -144,7 +145,7 @@ async fn catalog(rt: &Runtime) -> Catalog {
     Catalog { plugins }
 }
 
-async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
+pub(crate) async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
     let store = Store::open(cli.db()).await.map_err(|e| fail(EXIT_FAILED, format!("{e:#}")))?;
     match store.reap_interrupted(STALE_AFTER).await {
         Ok(ids) => {
@@ -160,7 +161,7 @@ async fn open_store(cli: &Cli) -> Result<Store, ExitCode> {
 // ---- validate -------------------------------------------------------------
 
 pub async fn validate(cli: &Cli, args: &ValidateArgs) -> ExitCode {
-    let rt = match super::runtime(cli, None) {
+    let rt = match super::runtime(cli, None, Arc::new(EnvSecrets)) {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
@@ -264,7 +265,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let rt = match super::runtime(cli, Some(Arc::new(store.clone()))) {
+    let rt = match super::runtime(cli, Some(Arc::new(store.clone())), Arc::new(EnvSecrets)) {
         Ok(rt) => Arc::new(rt),
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
@@ -277,25 +278,40 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(errors) => return fail(EXIT_USAGE, errors.join("; ")),
     };
-    let secrets: Arc<dyn crate::runtime::caps::secrets::SecretSource> =
-        Arc::new(crate::runtime::caps::secrets::EnvSecrets);
+    let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
+    let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
+    run_here(&store, rt, secrets, &rb, &params, trigger, args.json).await.0
+}
+
+/// Runs `rb` with `params` in this process: live progress on stderr (or,
+/// when `json`, the run record on stdout at the end) and the summary. The
+/// runtime `rt` must read secrets from `secrets` too. Returns the exit code
+/// (0 only when the run succeeded) and the run's id once it was recorded.
+pub(crate) async fn run_here(
+    store: &Store,
+    rt: Arc<Runtime>,
+    secrets: Arc<dyn SecretSource>,
+    rb: &Arc<Runbook>,
+    params: &serde_json::Map<String, serde_json::Value>,
+    trigger: TriggerInfo,
+    json: bool,
+) -> (ExitCode, Option<String>) {
     let public_url = std::env::var("TEND_PUBLIC_URL").ok().filter(|u| !u.is_empty());
     if let Some(u) = &public_url
         && !url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
     {
-        return fail(EXIT_USAGE, format!("TEND_PUBLIC_URL {u:?} is not an http or https URL"));
+        return (fail(EXIT_USAGE, format!("TEND_PUBLIC_URL {u:?} is not an http or https URL")), None);
     }
     let notifier = crate::notifier::Notifier::new(store.clone(), secrets.clone()).with_public_url(public_url);
     let engine = Arc::new(Engine::new(store.clone(), rt, secrets).with_notifier(notifier));
-    let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
-    let run_id = match engine.submit(&rb, &params, &trigger).await {
+    let run_id = match engine.submit(rb, params, &trigger).await {
         Ok(id) => id,
-        Err(e) if e.is::<crate::engine::ParamsError>() => return fail(EXIT_USAGE, format!("{e}")),
-        Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+        Err(e) if e.is::<crate::engine::ParamsError>() => return (fail(EXIT_USAGE, format!("{e}")), None),
+        Err(e) => return (fail(EXIT_FAILED, format!("{e:#}")), None),
     };
 
     let events = engine.subscribe();
-    let printer = (!args.json).then(|| tokio::spawn(print_progress(events, rb.name.clone(), run_id.clone())));
+    let printer = (!json).then(|| tokio::spawn(print_progress(events, rb.name.clone(), run_id.clone())));
     // Ctrl-C asks for cancellation through the store, like `tend runs cancel`.
     let cancel_store = store.clone();
     let cancel_id = run_id.clone();
@@ -313,21 +329,22 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
     }
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e) => return fail(EXIT_FAILED, format!("run {run_id}: {e:#}")),
+        Err(e) => return (fail(EXIT_FAILED, format!("run {run_id}: {e:#}")), Some(run_id)),
     };
-    if args.json {
-        match run_record(&store, &run_id).await {
+    if json {
+        match run_record(store, &run_id).await {
             Ok(v) => outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
-            Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+            Err(e) => return (fail(EXIT_FAILED, format!("{e:#}")), Some(run_id)),
         }
-    } else if let Err(e) = print_summary(&store, &run_id).await {
-        return fail(EXIT_FAILED, format!("{e:#}"));
+    } else if let Err(e) = print_summary(store, &run_id).await {
+        return (fail(EXIT_FAILED, format!("{e:#}")), Some(run_id));
     }
-    match outcome.status {
+    let code = match outcome.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Cancelled => ExitCode::from(130),
         _ => ExitCode::from(EXIT_FAILED),
-    }
+    };
+    (code, Some(run_id))
 }
 
 /// Prints live progress on stderr: a spinner on a terminal, plain lines otherwise.

@@ -66,6 +66,9 @@ struct Config {
     /// numbers, or `${{ measured.<id> }}` (its `health_score` list is read).
     /// Gives `consecutive_healthy`. By default none.
     recent: Option<Value>,
+    /// The score before an action, e.g. `${{ steps.score.output.score }}`
+    /// in a step that re-measures after it: gives `improvement`. By default none.
+    baseline: Option<f64>,
     /// Highest score while any probed target is down (default 3).
     down_max_score: f64,
     /// Service error rate levels, in percent (default warn 1, bad 5).
@@ -109,6 +112,7 @@ impl Default for Config {
             service: None,
             history: None,
             recent: None,
+            baseline: None,
             down_max_score: DOWN_MAX_SCORE,
             error_rate_percent: Bounds { warn: 1.0, bad: 5.0 },
             failing_error_rate_percent: FAILING_ERROR_RATE_PERCENT,
@@ -247,6 +251,9 @@ struct Score {
     /// How many measurements in a row, this one and the latest of
     /// `recent`, are healthy: 0 when this one is not.
     consecutive_healthy: u32,
+    /// This score minus `baseline`, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    improvement: Option<f64>,
 }
 
 /// The score against earlier runs' scores.
@@ -466,8 +473,10 @@ fn score(data: &Data, weights: &Config, earlier: &[f64], recent: &[f64]) -> Scor
         && held > 0.0
     {
         lost += held;
-        deductions
-            .push(Deduction { points: held, reason: format!("{why}: the score is held at {} or under", weights.down_max_score) });
+        deductions.push(Deduction {
+            points: held,
+            reason: format!("{why}: the score is held at {} or under", weights.down_max_score),
+        });
     }
     // Stable: equal deductions keep the order they were found in.
     deductions.sort_by(|a, b| b.points.total_cmp(&a.points));
@@ -477,7 +486,8 @@ fn score(data: &Data, weights: &Config, earlier: &[f64], recent: &[f64]) -> Scor
         false => 0,
         true => 1 + recent.iter().rev().take_while(|s| **s >= weights.healthy_score).count() as u32,
     };
-    Score { score, max: MAX_SCORE, healthy, deductions, trend: trend(score, earlier), consecutive_healthy }
+    let improvement = weights.baseline.map(|b| round(score - b, 2));
+    Score { score, max: MAX_SCORE, healthy, deductions, trend: trend(score, earlier), consecutive_healthy, improvement }
 }
 
 /// Deductions for the service's signals past their levels.
@@ -736,6 +746,10 @@ fn config_schema() -> Value {
                 "type": ["array", "object"],
                 "description": "Earlier scores of this step in this run, oldest first, or its `measured` object (`${{ measured.<step id> }}`): gives `consecutive_healthy`.",
             },
+            "baseline": {
+                "type": ["number", "null"],
+                "description": "The score before an action (`${{ steps.<id>.output.score }}`), in a step that re-measures after it: adds `improvement`.",
+            },
             "down_max_score": {
                 "type": "number",
                 "minimum": 0,
@@ -829,6 +843,7 @@ mod tests {
             deductions: deductions.collect(),
             trend: None,
             consecutive_healthy: u32::try_from(v["consecutive_healthy"].as_u64().expect("count")).expect("small"),
+            improvement: v.get("improvement").and_then(Value::as_f64),
         })
     }
 
@@ -1026,6 +1041,9 @@ mod tests {
         assert_eq!(with(json!([3.0, 9.0, 8.0])), 3);
         assert_eq!(with(json!({"health_score": [9.0, 3.0, 10.0]})), 2);
         assert_eq!(with(json!({})), 1);
+        let after = run(json!({"service": {"error_rate_percent": 0.0}, "baseline": 3.0}), "").unwrap();
+        assert_eq!(after.improvement, Some(7.0));
+        assert_eq!(run(healthy.clone(), "").unwrap().improvement, None);
         let down = json!({"service": {"error_rate_percent": 50.0}, "recent": [9.0, 9.0]});
         assert_eq!(run(down, "").unwrap().consecutive_healthy, 0);
         let e = run(json!({"service": {}, "recent": "x"}), "").unwrap_err();

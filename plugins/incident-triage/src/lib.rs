@@ -216,7 +216,10 @@ fn triage(c: &Config) -> Result<Triage, String> {
     if let (Some(p95), Some(normal)) = (s.p95_latency_ms, c.normal.p95_latency_ms)
         && p95 > levels.p95_factor * normal
     {
-        add(Level::High, format!("p95 latency {p95:.0} ms is over {} times the normal {normal:.0} ms", levels.p95_factor));
+        add(
+            Level::High,
+            format!("p95 latency {p95:.0} ms is over {} times the normal {normal:.0} ms", levels.p95_factor),
+        );
     }
     for (what, value) in [("CPU", s.cpu_percent), ("memory", s.memory_percent)] {
         if let Some(v) = value.filter(|v| *v > levels.capacity_percent) {
@@ -237,7 +240,10 @@ fn triage(c: &Config) -> Result<Triage, String> {
             && let Some(normal) = c.normal.p95_latency_ms
             && ms > levels.p95_factor * normal
         {
-            add(Level::Low, format!("{} answered in {ms:.0} ms, over {} times the normal {normal:.0} ms", t.url, levels.p95_factor));
+            add(
+                Level::Low,
+                format!("{} answered in {ms:.0} ms, over {} times the normal {normal:.0} ms", t.url, levels.p95_factor),
+            );
         }
     }
     if let Some(declared) = c.declared.as_deref().filter(|d| !d.trim().is_empty()) {
@@ -373,7 +379,10 @@ mod tests {
         assert_eq!(t.severity, Level::Critical);
         assert_eq!(
             reasons(&t),
-            [("critical", "http://127.0.0.1:9100/healthz is down: status 503"), ("high", "error rate 40.00% is over 1%")]
+            [
+                ("critical", "http://127.0.0.1:9100/healthz is down: status 503"),
+                ("high", "error rate 40.00% is over 1%")
+            ]
         );
         assert_eq!(t.summary, "critical: http://127.0.0.1:9100/healthz is down: status 503 (and 1 more)");
     }
@@ -396,9 +405,14 @@ mod tests {
             ]
         );
         assert!(t.incident);
-        let calm = triaged(json!({"service": {"error_rate_percent": 0.1, "cache_hit_percent": 99}, "trend": {"direction": "steady"}}))
-            .unwrap();
-        assert_eq!((calm.severity, calm.incident, calm.summary.as_str()), (Level::None, false, "none: no sign of an incident"));
+        let calm = triaged(
+            json!({"service": {"error_rate_percent": 0.1, "cache_hit_percent": 99}, "trend": {"direction": "steady"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (calm.severity, calm.incident, calm.summary.as_str()),
+            (Level::None, false, "none: no sign of an incident")
+        );
     }
 
     #[test]
@@ -426,7 +440,8 @@ mod tests {
 
     #[test]
     fn the_plugin_reports_a_finding_and_a_metric() {
-        let ctx = StepContext { run_id: "r".into(), step_id: "s".into(), runbook: "b".into(), attempt: 1, iteration: 0 };
+        let ctx =
+            StepContext { run_id: "r".into(), step_id: "s".into(), runbook: "b".into(), attempt: 1, iteration: 0 };
         let out = IncidentTriage::run(ctx.clone(), json!({"declared": "medium"}).to_string(), String::new()).unwrap();
         assert_eq!(out.metrics[0].name, "incident_severity");
         assert_eq!(out.metrics[0].value, 2.0);
