@@ -230,6 +230,17 @@ async fn a_run_interrupted_by_a_crash_gets_its_report_at_the_next_start() {
     let (_, body) = s.call("POST", "/v1/runbooks/slow/runs", Some(TRIGGER), None).await;
     let id = body["run_id"].as_str().unwrap().to_string();
     s.wait_status(&id, "running").await;
+    // Killed inside the step (not between the claim and the step's start,
+    // where the run has nothing to lose and is resumed instead).
+    let started = std::time::Instant::now();
+    loop {
+        let (_, run) = s.call("GET", &format!("/v1/runs/{id}"), Some(READER), None).await;
+        if run["steps"][0]["status"] == "running" {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the step never started: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     s.kill9();
     s.start();
     let record = s.wait_final(&id).await;
