@@ -289,7 +289,7 @@ fn metrics_and_findings(data: &Data) -> (Vec<tend_plugin_sdk::Metric>, Vec<tend_
                 "{} {}: {} {:.2} in the latest 7 days against {} {:.2} the 7 days before (more than {}%)",
                 i.scope, i.name, i.currency, i.current, i.currency, i.previous, data_level(data)
             ),
-            Some(&i.name),
+            Some(&format!("{} {}", i.scope, i.name)),
         ));
     }
     for r in &report.recommendations {
