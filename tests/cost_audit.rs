@@ -277,7 +277,8 @@ fn the_audit_of_the_sample_data_matches_an_independent_calculation() {
     compare(data, &e);
 
     // Sorted by saving; a low finding each, a high one per increase.
-    let savings: Vec<f64> = data["recommendations"].as_array().unwrap().iter().map(|r| r["saving"].as_f64().unwrap()).collect();
+    let savings: Vec<f64> =
+        data["recommendations"].as_array().unwrap().iter().map(|r| r["saving"].as_f64().unwrap()).collect();
     assert!(savings.windows(2).all(|w| w[0] >= w[1]), "{savings:?}");
     let findings = output["findings"].as_array().unwrap();
     let high = findings.iter().filter(|f| f["severity"] == "high").count();
@@ -317,7 +318,8 @@ fn a_malformed_file_fails_the_step_naming_the_file_line_and_column() {
     let out = call(&dir.path().join("data"), r#"{"billing": ["/cost/billing"]}"#, dir.path());
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains(r#"failed: /cost/billing/aws.csv:17: column "lineItem/UnblendedCost": "12,5x" is not a number"#),
+        stderr(&out)
+            .contains(r#"failed: /cost/billing/aws.csv:17: column "lineItem/UnblendedCost": "12,5x" is not a number"#),
         "{}",
         stderr(&out)
     );
@@ -341,7 +343,8 @@ fn the_shipped_runbook_audits_the_sample_data_and_escalates_each_increase() {
     let data_dir = sample_data();
     let runbooks = dir.path().join("runbooks");
     std::fs::create_dir_all(&runbooks).unwrap();
-    let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/cost-audit.yaml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks/cost-audit.yaml")).unwrap();
     assert!(shipped.contains("\"/var/lib/tend/cost:/cost:ro\""));
     let text = shipped.replace("/var/lib/tend/cost", &data_dir.display().to_string());
     std::fs::write(runbooks.join("cost-audit.yaml"), text).unwrap();
@@ -367,7 +370,14 @@ fn the_shipped_runbook_audits_the_sample_data_and_escalates_each_increase() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| format!("audit: {} {} cost rose {}% week over week", i["scope"].as_str().unwrap(), i["name"].as_str().unwrap(), i["change_percent"].as_f64().unwrap()))
+        .map(|i| {
+            format!(
+                "audit: {} {} cost rose {}% week over week",
+                i["scope"].as_str().unwrap(),
+                i["name"].as_str().unwrap(),
+                i["change_percent"].as_f64().unwrap()
+            )
+        })
         .collect();
     assert!(!wanted.is_empty());
     assert_eq!(escalated, wanted);

@@ -205,10 +205,10 @@ impl Audit {
         self.rows += 1;
         self.first_day = Some(self.first_day.map_or(row.day, |d| d.min(row.day)));
         self.last_day = Some(self.last_day.map_or(row.day, |d| d.max(row.day)));
-        let total = self.totals.entry(row.currency.to_string()).or_insert_with(|| Total {
-            currency: row.currency.to_string(),
-            ..Total::default()
-        });
+        let total = self
+            .totals
+            .entry(row.currency.to_string())
+            .or_insert_with(|| Total { currency: row.currency.to_string(), ..Total::default() });
         total.rows += 1;
         total.cost += row.cost;
         if let Some(e) = row.effective {
@@ -277,7 +277,10 @@ impl Audit {
             }
         }
         recommendations.sort_by(|a, b| {
-            b.saving.total_cmp(&a.saving).then_with(|| a.currency.cmp(&b.currency)).then_with(|| a.resource.cmp(&b.resource))
+            b.saving
+                .total_cmp(&a.saving)
+                .then_with(|| a.currency.cmp(&b.currency))
+                .then_with(|| a.resource.cmp(&b.resource))
         });
         let mut savings: BTreeMap<String, f64> = BTreeMap::new();
         for r in &recommendations {
@@ -305,7 +308,10 @@ impl Audit {
                 accounts: drivers(self.accounts, levels.top),
                 tags: drivers(self.tags, levels.top),
             },
-            savings: savings.into_iter().map(|(currency, monthly)| Saving { currency, monthly: round(monthly, 2) }).collect(),
+            savings: savings
+                .into_iter()
+                .map(|(currency, monthly)| Saving { currency, monthly: round(monthly, 2) })
+                .collect(),
             recommendations,
             credits: Credits { count: self.credit_count, listed: self.credits },
             week_over_week,
@@ -314,7 +320,12 @@ impl Audit {
 
     fn week_over_week(&self, levels: &Levels) -> WeekOverWeek {
         let (Some(first), Some(last)) = (self.first_day, self.last_day) else {
-            return WeekOverWeek { level: levels.week_over_week_percent, compared: None, increases: Vec::new(), note: Some("no billing rows".into()) };
+            return WeekOverWeek {
+                level: levels.week_over_week_percent,
+                compared: None,
+                increases: Vec::new(),
+                note: Some("no billing rows".into()),
+            };
         };
         if last - first + 1 < 2 * WEEK {
             return WeekOverWeek {
@@ -422,7 +433,8 @@ fn recommend(
         let cpu_low = cpu.filter(|v| *v < levels.cpu_percent);
         let memory_low = memory.filter(|v| *v < levels.memory_percent);
         if cpu_low.is_some() || memory_low.is_some() {
-            let share = if cpu_low.is_some() && memory_low.is_some() { RIGHTSIZE_BOTH_SAVING } else { RIGHTSIZE_ONE_SAVING };
+            let share =
+                if cpu_low.is_some() && memory_low.is_some() { RIGHTSIZE_BOTH_SAVING } else { RIGHTSIZE_ONE_SAVING };
             let describe = |name: &str, v: Option<f64>, level: f64, n: usize| match v {
                 Some(v) if v < level => format!("p95 {name} {v:.1}% is under {level}% ({n} samples)"),
                 Some(v) => format!("p95 {name} {v:.1}% is not under {level}% ({n} samples)"),

@@ -119,9 +119,7 @@ impl Charge {
             "tax" => Charge::Tax,
             "credit" => Charge::Credit,
             "refund" => Charge::Refund,
-            "adjustment" | "discount" | "bundleddiscount" | "edpdiscount" | "savingsplannegation" => {
-                Charge::Adjustment
-            }
+            "adjustment" | "discount" | "bundleddiscount" | "edpdiscount" | "savingsplannegation" => Charge::Adjustment,
             _ => Charge::Other,
         }
     }
@@ -245,7 +243,10 @@ impl Layout {
                     cost: at("lineItem/UnblendedCost"),
                     currency: at("lineItem/CurrencyCode"),
                     date: at("lineItem/UsageStartDate"),
-                    service: [find("product/ProductName"), find("lineItem/ProductCode")].into_iter().flatten().collect(),
+                    service: [find("product/ProductName"), find("lineItem/ProductCode")]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                     account: find("lineItem/UsageAccountId"),
                     resource: find("lineItem/ResourceId"),
                     tags: Tags::Columns(tags),
@@ -298,9 +299,8 @@ impl Layout {
 /// The error for a header that is no known format: the closest format (the
 /// one with the most of its required columns) and what it lacks.
 fn not_a_format(path: &str, names: &[String]) -> String {
-    let missing = |f: Format| -> Vec<&str> {
-        f.required().iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect()
-    };
+    let missing =
+        |f: Format| -> Vec<&str> { f.required().iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect() };
     let score = |f: Format| f.required().len() - missing(f).len();
     let mut closest = Format::Focus;
     for f in Format::ALL {
@@ -426,9 +426,18 @@ impl<'r> Cell<'r> {
     }
 }
 
-fn parse_row<'r>(layout: &'r Layout, record: &'r csv::StringRecord, path: &'r str, line: u64) -> Result<Row<'r>, String> {
+fn parse_row<'r>(
+    layout: &'r Layout,
+    record: &'r csv::StringRecord,
+    path: &'r str,
+    line: u64,
+) -> Result<Row<'r>, String> {
     if record.len() != layout.names.len() {
-        return Err(format!("{path}:{line}: the line has {} fields, but the header has {}", record.len(), layout.names.len()));
+        return Err(format!(
+            "{path}:{line}: the line has {} fields, but the header has {}",
+            record.len(),
+            layout.names.len()
+        ));
     }
     let cell = |i: usize| Cell { path, line, column: &layout.names[i], value: &record[i] };
     let optional = |i: Option<usize>| i.map(|i| &record[i]).filter(|v| !is_null(v)).map(str::trim);
@@ -452,10 +461,9 @@ fn parse_row<'r>(layout: &'r Layout, record: &'r csv::StringRecord, path: &'r st
     let tags = match &layout.tags {
         Tags::None => Vec::new(),
         Tags::Json(i, prefix) => json_tags(&cell(*i), prefix)?,
-        Tags::Columns(columns) => columns
-            .iter()
-            .filter_map(|(i, key)| optional(Some(*i)).map(|v| (key.clone(), v.to_string())))
-            .collect(),
+        Tags::Columns(columns) => {
+            columns.iter().filter_map(|(i, key)| optional(Some(*i)).map(|v| (key.clone(), v.to_string()))).collect()
+        }
     };
     Ok(Row { day, cost, effective, list, currency, service, account, resource, tags, pricing, charge })
 }
@@ -570,7 +578,10 @@ mod tests {
             (12.5, Some(10.0), Some(15.0), "USD", "Amazon EC2", "111", Some("i-1"))
         );
         assert_eq!(row.tags, [("n".to_string(), "3".to_string()), ("team".to_string(), "web".to_string())]);
-        assert_eq!((row.pricing, row.charge, format_day(row.day)), (Pricing::OnDemand, Charge::Usage, "2024-09-01".into()));
+        assert_eq!(
+            (row.pricing, row.charge, format_day(row.day)),
+            (Pricing::OnDemand, Charge::Usage, "2024-09-01".into())
+        );
 
         let cur = "identity/LineItemId,lineItem/UsageStartDate,lineItem/UsageAccountId,lineItem/LineItemType,lineItem/ResourceId,lineItem/UnblendedCost,lineItem/CurrencyCode,product/ProductName,pricing/term,resourceTags/user:workload\n\
                    a,2024-09-02T00:00:00Z,222,Usage,i-2,3.25,EUR,Amazon Elastic Compute Cloud,OnDemand,batch\n";
@@ -586,22 +597,34 @@ mod tests {
 
         let generic = "date,service,cost,currency,account,resource_id,pricing,charge\n2024-09-04,storage,-2,USD,NULL,NULL,spot,refund\n";
         let row = first_row(generic);
-        assert_eq!((row.cost, row.account, row.resource, row.pricing, row.charge), (-2.0, NONE, None, Pricing::Spot, Charge::Refund));
+        assert_eq!(
+            (row.cost, row.account, row.resource, row.pricing, row.charge),
+            (-2.0, NONE, None, Pricing::Spot, Charge::Refund)
+        );
 
-        for (text, format) in [(focus, Format::Focus), (cur, Format::Cur), (cur2, Format::Cur2), (generic, Format::Generic)] {
+        for (text, format) in
+            [(focus, Format::Focus), (cur, Format::Cur), (cur2, Format::Cur2), (generic, Format::Generic)]
+        {
             assert_eq!(rows("/b/x.csv", text).unwrap().0, format);
         }
     }
 
     #[test]
     fn an_unknown_header_names_the_closest_format_and_what_it_lacks() {
-        let e = rows("/billing/aws.csv", "lineItem/UsageStartDate,lineItem/UsageAccountId,lineItem/LineItemType,product/ProductName\n").unwrap_err();
+        let e = rows(
+            "/billing/aws.csv",
+            "lineItem/UsageStartDate,lineItem/UsageAccountId,lineItem/LineItemType,product/ProductName\n",
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             "/billing/aws.csv: the header is none of the known formats (FOCUS 1.0/1.1, AWS CUR, AWS CUR 2.0, generic); \
              the closest is AWS CUR, which lacks \"lineItem/UnblendedCost\", \"lineItem/CurrencyCode\""
         );
-        assert_eq!(rows("/billing/e.csv", "").unwrap_err(), "/billing/e.csv: the file is empty; expected a header line");
+        assert_eq!(
+            rows("/billing/e.csv", "").unwrap_err(),
+            "/billing/e.csv: the file is empty; expected a header line"
+        );
     }
 
     #[test]
@@ -624,7 +647,10 @@ mod tests {
             "/billing/aws.csv:2: column \"lineItem/CurrencyCode\": \"NULL\" is null; a value is required"
         );
         let text = format!("{head}2024-09-01,1,Usage,1\n");
-        assert_eq!(rows("/billing/aws.csv", &text).unwrap_err(), "/billing/aws.csv:2: the line has 4 fields, but the header has 6");
+        assert_eq!(
+            rows("/billing/aws.csv", &text).unwrap_err(),
+            "/billing/aws.csv:2: the line has 4 fields, but the header has 6"
+        );
         let text = "date,service,cost,currency,tags\n2024-09-01,s,1,USD,\"{team: web}\"\n";
         assert_eq!(
             rows("/billing/g.csv", text).unwrap_err(),

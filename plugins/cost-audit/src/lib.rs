@@ -287,7 +287,13 @@ fn metrics_and_findings(data: &Data) -> (Vec<tend_plugin_sdk::Metric>, Vec<tend_
             format!("{} {} cost rose {}% week over week", i.scope, i.name, i.change_percent),
             format!(
                 "{} {}: {} {:.2} in the latest 7 days against {} {:.2} the 7 days before (more than {}%)",
-                i.scope, i.name, i.currency, i.current, i.currency, i.previous, data_level(data)
+                i.scope,
+                i.name,
+                i.currency,
+                i.current,
+                i.currency,
+                i.previous,
+                data_level(data)
             ),
             Some(&format!("{} {}", i.scope, i.name)),
         ));
@@ -334,12 +340,8 @@ impl Guest for CostAudit {
 
 /// JSON Schema of [`Config`].
 fn config_schema() -> Value {
-    let paths = |description: &str| {
-        json!({"type": "array", "items": {"type": "string", "minLength": 1}, "description": description})
-    };
-    let percent = |default: f64, description: &str| {
-        json!({"type": "number", "minimum": 0, "default": default, "description": description})
-    };
+    let paths = |description: &str| json!({"type": "array", "items": {"type": "string", "minLength": 1}, "description": description});
+    let percent = |default: f64, description: &str| json!({"type": "number", "minimum": 0, "default": default, "description": description});
     schema::config(
         "cost-audit",
         "Configuration of the cost-audit plugin: the billing exports and utilization to read, and the rules.",

@@ -49,13 +49,14 @@ fn an_idle_resource_saves_its_whole_monthly_cost() {
 
 #[test]
 fn rightsizing_saves_half_under_both_levels_and_a_quarter_under_one() {
-    let low = Usage { cpu: vec![10.0; 20], memory: vec![20.0; 20], requests: 5.0, request_samples: 20, ..Usage::default() };
+    let low =
+        Usage { cpu: vec![10.0; 20], memory: vec![20.0; 20], requests: 5.0, request_samples: 20, ..Usage::default() };
     let cpu_only = Usage { memory: vec![70.0; 20], ..low.clone() };
     let busy = Usage { cpu: vec![80.0; 20], memory: vec![70.0; 20], ..low.clone() };
     let usage = UsageMap::from([("a".to_string(), low), ("b".to_string(), cpu_only), ("c".to_string(), busy)]);
     let mut lines = month("a", "{}", "NULL", |_| 2.0);
     lines.extend(month("b", "{}", "NULL", |_| 2.0));
-    lines.extend(month("c", "{}", "NULL", |d| f64::from(d)));
+    lines.extend(month("c", "{}", "NULL", f64::from));
     let r = report(&lines, &usage, &levels());
     let got: Vec<_> = r.recommendations.iter().map(|r| (r.resource.as_str(), r.kind, r.saving)).collect();
     assert_eq!(got, [("a", Kind::Rightsizing, 30.0), ("b", Kind::Rightsizing, 15.0)]);
@@ -90,7 +91,10 @@ fn steady_on_demand_use_is_a_commitment_candidate_and_spiky_use_is_not() {
     lines.extend(month("db-3", "{}", "commitment", |_| 10.0));
     let r = report(&lines, &UsageMap::new(), &levels());
     let rec = only(&r);
-    assert_eq!((rec.kind, rec.resource.as_str(), rec.monthly_cost, rec.saving), (Kind::Commitment, "db-1", 300.0, 90.0));
+    assert_eq!(
+        (rec.kind, rec.resource.as_str(), rec.monthly_cost, rec.saving),
+        (Kind::Commitment, "db-1", 300.0, 90.0)
+    );
     assert_eq!(
         rec.evidence,
         "steady on-demand use every day from 2024-09-01 to 2024-09-30: USD 10.00 a day on average, varying 10.0% (at \
@@ -112,7 +116,10 @@ fn currencies_are_never_summed_and_credits_are_not_savings() {
     assert_eq!(totals, [("EUR", 18.5, 20.0, -1.5, 2), ("USD", 4.0, 10.0, -6.0, 3)]);
     assert_eq!(r.credits.count, 3);
     let listed: Vec<_> = r.credits.listed.iter().map(|c| (c.at.as_str(), c.kind, c.amount)).collect();
-    assert_eq!(listed, [("/b/g.csv:4", "credit", -4.0), ("/b/g.csv:5", "refund", -1.5), ("/b/g.csv:6", "negative usage", -2.0)]);
+    assert_eq!(
+        listed,
+        [("/b/g.csv:4", "credit", -4.0), ("/b/g.csv:5", "refund", -1.5), ("/b/g.csv:6", "negative usage", -2.0)]
+    );
     assert!(r.recommendations.is_empty() && r.savings.is_empty());
     let services: Vec<_> = r.top.services.iter().map(|d| (d.currency.as_str(), d.name.as_str(), d.cost)).collect();
     assert_eq!(services, [("EUR", "compute", 20.0), ("EUR", "support", -1.5), ("USD", "compute", 4.0)]);
@@ -125,8 +132,12 @@ fn a_week_over_week_increase_over_the_level_is_a_high_finding() {
         .collect();
     lines.extend((1..=14).map(|d| format!("2024-09-{d:02},compute,{},USD,acct-9,NULL,NULL,NULL,usage", 10)));
     let r = report(&lines, &UsageMap::new(), &levels());
-    let got: Vec<_> =
-        r.week_over_week.increases.iter().map(|i| (i.scope, i.name.as_str(), i.previous, i.current, i.change_percent)).collect();
+    let got: Vec<_> = r
+        .week_over_week
+        .increases
+        .iter()
+        .map(|i| (i.scope, i.name.as_str(), i.previous, i.current, i.change_percent))
+        .collect();
     assert_eq!(got, [("service", "storage", 70.0, 98.0, 40.0)]);
     let compared = r.week_over_week.compared.as_ref().unwrap();
     assert_eq!((compared.previous.start.as_str(), compared.current.end.as_str()), ("2024-09-01", "2024-09-14"));
@@ -174,15 +185,20 @@ fn the_plugin_reads_every_csv_of_a_directory_in_order_with_its_format() {
         json!([{"path": format!("{d}/a.csv"), "format": "focus", "rows": 1}, {"path": format!("{d}/b.csv"), "format": "generic", "rows": 2}])
     );
     assert_eq!(data["totals"][0]["currency"], "EUR");
-    let totals: Vec<_> = out.metrics.iter().filter(|m| m.name == "cost_total").map(|m| (m.labels[0].1.clone(), m.value)).collect();
+    let totals: Vec<_> =
+        out.metrics.iter().filter(|m| m.name == "cost_total").map(|m| (m.labels[0].1.clone(), m.value)).collect();
     assert_eq!(totals, [("EUR".to_string(), 3.0), ("USD".to_string(), 3.0)]);
 
     let empty = temp_dir("empty");
-    let e = CostAudit::run(ctx.clone(), json!({"billing": [empty.display().to_string()]}).to_string(), String::new()).unwrap_err();
+    let e = CostAudit::run(ctx.clone(), json!({"billing": [empty.display().to_string()]}).to_string(), String::new())
+        .unwrap_err();
     let expected = format!("field `billing`: {:?} has no .csv files", empty.display().to_string());
     assert!(matches!(&e, StepError::Failed(m) if *m == expected), "{e:?}");
     let e = CostAudit::run(ctx, json!({"billing": ["/nowhere/x.csv"]}).to_string(), String::new()).unwrap_err();
-    assert!(matches!(&e, StepError::Failed(m) if m.starts_with("field `billing`: cannot open \"/nowhere/x.csv\": ")), "{e:?}");
+    assert!(
+        matches!(&e, StepError::Failed(m) if m.starts_with("field `billing`: cannot open \"/nowhere/x.csv\": ")),
+        "{e:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(empty);
 }
@@ -195,6 +211,7 @@ fn the_config_schema_is_closed_and_documents_every_rule() {
     assert_eq!(schema["required"], json!(["billing"]));
     assert_eq!(schema["properties"]["rules"]["additionalProperties"], false);
     let ctx = StepContext { run_id: "r".into(), step_id: "s".into(), runbook: "b".into(), attempt: 1, iteration: 0 };
-    let e = CostAudit::run(ctx, json!({"billing": ["/x"], "rules": {"cpu": 3}}).to_string(), String::new()).unwrap_err();
+    let e =
+        CostAudit::run(ctx, json!({"billing": ["/x"], "rules": {"cpu": 3}}).to_string(), String::new()).unwrap_err();
     assert!(matches!(&e, StepError::InvalidConfig(m) if m.starts_with("field `rules.cpu`: unknown field")), "{e:?}");
 }

@@ -54,8 +54,14 @@ pub fn read_csv(path: &str, reader: impl Read, window: (i64, i64), into: &mut Us
         ));
     }
     let at = |name: &str| find(name).unwrap_or_default();
-    let (id, time, cpu, memory, requests, connections) =
-        (at("resource_id"), at("timestamp"), at("cpu_percent"), at("memory_percent"), at("requests"), find("connections"));
+    let (id, time, cpu, memory, requests, connections) = (
+        at("resource_id"),
+        at("timestamp"),
+        at("cpu_percent"),
+        at("memory_percent"),
+        at("requests"),
+        find("connections"),
+    );
     let mut record = csv::StringRecord::new();
     loop {
         match reader.read_record(&mut record) {
@@ -65,7 +71,11 @@ pub fn read_csv(path: &str, reader: impl Read, window: (i64, i64), into: &mut Us
         }
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != names.len() {
-            return Err(format!("{path}:{line}: the line has {} fields, but the header has {}", record.len(), names.len()));
+            return Err(format!(
+                "{path}:{line}: the line has {} fields, but the header has {}",
+                record.len(),
+                names.len()
+            ));
         }
         let error = |i: usize, what: &str| format!("{path}:{line}: column {:?}: {:?} {what}", names[i], &record[i]);
         let number = |i: usize| -> Result<Option<f64>, String> {
@@ -80,8 +90,8 @@ pub fn read_csv(path: &str, reader: impl Read, window: (i64, i64), into: &mut Us
         if is_null(&record[id]) {
             return Err(error(id, "is null; a value is required"));
         }
-        let day =
-            parse_day(&record[time]).ok_or_else(|| error(time, "is not a time; expected an RFC 3339 time, a date or Unix seconds"))?;
+        let day = parse_day(&record[time])
+            .ok_or_else(|| error(time, "is not a time; expected an RFC 3339 time, a date or Unix seconds"))?;
         let sample = Sample {
             cpu: number(cpu)?,
             memory: number(memory)?,
@@ -140,7 +150,10 @@ pub fn from_prometheus(output: &Value, label: &str, into: &mut UsageMap) -> Resu
         };
         for series in query.get("series").and_then(Value::as_array).into_iter().flatten() {
             let Some(id) = series.pointer(&format!("/labels/{label}")).and_then(Value::as_str) else {
-                return Err(format!("{field}: a series of query {name:?} has no {label:?} label: {}", series.get("labels").unwrap_or(&Value::Null)));
+                return Err(format!(
+                    "{field}: a series of query {name:?} has no {label:?} label: {}",
+                    series.get("labels").unwrap_or(&Value::Null)
+                ));
             };
             let values: Vec<f64> = match (series.get("values"), series.get("value")) {
                 (Some(Value::Array(samples)), _) => samples.iter().filter_map(|s| s.get(1)?.as_f64()).collect(),
