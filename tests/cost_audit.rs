@@ -158,11 +158,14 @@ struct Expected {
     increases: BTreeSet<String>,
 }
 
+/// Per (resource, currency): usage cost and on-demand cost per day of September, and tags.
+type Daily = BTreeMap<(String, String), ([f64; 30], [f64; 30], BTreeMap<String, String>)>;
+
 /// The sample data's window is September 2024 (30 days), so a monthly cost
 /// is the cost over the window. Spot rule: workload batch or ci.
 fn expected(lines: &[Line], usage: &BTreeMap<String, (Vec<f64>, Vec<f64>, f64)>) -> Expected {
     let mut e = Expected::default();
-    let mut daily: BTreeMap<(String, String), ([f64; 30], [f64; 30], BTreeMap<String, String>)> = BTreeMap::new();
+    let mut daily = Daily::new();
     let mut weeks: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     for l in lines {
         let t = e.totals.entry(l.currency.clone()).or_default();
