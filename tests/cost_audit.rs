@@ -385,3 +385,40 @@ fn the_shipped_runbook_audits_the_sample_data_and_escalates_each_increase() {
     assert!(!wanted.is_empty());
     assert_eq!(escalated, wanted);
 }
+
+#[test]
+fn a_file_larger_than_the_memory_limit_is_streamed_within_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let billing = dir.path().join("data/billing");
+    std::fs::create_dir_all(&billing).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(billing.join("focus.csv")).unwrap());
+    writeln!(file, "ChargePeriodStart,ChargeCategory,ServiceName,SubAccountId,ResourceId,PricingCategory,BilledCost,BillingCurrency,Tags").unwrap();
+    let rows = 250_000u64;
+    for i in 0..rows {
+        let day = 1 + i * 30 / rows;
+        writeln!(
+            file,
+            "2024-09-{day:02}T00:00:00Z,Usage,Amazon EC2,acct-{},res-{},Standard,0.25,USD,\"{{\"\"team\"\": \"\"team-{}\"\", \"\"note\"\": \"\"{}\"\"}}\"",
+            i % 20,
+            i % 2000,
+            i % 37,
+            "x".repeat(60)
+        )
+        .unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let size = std::fs::metadata(billing.join("focus.csv")).unwrap().len();
+    assert!(size > 40 << 20, "{size} bytes");
+
+    let grant = format!("{}:/cost:ro", dir.path().join("data").display());
+    let args = ["plugins", "call", "cost-audit", "--dir", &grant, "--memory", "24MiB", "--timeout", "5m", "--record"];
+    let out = tend(&[&args[..], &["--config", r#"{"billing": ["/cost/billing"]}"#]].concat(), dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record = json_out(&out);
+    assert_eq!(record["output"]["data"]["rows"], rows);
+    assert_eq!(record["output"]["data"]["totals"][0]["cost"], 62_500.0);
+    let peak = record["peak_memory_bytes"].as_u64().unwrap();
+    assert!(peak <= 24 << 20 && peak < size / 2, "peak {peak} bytes for a file of {size}");
+}
