@@ -220,7 +220,7 @@ fn story(record: &RunRecord) -> Vec<String> {
         };
         lines.push(format!("verified    {} after {}: {} -> {after}", r.metric, r.step_id, r.before));
     }
-    let last = steps("score").last();
+    let last = steps("score").next_back();
     let iterations = steps("score").count();
     match last.and_then(|a| a.output.clone()) {
         Some(o) if record.run.status.as_str() == "succeeded" => lines.push(format!(
