@@ -24,6 +24,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("prometheus-query", "prometheus_query"),
     ("remediate", "remediate"),
     ("incident-triage", "incident_triage"),
+    ("secrets-scan", "secrets_scan"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).
