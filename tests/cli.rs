@@ -51,7 +51,16 @@ fn list_shows_the_built_in_plugins() {
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["echo", "health-score", "host-metrics", "http-probe", "incident-triage", "prometheus-query", "remediate", "secrets-scan"]
+        [
+            "echo",
+            "health-score",
+            "host-metrics",
+            "http-probe",
+            "incident-triage",
+            "prometheus-query",
+            "remediate",
+            "secrets-scan"
+        ]
     );
     assert!(list.as_array().unwrap().iter().all(|p| p["origin"] == "builtin"));
 

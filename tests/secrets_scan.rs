@@ -157,7 +157,8 @@ fn a_clean_tree_yields_nothing() {
     write(&tree.join("src/main.rs"), "fn main() { let password = std::env::var(\"PW\"); }\n", 0o644);
     write(&tree.join("src/id_rsa.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG user@host\n", 0o644);
     let grant = format!("{}:/scan", tree.display());
-    let out = tend(&["plugins", "call", "secrets-scan", "--dir", &grant, "--config", r#"{"paths": ["/scan"]}"#], dir.path());
+    let out =
+        tend(&["plugins", "call", "secrets-scan", "--dir", &grant, "--config", r#"{"paths": ["/scan"]}"#], dir.path());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output["findings"], json!([]));

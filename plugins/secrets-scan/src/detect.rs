@@ -92,9 +92,7 @@ impl Kind {
     /// others is critical, by its group only high ([`Hit::severity`]).
     pub fn severity(self) -> SeverityLevel {
         match self {
-            Kind::PrivateKeyReadable | Kind::AwsSecretAccessKey | Kind::GcpServiceAccountKey => {
-                SeverityLevel::Critical
-            }
+            Kind::PrivateKeyReadable | Kind::AwsSecretAccessKey | Kind::GcpServiceAccountKey => SeverityLevel::Critical,
             Kind::PrivateKey | Kind::Setgid => SeverityLevel::Medium,
             _ => SeverityLevel::High,
         }
@@ -327,7 +325,13 @@ fn token_hits(hits: &mut Vec<Hit>, path: &str, n: usize, line: &str) {
     let alnum = |b: u8| b.is_ascii_alphanumeric();
     let specs: [(Kind, &str, &[&str], fn(u8) -> bool, usize); 4] = [
         (Kind::GithubToken, "a GitHub token", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], alnum, 36),
-        (Kind::GithubToken, "a GitHub fine-grained token", &["github_pat_"], |b| b.is_ascii_alphanumeric() || b == b'_', 50),
+        (
+            Kind::GithubToken,
+            "a GitHub fine-grained token",
+            &["github_pat_"],
+            |b| b.is_ascii_alphanumeric() || b == b'_',
+            50,
+        ),
         (Kind::GitlabToken, "a GitLab token", &["glpat-"], |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-', 20),
         (
             Kind::SlackToken,
@@ -615,7 +619,10 @@ mod tests {
         assert_eq!(hits[1].detail, "mode 6757, owner uid 0: runs with its owner's privileges whoever starts it");
         assert_eq!(hits[2].severity(), SeverityLevel::Medium);
         assert!(mode_hits("/s/tmp", 0o1777, 0, true).is_empty(), "a sticky shared directory is fine");
-        assert_eq!(mode_hits("/s/d", 0o777, 0, true)[0].detail, "mode 0777: any user on the machine can change this directory");
+        assert_eq!(
+            mode_hits("/s/d", 0o777, 0, true)[0].detail,
+            "mode 0777: any user on the machine can change this directory"
+        );
         assert!(mode_hits("/s/f", 0o644, 0, false).is_empty());
 
         let others = key_readable_hit("/s/id_rsa", 0o644).unwrap();
@@ -623,7 +630,10 @@ mod tests {
         assert_eq!(others.detail, "mode 0644: only its owner should read a private key (chmod 600)");
         assert_eq!(others.severity(), SeverityLevel::Critical);
         let group = key_readable_hit("/s/id_rsa", 0o640).unwrap();
-        assert_eq!((group.title.as_str(), group.severity()), ("private key /s/id_rsa is readable by its group", SeverityLevel::High));
+        assert_eq!(
+            (group.title.as_str(), group.severity()),
+            ("private key /s/id_rsa is readable by its group", SeverityLevel::High)
+        );
         assert!(key_readable_hit("/s/id_rsa", 0o600).is_none());
     }
 
@@ -642,9 +652,7 @@ mod tests {
     #[test]
     fn no_message_contains_the_secret() {
         let secrets = [GH, "AKIAIOSFODNN7EXAMPLE", "hunter2secret", "s3cr3tpw"];
-        let text = format!(
-            "{GH}\nAKIAIOSFODNN7EXAMPLE\nDB_PASSWORD=hunter2secret\nX=mysql://root:s3cr3tpw@h/db\n"
-        );
+        let text = format!("{GH}\nAKIAIOSFODNN7EXAMPLE\nDB_PASSWORD=hunter2secret\nX=mysql://root:s3cr3tpw@h/db\n");
         let hits = scan_text("/s/.env", ".env", &text);
         assert_eq!(hits.len(), 4, "{hits:#?}");
         let shown = format!("{hits:?}");

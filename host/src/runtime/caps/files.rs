@@ -195,9 +195,7 @@ impl FilesCap {
             if let Ok(real) = checked.canonicalize()
                 && !real.starts_with(&root)
             {
-                return Err(
-                    self.deny(format!("dirs: {guest} resolves outside the granted directory (grant {grant})"))
-                );
+                return Err(self.deny(format!("dirs: {guest} resolves outside the granted directory (grant {grant})")));
             }
         }
         Ok(Resolved { grant, guest, host })
