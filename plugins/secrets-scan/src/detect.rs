@@ -320,36 +320,59 @@ fn service_account_hit(path: &str, text: &str) -> Option<Hit> {
     Some(secret_hit(Kind::GcpServiceAccountKey, line, title, &what, None, key))
 }
 
+/// A family of tokens: its kind, service, description, type prefixes, the
+/// characters after the prefix, and how many at least.
+struct TokenSpec {
+    kind: Kind,
+    service: &'static str,
+    what: &'static str,
+    prefixes: &'static [&'static str],
+    charset: fn(u8) -> bool,
+    min: usize,
+}
+
+/// The tokens [`token_hits`] looks for.
+const TOKEN_SPECS: [TokenSpec; 4] = [
+    TokenSpec {
+        kind: Kind::GithubToken,
+        service: "GitHub",
+        what: "a GitHub token",
+        prefixes: &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        charset: |b| b.is_ascii_alphanumeric(),
+        min: 36,
+    },
+    TokenSpec {
+        kind: Kind::GithubToken,
+        service: "GitHub",
+        what: "a GitHub fine-grained token",
+        prefixes: &["github_pat_"],
+        charset: |b| b.is_ascii_alphanumeric() || b == b'_',
+        min: 50,
+    },
+    TokenSpec {
+        kind: Kind::GitlabToken,
+        service: "GitLab",
+        what: "a GitLab token",
+        prefixes: &["glpat-"],
+        charset: |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+        min: 20,
+    },
+    TokenSpec {
+        kind: Kind::SlackToken,
+        service: "Slack",
+        what: "a Slack token",
+        prefixes: &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-"],
+        charset: |b| b.is_ascii_alphanumeric() || b == b'-',
+        min: 10,
+    },
+];
+
 /// GitHub, GitLab and Slack tokens of `line`.
 fn token_hits(hits: &mut Vec<Hit>, path: &str, n: usize, line: &str) {
-    let alnum = |b: u8| b.is_ascii_alphanumeric();
-    let specs: [(Kind, &str, &[&str], fn(u8) -> bool, usize); 4] = [
-        (Kind::GithubToken, "a GitHub token", &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], alnum, 36),
-        (
-            Kind::GithubToken,
-            "a GitHub fine-grained token",
-            &["github_pat_"],
-            |b| b.is_ascii_alphanumeric() || b == b'_',
-            50,
-        ),
-        (Kind::GitlabToken, "a GitLab token", &["glpat-"], |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-', 20),
-        (
-            Kind::SlackToken,
-            "a Slack token",
-            &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-"],
-            |b| b.is_ascii_alphanumeric() || b == b'-',
-            10,
-        ),
-    ];
-    for (kind, what, prefixes, charset, min) in specs {
-        for (token, prefix) in tokens(line, prefixes, charset, min, 255) {
-            let service = match kind {
-                Kind::GithubToken => "GitHub",
-                Kind::GitlabToken => "GitLab",
-                _ => "Slack",
-            };
-            let title = format!("{service} token in {path}:{n}");
-            hits.push(secret_hit(kind, n, title, what, Some(prefix), token));
+    for spec in &TOKEN_SPECS {
+        for (token, prefix) in tokens(line, spec.prefixes, spec.charset, spec.min, 255) {
+            let title = format!("{} token in {path}:{n}", spec.service);
+            hits.push(secret_hit(spec.kind, n, title, spec.what, Some(prefix), token));
         }
     }
 }
