@@ -25,6 +25,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("remediate", "remediate"),
     ("incident-triage", "incident_triage"),
     ("cost-audit", "cost_audit"),
+    ("secrets-scan", "secrets_scan"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).

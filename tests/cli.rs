@@ -59,7 +59,8 @@ fn list_shows_the_built_in_plugins() {
             "http-probe",
             "incident-triage",
             "prometheus-query",
-            "remediate"
+            "remediate",
+            "secrets-scan"
         ]
     );
     assert!(list.as_array().unwrap().iter().all(|p| p["origin"] == "builtin"));
@@ -88,7 +89,7 @@ fn unknown_plugin_is_named_with_the_installed_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "tend: plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query, remediate)\n"
+        "tend: plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query, remediate, secrets-scan)\n"
     );
 }
 
@@ -231,7 +232,8 @@ fn plugins_directory_adds_plugins_beside_the_built_ins() {
             "http-probe",
             "incident-triage",
             "prometheus-query",
-            "remediate"
+            "remediate",
+            "secrets-scan"
         ]
     );
     assert!(

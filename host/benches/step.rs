@@ -61,6 +61,15 @@ impl wit_host::Host for Bare {
     async fn system_metrics(&mut self) -> Result<wit_types::SystemSnapshot, String> {
         Err("denied".into())
     }
+    async fn file_metadata(&mut self, _: String) -> Result<wit_types::FileMeta, String> {
+        Err("denied".into())
+    }
+    async fn list_metadata(&mut self, _: String) -> Result<Vec<wit_types::FileMeta>, String> {
+        Err("denied".into())
+    }
+    async fn file_set_mode(&mut self, _: String, _: u32) -> Result<(), String> {
+        Err("denied".into())
+    }
 }
 
 const ROUNDS: usize = 20;

@@ -58,8 +58,8 @@ pub use bindings::export;
 pub use bindings::exports::tend::plugin::step::Guest;
 pub use bindings::tend::plugin::host;
 pub use bindings::tend::plugin::types::{
-    DiskUsage, Finding, HttpRequest, HttpResponse, LogLevel, Metric, PluginInfo, Severity, StepContext, StepError,
-    StepOutput, SystemSnapshot,
+    DiskUsage, FileKind, FileMeta, Finding, HttpRequest, HttpResponse, LogLevel, Metric, PluginInfo, Severity,
+    StepContext, StepError, StepOutput, SystemSnapshot,
 };
 
 /// Shortcuts for [`host::log`].

@@ -1,9 +1,10 @@
 //! The `host` interface of the contract: one file per capability (log,
-//! state, secrets, http, system), each building its per-step state from the
+//! state, secrets, http, system, files), each building its per-step state from the
 //! step's grants and implementing its calls. This module wires them to the
 //! generated `Host` trait. A denied call returns an error (or none) the
 //! guest sees and is recorded in [`Denials`]; nothing here traps.
 
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod secrets;
@@ -45,6 +46,7 @@ pub struct Caps {
     pub secrets: secrets::SecretsCap,
     pub http: http::HttpCap,
     pub system: system::SystemCap,
+    pub files: files::FilesCap,
     pub denials: Denials,
 }
 
@@ -120,5 +122,37 @@ impl host::Host for StepState {
                 })
                 .collect(),
         })
+    }
+
+    async fn file_metadata(&mut self, path: String) -> Result<types::FileMeta, String> {
+        self.caps.files.metadata(path).await.map(file_meta)
+    }
+
+    async fn list_metadata(&mut self, dir: String) -> Result<Vec<types::FileMeta>, String> {
+        Ok(self.caps.files.list(dir).await?.into_iter().map(file_meta).collect())
+    }
+
+    async fn file_set_mode(&mut self, path: String, mode: u32) -> Result<(), String> {
+        self.caps.files.set_mode(path, mode).await
+    }
+}
+
+fn file_meta(m: files::Meta) -> types::FileMeta {
+    types::FileMeta {
+        path: m.path,
+        kind: match m.kind {
+            files::Kind::File => types::FileKind::File,
+            files::Kind::Dir => types::FileKind::Dir,
+            files::Kind::Symlink => types::FileKind::Symlink,
+            files::Kind::Other => types::FileKind::Other,
+        },
+        size: m.size,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        setuid: m.setuid,
+        setgid: m.setgid,
+        world_writable: m.world_writable,
+        modified: m.modified,
     }
 }
