@@ -24,6 +24,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("prometheus-query", "prometheus_query"),
     ("remediate", "remediate"),
     ("incident-triage", "incident_triage"),
+    ("http-security", "http_security"),
+    ("tls-check", "tls_check"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).

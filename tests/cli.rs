@@ -51,7 +51,17 @@ fn list_shows_the_built_in_plugins() {
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["echo", "health-score", "host-metrics", "http-probe", "incident-triage", "prometheus-query", "remediate"]
+        [
+            "echo",
+            "health-score",
+            "host-metrics",
+            "http-probe",
+            "http-security",
+            "incident-triage",
+            "prometheus-query",
+            "remediate",
+            "tls-check"
+        ]
     );
     assert!(list.as_array().unwrap().iter().all(|p| p["origin"] == "builtin"));
 
@@ -219,9 +229,11 @@ fn plugins_directory_adds_plugins_beside_the_built_ins() {
             "host-metrics",
             "hostile",
             "http-probe",
+            "http-security",
             "incident-triage",
             "prometheus-query",
-            "remediate"
+            "remediate",
+            "tls-check"
         ]
     );
     assert!(

@@ -84,6 +84,7 @@ pub fn step_state(
         secrets,
         http: caps::http::HttpCap::new(services.http.clone(), &grants.hosts, deadline, denials.clone()),
         system: caps::system::SystemCap::new(services.system.clone(), grants.system_metrics, denials.clone()),
+        tls: caps::tls::TlsCap::new(&grants.hosts, deadline, denials.clone()),
         denials,
     };
     Ok(StepState {

@@ -59,7 +59,7 @@ pub use bindings::exports::tend::plugin::step::Guest;
 pub use bindings::tend::plugin::host;
 pub use bindings::tend::plugin::types::{
     DiskUsage, Finding, HttpRequest, HttpResponse, LogLevel, Metric, PluginInfo, Severity, StepContext, StepError,
-    StepOutput, SystemSnapshot,
+    StepOutput, SystemSnapshot, TlsCertificate, TlsReport, TlsRequest,
 };
 
 /// Shortcuts for [`host::log`].
