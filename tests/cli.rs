@@ -89,7 +89,7 @@ fn unknown_plugin_is_named_with_the_installed_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "tend: plugin \"slak\" is not installed (installed: echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query, remediate)\n"
+        "tend: plugin \"slak\" is not installed (installed: echo, health-score, host-metrics, http-probe, http-security, incident-triage, prometheus-query, remediate, tls-check)\n"
     );
 }
 

@@ -10,7 +10,8 @@
 //! - certificate expired: critical;
 //! - expiring within `critical_days` ([`DEFAULT_CRITICAL_DAYS`]): critical;
 //!   within `warn_days` ([`DEFAULT_WARN_DAYS`]): high;
-//! - self-signed and not trusted, or another untrusted chain: high;
+//! - self-signed and not trusted, or another untrusted chain: high (not
+//!   reported for an expired certificate, whose expiry is the reason);
 //! - not valid for the server name: high;
 //! - protocol below TLS 1.2: high (the host speaks TLS 1.2 and 1.3 only, so
 //!   a server limited to older versions fails the handshake; that failure is
@@ -301,7 +302,10 @@ fn judge(target: &Target, result: Result<TlsReport, String>, now: i64, config: &
         check.problems.push((SeverityLevel::High, msg));
     }
     let why = report.verify_error.as_deref().unwrap_or("unknown reason");
-    if !report.chain_valid && leaf.self_signed {
+    // An expired certificate fails verification for that reason alone; the
+    // expiry finding says so, and whether it would be trusted otherwise is
+    // unknown.
+    if !report.chain_valid && !expired && leaf.self_signed {
         check
             .problems
             .push((SeverityLevel::High, format!("certificate is self-signed and not trusted ({})", leaf.subject)));
