@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use tend_plugin_sdk::{
     Finding, Guest, HttpRequest, HttpResponse, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput,
-    export, finding, host, invalid_config, metric, parse_config, schema,
+    export, finding, host, invalid_config, is_http_url, metric, parse_config, schema,
 };
 
 /// The plugin; see the crate docs.
@@ -175,17 +175,6 @@ fn parse(text: &str) -> Result<Config, StepError> {
         }
     }
     Ok(config)
-}
-
-/// True for `http://host...` and `https://host...` (any case) with a
-/// non-empty authority and no whitespace. The host parses the URL fully.
-fn is_http_url(url: &str) -> bool {
-    let lower = url.to_ascii_lowercase();
-    let Some(rest) = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://")) else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    !authority.is_empty() && !url.chars().any(char::is_whitespace)
 }
 
 /// The outcome of one check.

@@ -97,6 +97,18 @@ pub fn retryable(message: impl Into<String>) -> StepError {
     StepError::Retryable(message.into())
 }
 
+/// True for `http://host...` and `https://host...` (any case) with a
+/// non-empty authority and no whitespace, for checking URLs in config. The
+/// host parses the URL fully.
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://")) else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !authority.is_empty() && !url.chars().any(char::is_whitespace)
+}
+
 /// Rounds `value` to `decimals` decimal places, for readable JSON output.
 pub fn round(value: f64, decimals: i32) -> f64 {
     let factor = 10f64.powi(decimals);
