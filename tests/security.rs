@@ -340,3 +340,30 @@ steps:
     assert!(titles[0].ends_with(" UTC (warning under 30 days)"), "{titles:?}");
     assert_eq!(steps[1]["findings"][0]["severity"], "high");
 }
+
+/// A loopback server that accepts connections and never answers.
+fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_handshake_that_never_ends_is_bounded_by_its_timeout() {
+    let addr = silent_server();
+    let port: u16 = addr.split(':').nth(1).unwrap().parse().unwrap();
+    let config = json!({"targets": [{"host": "127.0.0.1", "port": port, "timeout_ms": 300}]});
+    let started = std::time::Instant::now();
+    let record = call("tls-check", &config, &["--allow-host", &addr]);
+    assert_eq!(
+        findings(&record),
+        [pair("high", format!("{addr}: TLS check failed: TLS connection to {addr} timed out after 300ms"))]
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

@@ -95,16 +95,23 @@ impl TlsCap {
         let shown = if host.contains(':') { format!("[{host}]:{}", req.port) } else { format!("{host}:{}", req.port) };
 
         let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let remaining = self.deadline.min(Instant::now() + timeout).saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let by_deadline = self.deadline < now + timeout;
+        let remaining = self.deadline.min(now + timeout).saturating_duration_since(now);
+        let timed_out = || {
+            if by_deadline {
+                format!("TLS connection to {shown} timed out at the step's deadline")
+            } else {
+                format!("TLS connection to {shown} timed out after {}", crate::units::format_duration(timeout))
+            }
+        };
         if remaining.is_zero() {
-            return Err(format!("TLS connection to {shown} timed out"));
+            return Err(timed_out());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let handshake = handshake(provider.clone(), &host, req.port, server_name.clone(), &shown);
         let (chain, protocol_version, cipher_suite) =
-            tokio::time::timeout(remaining, handshake).await.map_err(|_| {
-                format!("TLS connection to {shown} timed out after {}", crate::units::format_duration(timeout))
-            })??;
+            tokio::time::timeout(remaining, handshake).await.map_err(|_| timed_out())??;
 
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(format!("TLS server {shown} presented no certificate"));
@@ -272,5 +279,54 @@ impl ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(port: u16) -> Request {
+        Request { host: "127.0.0.1".into(), port, server_name: None, trusted_ca_pem: None, timeout: None }
+    }
+
+    fn cap(grant: &str, deadline: Duration) -> TlsCap {
+        let hosts = [HostPattern::parse(grant).unwrap()];
+        TlsCap::new(&hosts, Instant::now() + deadline, Denials::default())
+    }
+
+    #[tokio::test]
+    async fn the_steps_deadline_bounds_a_handshake_that_never_ends() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let started = Instant::now();
+        let err = cap("127.0.0.1", Duration::from_millis(300)).inspect(request(port)).await.unwrap_err();
+        assert_eq!(err, format!("TLS connection to 127.0.0.1:{port} timed out at the step's deadline"));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_host_not_granted_is_denied_and_recorded() {
+        let mut cap = cap("127.0.0.1:1", Duration::from_secs(5));
+        let err = cap.inspect(request(8443)).await.unwrap_err();
+        assert_eq!(err, "hosts: 127.0.0.1:8443 is not granted to this step (granted: 127.0.0.1:1)");
+        assert_eq!(cap.denials.list(), [err]);
+    }
+
+    #[test]
+    fn bad_trusted_roots_are_named() {
+        assert_eq!(
+            roots(Some("not pem")).unwrap_err(),
+            "trusted CA PEM: expected at least one \"-----BEGIN CERTIFICATE-----\" block, found none"
+        );
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(roots(Some(garbage)).unwrap_err().starts_with("trusted CA PEM: certificate 1 is not a usable root: "));
+        assert_eq!(roots(None).unwrap().len(), webpki_roots::TLS_SERVER_ROOTS.len());
     }
 }
