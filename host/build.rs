@@ -26,6 +26,8 @@ const BUILTIN: &[(&str, &str)] = &[
     ("incident-triage", "incident_triage"),
     ("cost-audit", "cost_audit"),
     ("secrets-scan", "secrets_scan"),
+    ("http-security", "http_security"),
+    ("tls-check", "tls_check"),
 ];
 
 /// Test-only plugins: (environment variable, cdylib file stem).

@@ -57,10 +57,12 @@ fn list_shows_the_built_in_plugins() {
             "health-score",
             "host-metrics",
             "http-probe",
+            "http-security",
             "incident-triage",
             "prometheus-query",
             "remediate",
-            "secrets-scan"
+            "secrets-scan",
+            "tls-check"
         ]
     );
     assert!(list.as_array().unwrap().iter().all(|p| p["origin"] == "builtin"));
@@ -89,7 +91,7 @@ fn unknown_plugin_is_named_with_the_installed_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out),
-        "tend: plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query, remediate, secrets-scan)\n"
+        "tend: plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, http-security, incident-triage, prometheus-query, remediate, secrets-scan, tls-check)\n"
     );
 }
 
@@ -230,10 +232,12 @@ fn plugins_directory_adds_plugins_beside_the_built_ins() {
             "host-metrics",
             "hostile",
             "http-probe",
+            "http-security",
             "incident-triage",
             "prometheus-query",
             "remediate",
-            "secrets-scan"
+            "secrets-scan",
+            "tls-check"
         ]
     );
     assert!(

@@ -139,7 +139,7 @@ fn validate_reports_every_file_and_a_total() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        "./bad.yaml:4:13: step \"a\": plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, incident-triage, prometheus-query, remediate, secrets-scan)\n\
+        "./bad.yaml:4:13: step \"a\": plugin \"slak\" is not installed (installed: cost-audit, echo, health-score, host-metrics, http-probe, http-security, incident-triage, prometheus-query, remediate, secrets-scan, tls-check)\n\
          ./bad.yaml:5:9: step id \"a\" is already used at line 3\n"
     );
     assert_eq!(stderr(&out), "tend: 2 errors in 1 of 2 files\n");

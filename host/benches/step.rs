@@ -61,6 +61,9 @@ impl wit_host::Host for Bare {
     async fn system_metrics(&mut self) -> Result<wit_types::SystemSnapshot, String> {
         Err("denied".into())
     }
+    async fn tls_inspect(&mut self, _: wit_types::TlsRequest) -> Result<wit_types::TlsReport, String> {
+        Err("denied".into())
+    }
     async fn file_metadata(&mut self, _: String) -> Result<wit_types::FileMeta, String> {
         Err("denied".into())
     }

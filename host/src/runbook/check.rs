@@ -833,6 +833,7 @@ impl Checker<'_> {
         for cap in &info.capabilities {
             let missing = match cap.as_str() {
                 "http" if grants.hosts.is_empty() => Some("grants.hosts (e.g. hosts: [api.example.com])"),
+                "tls" if grants.hosts.is_empty() => Some("grants.hosts (e.g. hosts: [\"api.example.com:443\"])"),
                 "system-metrics" if !grants.system_metrics => Some("grants.system_metrics: true"),
                 "secrets" if grants.secrets.is_empty() => Some("grants.secrets (e.g. secrets: [api-token])"),
                 "fs" if grants.dirs.is_empty() => Some("grants.dirs (e.g. dirs: [\"/var/log:/logs:ro\"])"),

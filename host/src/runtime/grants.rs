@@ -17,7 +17,8 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Environment variables the step sees, e.g. `REGION=eu-west-1`.
     pub env: BTreeMap<String, String>,
-    /// Hosts the step may reach over HTTP(S), e.g. `api.example.com`,
+    /// Hosts the step may reach over HTTP(S) (`http-fetch`) and TLS
+    /// (`tls-inspect`), e.g. `api.example.com`,
     /// `*.example.com`, `localhost:8080`.
     pub hosts: Vec<HostPattern>,
     /// Secret names the step may read, e.g. `slack-webhook`.

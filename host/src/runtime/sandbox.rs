@@ -85,6 +85,7 @@ pub fn step_state(
         http: caps::http::HttpCap::new(services.http.clone(), &grants.hosts, deadline, denials.clone()),
         system: caps::system::SystemCap::new(services.system.clone(), grants.system_metrics, denials.clone()),
         files: caps::files::FilesCap::new(&grants.dirs, denials.clone()),
+        tls: caps::tls::TlsCap::new(&grants.hosts, deadline, denials.clone()),
         denials,
     };
     Ok(StepState {

@@ -24,7 +24,7 @@ use std::fmt;
 use std::time::Instant;
 use tend_plugin_sdk::{
     Finding, Guest, HttpRequest, HttpResponse, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput,
-    export, finding, host, invalid_config, log, metric, parse_config, round, schema,
+    export, finding, host, invalid_config, is_http_url, log, metric, parse_config, round, schema,
 };
 
 /// The plugin; see the crate docs.
@@ -195,17 +195,6 @@ fn check_target(target: &mut Target) -> Result<(), (&'static str, String)> {
         return Err(("timeout_ms", "expected a positive number of milliseconds, found 0".into()));
     }
     Ok(())
-}
-
-/// True for `http://host...` and `https://host...` (any case) with a
-/// non-empty authority and no whitespace. The host parses the URL fully.
-fn is_http_url(url: &str) -> bool {
-    let lower = url.to_ascii_lowercase();
-    let Some(rest) = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://")) else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    !authority.is_empty() && !url.chars().any(char::is_whitespace)
 }
 
 /// A `tchar` of RFC 9110 (what a method name is made of).

@@ -59,7 +59,7 @@ pub use bindings::exports::tend::plugin::step::Guest;
 pub use bindings::tend::plugin::host;
 pub use bindings::tend::plugin::types::{
     DiskUsage, FileKind, FileMeta, Finding, HttpRequest, HttpResponse, LogLevel, Metric, PluginInfo, Severity,
-    StepContext, StepError, StepOutput, SystemSnapshot,
+    StepContext, StepError, StepOutput, SystemSnapshot, TlsCertificate, TlsReport, TlsRequest,
 };
 
 /// Shortcuts for [`host::log`].
@@ -95,6 +95,18 @@ pub fn failed(message: impl Into<String>) -> StepError {
 /// A [`StepError::Retryable`] with `message`.
 pub fn retryable(message: impl Into<String>) -> StepError {
     StepError::Retryable(message.into())
+}
+
+/// True for `http://host...` and `https://host...` (any case) with a
+/// non-empty authority and no whitespace, for checking URLs in config. The
+/// host parses the URL fully.
+pub fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://")) else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    !authority.is_empty() && !url.chars().any(char::is_whitespace)
 }
 
 /// Rounds `value` to `decimals` decimal places, for readable JSON output.

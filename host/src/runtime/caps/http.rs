@@ -116,19 +116,26 @@ impl HttpCap {
             None => return Err(format!("URL {url} has no host")),
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        if self.hosts.iter().any(|p| p.matches(&host, port)) {
-            return Ok(());
-        }
-        let shown = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
-        let granted = if self.hosts.is_empty() {
-            "none".to_string()
-        } else {
-            self.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
-        };
-        let msg = format!("hosts: {shown} is not granted to this step (granted: {granted})");
-        self.denials.push(msg.clone());
-        Err(msg)
+        check_host(&self.hosts, &self.denials, &host, port)
     }
+}
+
+/// Checks `host` (lowercase; an IPv6 address without brackets) and `port`
+/// against a `hosts` grant, recording a denial that names them. Shared with
+/// `host.tls-inspect`, which is granted the same way.
+pub(super) fn check_host(hosts: &[HostPattern], denials: &Denials, host: &str, port: u16) -> Result<(), String> {
+    if hosts.iter().any(|p| p.matches(host, port)) {
+        return Ok(());
+    }
+    let shown = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let granted = if hosts.is_empty() {
+        "none".to_string()
+    } else {
+        hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    let msg = format!("hosts: {shown} is not granted to this step (granted: {granted})");
+    denials.push(msg.clone());
+    Err(msg)
 }
 
 async fn read_response(mut resp: reqwest::Response) -> Result<Response, String> {

@@ -1,5 +1,5 @@
 //! The `host` interface of the contract: one file per capability (log,
-//! state, secrets, http, system, files), each building its per-step state from the
+//! state, secrets, http, system, files, tls), each building its per-step state from the
 //! step's grants and implementing its calls. This module wires them to the
 //! generated `Host` trait. A denied call returns an error (or none) the
 //! guest sees and is recorded in [`Denials`]; nothing here traps.
@@ -10,6 +10,7 @@ pub mod log;
 pub mod secrets;
 pub mod state;
 pub mod system;
+pub mod tls;
 
 use super::bindings::tend::plugin::{host, types};
 use super::record::LogLevel;
@@ -47,6 +48,7 @@ pub struct Caps {
     pub http: http::HttpCap,
     pub system: system::SystemCap,
     pub files: files::FilesCap,
+    pub tls: tls::TlsCap,
     pub denials: Denials,
 }
 
@@ -121,6 +123,39 @@ impl host::Host for StepState {
                     available_bytes: d.available_bytes,
                 })
                 .collect(),
+        })
+    }
+
+    async fn tls_inspect(&mut self, req: types::TlsRequest) -> Result<types::TlsReport, String> {
+        let req = tls::Request {
+            host: req.host,
+            port: req.port,
+            server_name: req.server_name,
+            trusted_ca_pem: req.trusted_ca_pem,
+            timeout: req.timeout_ms.map(|ms| std::time::Duration::from_millis(ms.into())),
+        };
+        let r = self.caps.tls.inspect(req).await?;
+        Ok(types::TlsReport {
+            protocol_version: r.protocol_version,
+            cipher_suite: r.cipher_suite,
+            server_name: r.server_name,
+            chain: r
+                .chain
+                .into_iter()
+                .map(|c| types::TlsCertificate {
+                    subject: c.subject,
+                    issuer: c.issuer,
+                    serial: c.serial,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    subject_alt_names: c.subject_alt_names,
+                    self_signed: c.self_signed,
+                    sha256_fingerprint: c.sha256_fingerprint,
+                })
+                .collect(),
+            chain_valid: r.chain_valid,
+            hostname_valid: r.hostname_valid,
+            verify_error: r.verify_error,
         })
     }
 
