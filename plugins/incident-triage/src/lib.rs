@@ -264,7 +264,7 @@ fn triage(c: &Config) -> Result<Triage, String> {
     }
 
     // Stable: equal severities keep the order they were found in.
-    reasons.sort_by(|a, b| b.severity.cmp(&a.severity));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.severity));
     let severity = reasons.first().map_or(Level::None, |r| r.severity);
     let summary = match reasons.as_slice() {
         [] => "none: no sign of an incident".to_string(),
