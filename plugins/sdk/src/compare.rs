@@ -27,9 +27,11 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub struct Problem {
     /// Identity across runs; see [`fingerprint`].
     pub fingerprint: String,
+    /// The finding's severity.
     pub severity: SeverityLevel,
     /// What the problem is about (the finding's resource).
     pub resource: String,
+    /// The finding's title.
     pub title: String,
     /// The finding's detail; not kept in the state.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -39,7 +41,9 @@ pub struct Problem {
 /// What the state keeps: the open problems of the previous run.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Saved {
+    /// [`STATE_VERSION`] when saved.
     pub version: u32,
+    /// The open problems, by fingerprint, without their detail.
     pub open: BTreeMap<String, Problem>,
 }
 
