@@ -14,7 +14,7 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -324,10 +324,7 @@ steps:
         port = tls.split(':').nth(1).unwrap()
     );
     std::fs::write(dir.path().join("security.yaml"), runbook).unwrap();
-    let out = tend(&["run", "security", "--json"], dir.path());
-    let record: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
+    let record = run_json("security", dir.path());
     assert_eq!(record["run"]["status"], "succeeded", "{record}");
     let steps = record["steps"].as_array().unwrap();
     assert_eq!(steps[0]["output"]["endpoints"][0]["grade"], "F", "{record}");
@@ -339,6 +336,78 @@ steps:
     assert!(titles[0].starts_with(&format!("{tls}: certificate expires in 20 days, on ")), "{titles:?}");
     assert!(titles[0].ends_with(" UTC (warning under 30 days)"), "{titles:?}");
     assert_eq!(steps[1]["findings"][0]["severity"], "high");
+}
+
+/// `tend run <name> --json` in `dir`: the run's record.
+fn run_json(name: &str, dir: &Path) -> Value {
+    let out = tend(&["run", name, "--json"], dir);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+#[test]
+fn a_problem_still_open_is_not_raised_again_and_a_fixed_one_comes_out_resolved() {
+    let headers = Arc::new(Mutex::new(BAD_HEADERS));
+    let http = loopback::with_switchable_headers(headers.clone());
+    let url = format!("http://{http}/");
+    let (ca, leaf) = ca_and_leaf(OffsetDateTime::now_utc() + days(20) + time::Duration::hours(1));
+    let tls = tls_server(&leaf);
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = format!(
+        r#"
+name: audit
+steps:
+  - id: headers
+    plugin: http-security
+    with:
+      endpoints: ["{url}"]
+    grants:
+      hosts: ["{http}"]
+  - id: tls
+    plugin: tls-check
+    with:
+      targets: [{{host: 127.0.0.1, port: {port}, server_name: localhost, trusted_ca_pem: {ca_pem}}}]
+    grants:
+      hosts: ["{tls}"]
+"#,
+        port = tls.split(':').nth(1).unwrap(),
+        ca_pem = serde_json::to_string(&ca.pem).unwrap(),
+    );
+    std::fs::write(dir.path().join("audit.yaml"), runbook).unwrap();
+    let counts = |step: &Value| step["output"]["counts"].clone();
+    let titles = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|f| f["title"].as_str().unwrap().to_string()).collect()
+    };
+
+    // First run: every problem is new and a finding.
+    let first = run_json("audit", dir.path());
+    assert_eq!(first["run"]["status"], "succeeded", "{first}");
+    let steps = first["steps"].as_array().unwrap();
+    assert_eq!(counts(&steps[0]), json!({"new": 9, "still_open": 0, "resolved": 0, "open": 9}), "{first}");
+    assert_eq!(titles(&steps[0]["findings"]), titles(&steps[0]["output"]["new"]));
+    assert_eq!(counts(&steps[1]), json!({"new": 1, "still_open": 0, "resolved": 0, "open": 1}), "{first}");
+    assert_eq!(steps[1]["findings"].as_array().unwrap().len(), 1, "{first}");
+
+    // Second run, nothing changed: all still open, none raised again.
+    let second = run_json("audit", dir.path());
+    let steps = second["steps"].as_array().unwrap();
+    assert_eq!(counts(&steps[0]), json!({"new": 0, "still_open": 9, "resolved": 0, "open": 9}), "{second}");
+    assert_eq!(counts(&steps[1]), json!({"new": 0, "still_open": 1, "resolved": 0, "open": 1}), "{second}");
+    assert_eq!((steps[0]["findings"].clone(), steps[1]["findings"].clone()), (json!([]), json!([])), "{second}");
+
+    // The server is fixed: its problems come out resolved, none is raised.
+    *headers.lock().unwrap() = GOOD_HEADERS;
+    let third = run_json("audit", dir.path());
+    let steps = third["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["output"]["endpoints"][0]["grade"], "A", "{third}");
+    assert_eq!(counts(&steps[0]), json!({"new": 0, "still_open": 0, "resolved": 9, "open": 0}), "{third}");
+    let resolved = titles(&steps[0]["output"]["resolved"]);
+    assert!(resolved.contains(&format!("{url}: cookie \"sid\" is not Secure")), "{resolved:?}");
+    assert!(resolved.contains(&format!("{url}: X-Powered-By discloses \"PHP/7.4.3\"")), "{resolved:?}");
+    assert_eq!(steps[0]["findings"], json!([]), "{third}");
+    assert_eq!(counts(&steps[1]), json!({"new": 0, "still_open": 1, "resolved": 0, "open": 1}), "{third}");
+    assert!(!third.to_string().contains("s3cr3t-session"), "a cookie value leaked: {third}");
 }
 
 /// A loopback server that accepts connections and never answers.

@@ -97,6 +97,8 @@ async fn the_audit_finds_the_planted_problems_and_fixes_the_safe_ones_after_appr
     let second = s.wait_final(body["run_id"].as_str().unwrap()).await;
     assert_eq!(second["run"]["status"], "succeeded", "{second:#}");
     assert_eq!(step(&second, "files")[0]["output"]["counts"]["new"], 0);
+    assert_eq!(step(&second, "headers")[0]["output"]["counts"]["new"], 0, "header problems are not raised again");
+    assert!(step(&second, "headers")[0]["findings"].as_array().unwrap().is_empty());
     assert_eq!(step(&second, "fix_files")[0]["status"], "skipped");
     assert!(second["approvals"].as_array().unwrap().is_empty());
     assert!(

@@ -62,12 +62,19 @@ pub fn recorder(status: u16, body: &'static str) -> (String, Arc<Mutex<Vec<Strin
 /// lines `headers` (each ending in `\r\n`) and an empty body. Returns its
 /// address.
 pub fn with_headers(headers: &'static str) -> String {
+    with_switchable_headers(Arc::new(Mutex::new(headers)))
+}
+
+/// Like [`with_headers`], with the header lines `headers` holds when a
+/// request comes: a test changes them to "fix" the server.
+pub fn with_switchable_headers(headers: Arc<Mutex<&'static str>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             read_request(&mut stream);
+            let headers = *headers.lock().unwrap();
             let _ = write!(stream, "HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n");
         }
     });

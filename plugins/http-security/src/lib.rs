@@ -28,6 +28,11 @@
 //! includeSubDomains, X-Content-Type-Options, Referrer-Policy, a cookie
 //! without (or with an invalid) SameSite, and a disclosed server version.
 //!
+//! Each problem is fingerprinted by endpoint, check and kind (never a
+//! header value) and compared with the previous run's through the runbook
+//! state (`state_key`, see [`compare`]): it is `new`, `still_open` or —
+//! gone since — `resolved`, and only new problems become findings.
+//!
 //! A finding never quotes a cookie's value, only its name. The plugin must
 //! make no request other than one GET per endpoint, and reads no secrets,
 //! files or environment.
@@ -38,8 +43,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
 use tend_plugin_sdk::{
-    Finding, Guest, HttpRequest, HttpResponse, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput,
-    export, finding, host, invalid_config, is_http_url, metric, parse_config, schema,
+    Guest, HttpRequest, HttpResponse, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput, compare,
+    export, host, invalid_config, is_http_url, log, metric, parse_config, schema,
 };
 
 /// The plugin; see the crate docs.
@@ -143,6 +148,8 @@ struct RawConfig {
     endpoints: Vec<EndpointEntry>,
     #[serde(default = "default_true")]
     follow_redirects: bool,
+    #[serde(default)]
+    state_key: Option<String>,
 }
 
 /// The config, parsed and checked.
@@ -150,6 +157,8 @@ struct RawConfig {
 struct Config {
     endpoints: Vec<Endpoint>,
     follow_redirects: bool,
+    /// Key of the runbook state holding the previous run's problems.
+    state_key: Option<String>,
 }
 
 fn parse(text: &str) -> Result<Config, StepError> {
@@ -157,6 +166,7 @@ fn parse(text: &str) -> Result<Config, StepError> {
     let config = Config {
         endpoints: raw.endpoints.into_iter().map(|EndpointEntry(e)| e).collect(),
         follow_redirects: raw.follow_redirects,
+        state_key: raw.state_key,
     };
     if config.endpoints.is_empty() {
         return Err(invalid_config("field `endpoints`: expected at least one endpoint, found an empty list"));
@@ -191,11 +201,14 @@ enum Status {
 #[derive(Debug, Clone, PartialEq)]
 struct Problem {
     severity: SeverityLevel,
+    /// What is wrong, stable across runs (no header values): with the
+    /// endpoint and the check, the problem's fingerprint.
+    kind: String,
     message: String,
 }
 
-fn problem(severity: SeverityLevel, message: impl Into<String>) -> Problem {
-    Problem { severity, message: message.into() }
+fn problem(severity: SeverityLevel, kind: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem { severity, kind: kind.into(), message: message.into() }
 }
 
 /// One graded check, as it appears in the output.
@@ -271,7 +284,7 @@ fn check_hsts(h: &Headers, https: bool) -> Check {
         };
     }
     let Some(value) = h.first("strict-transport-security") else {
-        let p = vec![problem(SeverityLevel::High, "Strict-Transport-Security is missing")];
+        let p = vec![problem(SeverityLevel::High, "missing", "Strict-Transport-Security is missing")];
         return Check::judged("hsts", WEIGHT_HSTS, ADVICE, p, String::new());
     };
     let mut max_age = None;
@@ -286,16 +299,24 @@ fn check_hsts(h: &Headers, https: bool) -> Check {
     }
     let mut problems = Vec::new();
     match max_age {
-        None => problems
-            .push(problem(SeverityLevel::Medium, format!("Strict-Transport-Security has no valid max-age: {value:?}"))),
+        None => problems.push(problem(
+            SeverityLevel::Medium,
+            "invalid-max-age",
+            format!("Strict-Transport-Security has no valid max-age: {value:?}"),
+        )),
         Some(age) if age < HSTS_MIN_MAX_AGE => problems.push(problem(
             SeverityLevel::Medium,
+            "short-max-age",
             format!("Strict-Transport-Security max-age is {age} seconds, below {HSTS_MIN_MAX_AGE} (180 days)"),
         )),
         Some(_) => {}
     }
     if !subdomains {
-        problems.push(problem(SeverityLevel::Low, "Strict-Transport-Security lacks includeSubDomains"));
+        problems.push(problem(
+            SeverityLevel::Low,
+            "no-include-subdomains",
+            "Strict-Transport-Security lacks includeSubDomains",
+        ));
     }
     let why = format!("max-age={} with includeSubDomains", max_age.unwrap_or_default());
     Check::judged("hsts", WEIGHT_HSTS, ADVICE, problems, why)
@@ -333,7 +354,7 @@ fn check_csp(policies: &[Csp]) -> Check {
     const ADVICE: &str = "Send a Content-Security-Policy that lists the allowed sources explicitly, without \
                           'unsafe-inline', 'unsafe-eval' or wildcards (use nonces or hashes for inline scripts).";
     if policies.is_empty() {
-        let p = vec![problem(SeverityLevel::Medium, "Content-Security-Policy is missing")];
+        let p = vec![problem(SeverityLevel::Medium, "missing", "Content-Security-Policy is missing")];
         return Check::judged("csp", WEIGHT_CSP, ADVICE, p, String::new());
     }
     let mut problems = Vec::new();
@@ -345,6 +366,7 @@ fn check_csp(policies: &[Csp]) -> Check {
             let directives: Vec<&str> = found.iter().filter_map(|f| f.split(' ').next()).collect();
             problems.push(problem(
                 SeverityLevel::Medium,
+                keyword.trim_matches('\''),
                 format!("Content-Security-Policy allows {keyword} in {}", directives.join(", ")),
             ));
         }
@@ -353,6 +375,7 @@ fn check_csp(policies: &[Csp]) -> Check {
     if !wildcards.is_empty() {
         problems.push(problem(
             SeverityLevel::Medium,
+            "wildcard-sources",
             format!("Content-Security-Policy has wildcard sources: {}", wildcards.join(", ")),
         ));
     }
@@ -364,8 +387,12 @@ fn check_content_type_options(h: &Headers) -> Check {
     const ADVICE: &str = "Send `X-Content-Type-Options: nosniff`.";
     let problems = match h.first("x-content-type-options") {
         Some(v) if v.eq_ignore_ascii_case("nosniff") => Vec::new(),
-        Some(v) => vec![problem(SeverityLevel::Low, format!("X-Content-Type-Options is {v:?}, expected \"nosniff\""))],
-        None => vec![problem(SeverityLevel::Low, "X-Content-Type-Options is missing")],
+        Some(v) => vec![problem(
+            SeverityLevel::Low,
+            "not-nosniff",
+            format!("X-Content-Type-Options is {v:?}, expected \"nosniff\""),
+        )],
+        None => vec![problem(SeverityLevel::Low, "missing", "X-Content-Type-Options is missing")],
     };
     Check::judged("content-type-options", WEIGHT_CONTENT_TYPE_OPTIONS, ADVICE, problems, "nosniff".into())
 }
@@ -388,18 +415,23 @@ fn check_frame_ancestors(h: &Headers, policies: &[Csp]) -> Check {
         let why = format!("X-Frame-Options {}", v.to_ascii_uppercase());
         return Check::judged(name, WEIGHT_FRAME_ANCESTORS, ADVICE, Vec::new(), why);
     }
-    let message = match (ancestors, xfo) {
-        (Some(_), _) => "Content-Security-Policy frame-ancestors allows any origin".to_string(),
-        (None, Some(v)) => format!("X-Frame-Options is {v:?}, expected DENY or SAMEORIGIN"),
-        (None, None) => "neither Content-Security-Policy frame-ancestors nor X-Frame-Options is set".to_string(),
+    let (kind, message) = match (ancestors, xfo) {
+        (Some(_), _) => ("any-origin", "Content-Security-Policy frame-ancestors allows any origin".to_string()),
+        (None, Some(v)) => {
+            ("invalid-x-frame-options", format!("X-Frame-Options is {v:?}, expected DENY or SAMEORIGIN"))
+        }
+        (None, None) => {
+            ("missing", "neither Content-Security-Policy frame-ancestors nor X-Frame-Options is set".to_string())
+        }
     };
-    Check::judged(name, WEIGHT_FRAME_ANCESTORS, ADVICE, vec![problem(SeverityLevel::Medium, message)], String::new())
+    let p = vec![problem(SeverityLevel::Medium, kind, message)];
+    Check::judged(name, WEIGHT_FRAME_ANCESTORS, ADVICE, p, String::new())
 }
 
 fn check_referrer_policy(h: &Headers) -> Check {
     const ADVICE: &str = "Send `Referrer-Policy: strict-origin-when-cross-origin` (or no-referrer).";
     let Some(value) = h.first("referrer-policy") else {
-        let p = vec![problem(SeverityLevel::Low, "Referrer-Policy is missing")];
+        let p = vec![problem(SeverityLevel::Low, "missing", "Referrer-Policy is missing")];
         return Check::judged("referrer-policy", WEIGHT_REFERRER_POLICY, ADVICE, p, String::new());
     };
     // Browsers use the last value they understand.
@@ -409,6 +441,7 @@ fn check_referrer_policy(h: &Headers) -> Check {
     } else {
         vec![problem(
             SeverityLevel::Low,
+            "unsafe",
             format!("Referrer-Policy is {value:?}, expected one of {}", SAFE_REFERRER_POLICIES.join(", ")),
         )]
     };
@@ -437,15 +470,28 @@ fn check_cookies(h: &Headers) -> Check {
             }
         }
         if !secure {
-            problems.push(problem(SeverityLevel::High, format!("cookie {name:?} is not Secure")));
+            problems.push(problem(
+                SeverityLevel::High,
+                format!("cookie-not-secure:{name}"),
+                format!("cookie {name:?} is not Secure"),
+            ));
         }
         if !http_only {
-            problems.push(problem(SeverityLevel::Medium, format!("cookie {name:?} is not HttpOnly")));
+            problems.push(problem(
+                SeverityLevel::Medium,
+                format!("cookie-not-httponly:{name}"),
+                format!("cookie {name:?} is not HttpOnly"),
+            ));
         }
         match same_site {
-            None => problems.push(problem(SeverityLevel::Low, format!("cookie {name:?} has no SameSite"))),
+            None => problems.push(problem(
+                SeverityLevel::Low,
+                format!("cookie-no-samesite:{name}"),
+                format!("cookie {name:?} has no SameSite"),
+            )),
             Some(v) if !["strict", "lax", "none"].contains(&v.to_ascii_lowercase().as_str()) => problems.push(problem(
                 SeverityLevel::Low,
+                format!("cookie-invalid-samesite:{name}"),
                 format!("cookie {name:?} has SameSite={v}, expected Strict, Lax or None"),
             )),
             Some(_) => {}
@@ -466,11 +512,11 @@ fn check_server_disclosure(h: &Headers) -> Check {
     if let Some(server) = h.first("server")
         && server.bytes().any(|b| b.is_ascii_digit())
     {
-        problems.push(problem(SeverityLevel::Low, format!("Server discloses a version: {server:?}")));
+        problems.push(problem(SeverityLevel::Low, "server-version", format!("Server discloses a version: {server:?}")));
     }
     for name in DISCLOSING_HEADERS {
         if let Some(v) = h.first(name) {
-            problems.push(problem(SeverityLevel::Low, format!("{} discloses {v:?}", canonical(name))));
+            problems.push(problem(SeverityLevel::Low, name, format!("{} discloses {v:?}", canonical(name))));
         }
     }
     let why = "no server version disclosed".to_string();
@@ -550,38 +596,64 @@ fn report(url: &str, result: Result<HttpResponse, String>) -> Report {
     }
 }
 
-/// One finding per problem of `report`, and one when it could not be fetched.
-fn findings(report: &Report) -> Vec<Finding> {
+/// Every problem of `report` (one when it could not be fetched), each
+/// fingerprinted by endpoint, check and kind.
+fn problems(report: &Report) -> Vec<compare::Problem> {
     let url = report.url.as_str();
     if let Some(error) = &report.error {
-        return vec![finding(
-            SeverityLevel::High,
-            format!("{url}: security headers cannot be checked: {error}"),
-            format!("GET {url} failed, so its security headers were not graded: {error}"),
-            Some(url),
-        )];
+        return vec![compare::Problem {
+            fingerprint: compare::fingerprint(&[url, "fetch", "failed"]),
+            severity: SeverityLevel::High,
+            resource: url.to_string(),
+            title: format!("{url}: security headers cannot be checked: {error}"),
+            detail: format!("GET {url} failed, so its security headers were not graded: {error}"),
+        }];
     }
     report
         .checks
         .iter()
         .flat_map(|c| {
-            c.problems.iter().map(move |p| {
-                finding(
-                    p.severity,
-                    format!("{url}: {}", p.message),
-                    format!(
-                        "Check {} failed on {url} (score {}, grade {}): {}. {}",
-                        c.check,
-                        report.score.unwrap_or_default(),
-                        report.grade.unwrap_or_default(),
-                        p.message,
-                        c.advice
-                    ),
-                    Some(url),
-                )
+            c.problems.iter().map(move |p| compare::Problem {
+                fingerprint: compare::fingerprint(&[url, c.check, &p.kind]),
+                severity: p.severity,
+                resource: url.to_string(),
+                title: format!("{url}: {}", p.message),
+                detail: format!(
+                    "Check {} failed on {url} (score {}, grade {}): {}. {}",
+                    c.check,
+                    report.score.unwrap_or_default(),
+                    report.grade.unwrap_or_default(),
+                    p.message,
+                    c.advice
+                ),
             })
         })
         .collect()
+}
+
+/// The state key: `state_key`, or `http-security:` and the endpoint URLs.
+fn state_key(config: &Config) -> String {
+    config.state_key.clone().unwrap_or_else(|| {
+        let urls: Vec<String> = config.endpoints.iter().map(|e| e.url.clone()).collect();
+        compare::state_key("http-security", &urls)
+    })
+}
+
+/// The output data: the reports, a summary, and the problems against the
+/// previous run (`counts`, `new`, `still_open`, `resolved`).
+fn output_data(reports: &[Report], comparison: &compare::Comparison) -> Value {
+    let graded: Vec<u32> = reports.iter().filter_map(|r| r.score).collect();
+    let summary = json!({
+        "total": reports.len(),
+        "graded": graded.len(),
+        "problems": comparison.new.len() + comparison.still_open.len(),
+        "lowest_score": graded.iter().min(),
+        "lowest_grade": graded.iter().min().map(|s| grade(*s)),
+    });
+    let mut data = comparison.data();
+    data["endpoints"] = json!(reports);
+    data["summary"] = summary;
+    data
 }
 
 fn report_metrics(report: &Report) -> Vec<Metric> {
@@ -599,10 +671,12 @@ impl Guest for HttpSecurity {
                           'unsafe-eval' or wildcards), X-Content-Type-Options nosniff, frame-ancestors or \
                           X-Frame-Options, Referrer-Policy, every cookie's Secure/HttpOnly/SameSite, and server \
                           versions disclosed. Returns each check with pass/fail and why, a score out of 100 and a \
-                          letter grade per endpoint, an http_security_score metric, and one finding per problem."
+                          letter grade per endpoint, an http_security_score metric, and each problem compared with the \
+                          previous run through the runbook state: new, still_open or resolved; only new problems \
+                          become findings."
                 .into(),
             config_schema: schema::to_text(&config_schema()),
-            capabilities: vec!["http".into()],
+            capabilities: vec!["http".into(), "state".into()],
         }
     }
 
@@ -623,17 +697,13 @@ impl Guest for HttpSecurity {
                 report(&e.url, host::http_fetch(&request))
             })
             .collect();
+        let key = state_key(&config);
+        let comparison = compare::compare(reports.iter().flat_map(problems).collect(), &compare::load(&key));
+        compare::save(&key, &comparison.saved)?;
+        let c = &comparison;
+        log::info(&format!("{} new, {} still open, {} resolved", c.new.len(), c.still_open.len(), c.resolved.len()));
         let metrics = reports.iter().flat_map(report_metrics).collect();
-        let findings: Vec<Finding> = reports.iter().flat_map(findings).collect();
-        let graded: Vec<u32> = reports.iter().filter_map(|r| r.score).collect();
-        let summary = json!({
-            "total": reports.len(),
-            "graded": graded.len(),
-            "problems": findings.len(),
-            "lowest_score": graded.iter().min(),
-            "lowest_grade": graded.iter().min().map(|s| grade(*s)),
-        });
-        tend_plugin_sdk::output(&json!({ "endpoints": reports, "summary": summary }), metrics, findings)
+        tend_plugin_sdk::output(&output_data(&reports, c), metrics, c.findings())
     }
 }
 
@@ -678,6 +748,14 @@ fn config_schema() -> Value {
                 "type": "boolean",
                 "default": true,
                 "description": "Follow redirects (up to 10) and grade the final answer; every hop must be granted.",
+            },
+            "state_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": compare::MAX_KEY_BYTES,
+                "description": "Key of the runbook state holding the previous run's problems; by default \
+                                `http-security:` followed by the endpoint URLs, so steps grading the same endpoints \
+                                compare with each other.",
             },
         }),
         &["endpoints"],
@@ -830,21 +908,24 @@ mod tests {
             grade: Some("F"),
             checks,
         };
-        let f = findings(&r);
+        let f = problems(&r);
         assert_eq!(f.len(), 13);
         assert!(f.iter().all(|f| !f.title.contains("secret-value") && !f.detail.contains("secret-value")));
         assert_eq!(
             f[0].title,
             "https://x/: Strict-Transport-Security max-age is 86400 seconds, below 15552000 (180 days)"
         );
-        assert!(matches!(f[0].severity, tend_plugin_sdk::Severity::Medium));
-        assert!(matches!(f[1].severity, tend_plugin_sdk::Severity::Low));
+        assert_eq!((f[0].severity, f[1].severity), (SeverityLevel::Medium, SeverityLevel::Low));
+        assert_eq!(f[0].fingerprint, "https://x/|hsts|short-max-age");
+        assert_eq!(f[3].fingerprint, "https://x/|csp|unsafe-eval");
+        assert_eq!(f[8].fingerprint, "https://x/|cookies|cookie-not-secure:sid");
+        assert!(f.iter().all(|f| !f.fingerprint.contains("86400")), "no header value in a fingerprint");
         assert_eq!(f[8].title, "https://x/: cookie \"sid\" is not Secure");
-        assert!(matches!(f[8].severity, tend_plugin_sdk::Severity::High));
+        assert_eq!(f[8].severity, SeverityLevel::High);
         assert!(f[8].detail.starts_with(
             "Check cookies failed on https://x/ (score 0, grade F): cookie \"sid\" is not Secure. Set every cookie"
         ));
-        assert_eq!(f[0].resource.as_deref(), Some("https://x/"));
+        assert_eq!(f[0].resource, "https://x/");
     }
 
     #[test]
@@ -892,14 +973,64 @@ mod tests {
         let r =
             report("http://127.0.0.1:9/", Err("hosts: 127.0.0.1:9 is not granted to this step (granted: none)".into()));
         assert_eq!((r.score, r.grade), (None, None));
-        let f = findings(&r);
+        let f = problems(&r);
         assert_eq!(f.len(), 1);
         assert_eq!(
             f[0].title,
             "http://127.0.0.1:9/: security headers cannot be checked: hosts: 127.0.0.1:9 is not granted to this step \
              (granted: none)"
         );
-        assert!(matches!(f[0].severity, tend_plugin_sdk::Severity::High));
+        assert_eq!(
+            (f[0].severity, f[0].fingerprint.as_str()),
+            (SeverityLevel::High, "http://127.0.0.1:9/|fetch|failed")
+        );
+    }
+
+    fn graded(url: &str, list: &[(&str, &str)]) -> Report {
+        let resp = HttpResponse {
+            status: 200,
+            headers: headers(list),
+            body: Vec::new(),
+            truncated: false,
+            final_url: url.into(),
+        };
+        report(url, Ok(resp))
+    }
+
+    #[test]
+    fn problems_are_new_then_still_open_then_resolved() {
+        let url = "https://x/";
+        let bad = [("Content-Security-Policy", "default-src 'self'"), ("Server", "nginx/1.18.0")];
+        let reports = [graded(url, &bad)];
+        let first = compare::compare(problems(&reports[0]), &compare::Saved::default());
+        let data = output_data(&reports, &first);
+        assert_eq!(data["counts"], json!({"new": 5, "still_open": 0, "resolved": 0, "open": 5}));
+        assert_eq!(data["summary"]["problems"], 5);
+        assert_eq!(data["endpoints"][0]["grade"], "F");
+        assert_eq!(first.findings().len(), 5);
+        assert_eq!(first.findings()[0].title, "https://x/: Strict-Transport-Security is missing");
+
+        // The version changed, still disclosed: the same problem, not raised again.
+        let second = compare::compare(problems(&graded(url, &[bad[0], ("Server", "nginx/1.20.1")])), &first.saved);
+        assert_eq!(output_data(&[], &second)["counts"], json!({"new": 0, "still_open": 5, "resolved": 0, "open": 5}));
+        assert!(second.findings().is_empty());
+
+        let mut good = GOOD.to_vec();
+        good[4] = ("Set-Cookie", "sid=abc; Secure; HttpOnly");
+        let third = compare::compare(problems(&graded(url, &good)), &second.saved);
+        let data = output_data(&[], &third);
+        assert_eq!(data["counts"], json!({"new": 1, "still_open": 0, "resolved": 5, "open": 1}));
+        assert_eq!(data["new"][0]["title"], "https://x/: cookie \"sid\" has no SameSite");
+        assert_eq!(data["resolved"][4]["title"], "https://x/: Server discloses a version: \"nginx/1.20.1\"");
+        assert_eq!(data["resolved"][4]["fingerprint"], "https://x/|server-disclosure|server-version");
+        assert_eq!(third.findings().len(), 1);
+    }
+
+    #[test]
+    fn the_default_state_key_names_the_endpoints() {
+        let c = parse(r#"{"endpoints": ["https://a/", {"url": "https://b/"}]}"#).unwrap();
+        assert_eq!(state_key(&c), "http-security:https://a/,https://b/");
+        assert_eq!(state_key(&parse(r#"{"endpoints": ["https://a/"], "state_key": "k"}"#).unwrap()), "k");
     }
 
     #[test]

@@ -20,11 +20,13 @@
 //! Besides the bindings it offers what every plugin needs: typed parsing of
 //! the `config` (and `input`) JSON with errors that name the offending field
 //! ([`parse_config`], [`parse_input`]), builders for metrics, findings and
-//! step output, a serde-friendly [`SeverityLevel`], JSON Schema helpers and
-//! logging shortcuts.
+//! step output, a serde-friendly [`SeverityLevel`], JSON Schema helpers,
+//! logging shortcuts, and [`compare`]: a run's problems against the
+//! previous run's, through the runbook state.
 //!
 //! This crate must stay free of side effects: it never calls a host
-//! function on its own, so `describe()` of a plugin stays capability-free.
+//! function on its own (only when a plugin calls one of its helpers, e.g.
+//! [`compare::load`]), so `describe()` of a plugin stays capability-free.
 
 // Lets the generated bindings, and the `export!` macro expanded in plugin
 // crates, name the wit-bindgen runtime through this crate: plugin crates need
@@ -34,6 +36,7 @@ extern crate self as tend_plugin_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub mod compare;
 mod config;
 mod output;
 pub mod schema;

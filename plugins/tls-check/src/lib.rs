@@ -18,8 +18,15 @@
 //!   reported as this finding);
 //! - the handshake cannot be made (refused, not granted, timeout): high.
 //!
-//! It must not make any call other than one `tls-inspect` per target, and
-//! reads no secrets, files or environment.
+//! Each problem is fingerprinted by target, server name and kind (never a
+//! date or a certificate's content) and compared with the previous run's
+//! through the runbook state (`state_key`, see [`compare`]): it is `new`,
+//! `still_open` or — gone since — `resolved`; only new ones become
+//! findings. A certificate crossing from `warn_days` into `critical_days`
+//! is a new (critical) problem.
+//!
+//! It must not make any call other than one `tls-inspect` per target (and
+//! the state reads and writes), and reads no secrets, files or environment.
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -27,8 +34,8 @@ use serde_json::{Value, json};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tend_plugin_sdk::{
-    Finding, Guest, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput, TlsReport, TlsRequest,
-    export, finding, host, invalid_config, metric, parse_config, round, schema,
+    Guest, Metric, PluginInfo, SeverityLevel, StepContext, StepError, StepOutput, TlsReport, TlsRequest, compare,
+    export, host, invalid_config, log, metric, parse_config, round, schema,
 };
 
 /// The plugin; see the crate docs.
@@ -155,6 +162,8 @@ struct RawConfig {
     warn_days: u32,
     #[serde(default = "default_critical_days")]
     critical_days: u32,
+    #[serde(default)]
+    state_key: Option<String>,
 }
 
 /// The config, parsed and checked.
@@ -163,6 +172,8 @@ struct Config {
     targets: Vec<Target>,
     warn_days: u32,
     critical_days: u32,
+    /// Key of the runbook state holding the previous run's problems.
+    state_key: Option<String>,
 }
 
 fn parse(text: &str) -> Result<Config, StepError> {
@@ -198,7 +209,7 @@ fn parse(text: &str) -> Result<Config, StepError> {
             raw.warn_days, raw.critical_days
         )));
     }
-    Ok(Config { targets, warn_days: raw.warn_days, critical_days: raw.critical_days })
+    Ok(Config { targets, warn_days: raw.warn_days, critical_days: raw.critical_days, state_key: raw.state_key })
 }
 
 /// The result for one target, as it appears in the output data.
@@ -224,8 +235,10 @@ struct Check {
     hostname_valid: Option<bool>,
     self_signed: Option<bool>,
     verify_error: Option<String>,
+    /// Severity, kind (stable across runs: with the target, the problem's
+    /// fingerprint) and message of each problem.
     #[serde(skip)]
-    problems: Vec<(SeverityLevel, String)>,
+    problems: Vec<(SeverityLevel, &'static str, String)>,
 }
 
 /// Judges one handshake's outcome at `now` (Unix seconds).
@@ -253,12 +266,12 @@ fn judge(target: &Target, result: Result<TlsReport, String>, now: i64, config: &
     let report = match result {
         Ok(r) => r,
         Err(error) => {
-            let message = if is_old_protocol(&error) {
-                format!("protocol below TLS 1.2: the server offers no TLS 1.2 or 1.3 ({error})")
+            let (kind, message) = if is_old_protocol(&error) {
+                ("old-protocol", format!("protocol below TLS 1.2: the server offers no TLS 1.2 or 1.3 ({error})"))
             } else {
-                format!("TLS check failed: {error}")
+                ("handshake-failed", format!("TLS check failed: {error}"))
             };
-            check.problems.push((SeverityLevel::High, message));
+            check.problems.push((SeverityLevel::High, kind, message));
             check.error = Some(error);
             return check;
         }
@@ -269,12 +282,16 @@ fn judge(target: &Target, result: Result<TlsReport, String>, now: i64, config: &
     check.hostname_valid = Some(report.hostname_valid);
     check.verify_error = report.verify_error.clone();
     if !matches!(report.protocol_version.as_str(), "TLSv1.2" | "TLSv1.3") {
-        check.problems.push((SeverityLevel::High, format!("protocol {} is below TLS 1.2", report.protocol_version)));
+        check.problems.push((
+            SeverityLevel::High,
+            "old-protocol",
+            format!("protocol {} is below TLS 1.2", report.protocol_version),
+        ));
     }
     check.protocol_version = Some(report.protocol_version);
     check.cipher_suite = Some(report.cipher_suite);
     let Some(leaf) = report.chain.first() else {
-        check.problems.push((SeverityLevel::High, "the server presented no certificate".into()));
+        check.problems.push((SeverityLevel::High, "no-certificate", "the server presented no certificate".into()));
         return check;
     };
     check.subject = Some(leaf.subject.clone());
@@ -288,34 +305,45 @@ fn judge(target: &Target, result: Result<TlsReport, String>, now: i64, config: &
     let expired = left < 0;
     if expired {
         let ago = (-left) / DAY;
-        check.problems.push((SeverityLevel::Critical, format!("certificate expired {} ago, on {on}", days(ago))));
+        check.problems.push((
+            SeverityLevel::Critical,
+            "expired",
+            format!("certificate expired {} ago, on {on}", days(ago)),
+        ));
     } else if left < i64::from(config.critical_days) * DAY {
         let msg = format!(
             "certificate expires in {}, on {on} (critical under {} days)",
             days(left / DAY),
             config.critical_days
         );
-        check.problems.push((SeverityLevel::Critical, msg));
+        check.problems.push((SeverityLevel::Critical, "expiring-critical", msg));
     } else if left < i64::from(config.warn_days) * DAY {
         let msg =
             format!("certificate expires in {}, on {on} (warning under {} days)", days(left / DAY), config.warn_days);
-        check.problems.push((SeverityLevel::High, msg));
+        check.problems.push((SeverityLevel::High, "expiring", msg));
     }
     let why = report.verify_error.as_deref().unwrap_or("unknown reason");
     // An expired certificate fails verification for that reason alone; the
     // expiry finding says so, and whether it would be trusted otherwise is
     // unknown.
     if !report.chain_valid && !expired && leaf.self_signed {
-        check
-            .problems
-            .push((SeverityLevel::High, format!("certificate is self-signed and not trusted ({})", leaf.subject)));
+        check.problems.push((
+            SeverityLevel::High,
+            "self-signed",
+            format!("certificate is self-signed and not trusted ({})", leaf.subject),
+        ));
     } else if !report.chain_valid && !expired {
-        check.problems.push((SeverityLevel::High, format!("certificate chain is not trusted: {why}")));
+        check.problems.push((
+            SeverityLevel::High,
+            "untrusted-chain",
+            format!("certificate chain is not trusted: {why}"),
+        ));
     }
     if !report.hostname_valid {
         let names = if leaf.subject_alt_names.is_empty() { "none".into() } else { leaf.subject_alt_names.join(", ") };
         check.problems.push((
             SeverityLevel::High,
+            "hostname-mismatch",
             format!("certificate is not valid for {} (it names {names})", check.server_name),
         ));
     }
@@ -349,12 +377,13 @@ fn format_utc(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn check_findings(check: &Check) -> Vec<Finding> {
+/// Every problem of `check`, fingerprinted by target, server name and kind.
+fn problems(check: &Check) -> Vec<compare::Problem> {
     let t = check.target.as_str();
     check
         .problems
         .iter()
-        .map(|(severity, message)| {
+        .map(|(severity, kind, message)| {
             let mut detail = format!("TLS check of {t} (server name {}): {message}.", check.server_name);
             if let Some(v) = &check.verify_error {
                 detail.push_str(&format!(" Verification: {v}."));
@@ -362,9 +391,38 @@ fn check_findings(check: &Check) -> Vec<Finding> {
             if let (Some(p), Some(c)) = (&check.protocol_version, &check.cipher_suite) {
                 detail.push_str(&format!(" Negotiated {p} with {c}."));
             }
-            finding(*severity, format!("{t}: {message}"), detail, Some(t))
+            compare::Problem {
+                fingerprint: compare::fingerprint(&[t, &check.server_name, kind]),
+                severity: *severity,
+                resource: t.to_string(),
+                title: format!("{t}: {message}"),
+                detail,
+            }
         })
         .collect()
+}
+
+/// The state key: `state_key`, or `tls-check:` and the targets.
+fn state_key(config: &Config) -> String {
+    config.state_key.clone().unwrap_or_else(|| {
+        let targets: Vec<String> = config.targets.iter().map(Target::label).collect();
+        compare::state_key("tls-check", &targets)
+    })
+}
+
+/// The output data: the checks, a summary, and the problems against the
+/// previous run (`counts`, `new`, `still_open`, `resolved`).
+fn output_data(checks: &[Check], comparison: &compare::Comparison) -> Value {
+    let summary = json!({
+        "total": checks.len(),
+        "ok": checks.iter().filter(|c| c.ok).count(),
+        "problems": comparison.new.len() + comparison.still_open.len(),
+        "min_days_to_expiry": checks.iter().filter_map(|c| c.days_to_expiry).reduce(f64::min),
+    });
+    let mut data = comparison.data();
+    data["targets"] = json!(checks);
+    data["summary"] = summary;
+    data
 }
 
 fn check_metrics(check: &Check) -> Vec<Metric> {
@@ -386,11 +444,12 @@ impl Guest for TlsCheck {
                           is trusted (webpki roots plus an optional private CA), whether the certificate is valid \
                           for the server name, and the protocol version. Findings: expired (critical), expiring \
                           within critical_days (critical) or warn_days (high), self-signed or untrusted chain, \
-                          hostname mismatch, protocol below TLS 1.2 and failed handshakes (high). Metrics \
-                          tls_days_to_expiry and tls_ok per target."
+                          hostname mismatch, protocol below TLS 1.2 and failed handshakes (high), each compared with \
+                          the previous run through the runbook state (new, still_open or resolved; only new ones \
+                          become findings). Metrics tls_days_to_expiry and tls_ok per target."
                 .into(),
             config_schema: schema::to_text(&config_schema()),
-            capabilities: vec!["tls".into()],
+            capabilities: vec!["tls".into(), "state".into()],
         }
     }
 
@@ -411,15 +470,13 @@ impl Guest for TlsCheck {
                 judge(t, host::tls_inspect(&request), now, &config)
             })
             .collect();
+        let key = state_key(&config);
+        let comparison = compare::compare(checks.iter().flat_map(problems).collect(), &compare::load(&key));
+        compare::save(&key, &comparison.saved)?;
+        let c = &comparison;
+        log::info(&format!("{} new, {} still open, {} resolved", c.new.len(), c.still_open.len(), c.resolved.len()));
         let metrics = checks.iter().flat_map(check_metrics).collect();
-        let findings: Vec<Finding> = checks.iter().flat_map(check_findings).collect();
-        let summary = json!({
-            "total": checks.len(),
-            "ok": checks.iter().filter(|c| c.ok).count(),
-            "problems": findings.len(),
-            "min_days_to_expiry": checks.iter().filter_map(|c| c.days_to_expiry).reduce(f64::min),
-        });
-        tend_plugin_sdk::output(&json!({ "targets": checks, "summary": summary }), metrics, findings)
+        tend_plugin_sdk::output(&output_data(&checks, c), metrics, c.findings())
     }
 }
 
@@ -469,6 +526,13 @@ fn config_schema() -> Value {
                 "default": DEFAULT_CRITICAL_DAYS,
                 "description": "A certificate expiring within this many days gets a critical finding.",
             },
+            "state_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": compare::MAX_KEY_BYTES,
+                "description": "Key of the runbook state holding the previous run's problems; by default `tls-check:` \
+                                followed by the targets, so steps checking the same targets compare with each other.",
+            },
         }),
         &["targets"],
     )
@@ -513,7 +577,43 @@ mod tests {
     }
 
     fn titles(check: &Check) -> Vec<(Severity, String)> {
-        check_findings(check).into_iter().map(|f| (f.severity, f.title)).collect()
+        problems(check).into_iter().map(|p| (Severity::from(p.severity), p.title)).collect()
+    }
+
+    #[test]
+    fn problems_are_new_then_still_open_then_resolved() {
+        let c = config();
+        let at = |days_left: i64, now: i64| {
+            judge(&c.targets[0], Ok(report(cert(NOW + days_left * DAY, false), true, true, None)), now, &c)
+        };
+        let first = compare::compare(problems(&at(20, NOW)), &compare::Saved::default());
+        let data = output_data(&[at(20, NOW)], &first);
+        assert_eq!(data["counts"], json!({"new": 1, "still_open": 0, "resolved": 0, "open": 1}));
+        assert_eq!(data["new"][0]["fingerprint"], "127.0.0.1:8443|localhost|expiring");
+        assert_eq!((data["summary"]["problems"].clone(), data["targets"][0]["ok"].clone()), (json!(1), json!(false)));
+        assert_eq!(first.findings().len(), 1);
+
+        // A day later: fewer days left, the same problem, not raised again.
+        let second = compare::compare(problems(&at(20, NOW + DAY)), &first.saved);
+        assert_eq!((second.new.len(), second.still_open.len(), second.resolved.len()), (0, 1, 0));
+        assert!(second.still_open[0].title.contains("expires in 19 days"), "{:?}", second.still_open);
+        assert!(second.findings().is_empty());
+
+        // Within critical_days: a new, critical problem; the warning is resolved.
+        let third = compare::compare(problems(&at(20, NOW + 15 * DAY)), &second.saved);
+        assert_eq!((third.new.len(), third.still_open.len(), third.resolved.len()), (1, 0, 1));
+        assert_eq!(third.new[0].severity, SeverityLevel::Critical);
+        assert_eq!(third.resolved[0].fingerprint, "127.0.0.1:8443|localhost|expiring");
+
+        // Renewed: nothing open, the critical one resolved.
+        let fourth = compare::compare(problems(&at(400, NOW)), &third.saved);
+        assert_eq!(output_data(&[], &fourth)["counts"], json!({"new": 0, "still_open": 0, "resolved": 1, "open": 0}));
+    }
+
+    #[test]
+    fn the_default_state_key_names_the_targets() {
+        assert_eq!(state_key(&parse(r#"{"targets": ["a:1", "[::1]"]}"#).unwrap()), "tls-check:a:1,[::1]:443");
+        assert_eq!(state_key(&parse(r#"{"targets": ["a:1"], "state_key": "k"}"#).unwrap()), "k");
     }
 
     fn invalid(text: &str) -> String {
