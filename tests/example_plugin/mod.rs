@@ -3,6 +3,9 @@
 //! tool, keeping one build per version of an example's sources, and a
 //! scratch directory with the built plugin installed where `tend` runs.
 
+// Each test crate uses only some of these.
+#![allow(dead_code)]
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -52,15 +55,45 @@ pub fn remove_others(dir: &Path, prefix: &str, keep: &Path) {
 /// database and runbooks.
 pub struct Env {
     dir: tempfile::TempDir,
+    /// The compile cache: shared by the tests unless [`Env::own_cache`].
+    cache: PathBuf,
 }
 
 impl Env {
     /// Installs the component at `wasm` as `plugins/<name>.wasm`.
     pub fn new(wasm: &Path, name: &str) -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
+        let env = Env::empty();
         std::fs::create_dir(env.plugins()).unwrap();
         std::fs::copy(wasm, env.plugins().join(format!("{name}.wasm"))).unwrap();
         env
+    }
+
+    /// No plugins installed yet.
+    pub fn empty() -> Env {
+        Env { dir: tempfile::tempdir().unwrap(), cache: std::env::temp_dir().join("tend-test-cache") }
+    }
+
+    /// Uses a compile cache of its own, empty at first (`<dir>/cache`).
+    pub fn own_cache(mut self) -> Env {
+        self.cache = self.path().join("cache");
+        self
+    }
+
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    /// `tend plugins install <wasm>`, checked to succeed; its stdout.
+    pub fn install(&self, wasm: &Path) -> String {
+        let out = self.tend(&["plugins", "install", wasm.to_str().unwrap()]);
+        assert!(out.status.success(), "tend plugins install failed ({}):\n{}", out.status, stderr(&out));
+        stdout(&out)
+    }
+
+    /// `tend <args>` with the runtime's log on stderr (`tend::runtime=info`):
+    /// whether each plugin was compiled or loaded from the compile cache.
+    pub fn tend_logged(&self, args: &[&str]) -> Output {
+        self.command(args).env("TEND_LOG", "warn,tend::runtime=info").output().expect("tend runs")
     }
 
     pub fn path(&self) -> &Path {
@@ -73,18 +106,23 @@ impl Env {
 
     pub fn tend(&self, args: &[&str]) -> Output {
         let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        let out = self.command(args).output().expect("tend runs");
+        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
+        out
+    }
+
+    /// The `tend <args>` command in this directory, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tend"));
+        command
             .args(args)
             .current_dir(self.path())
-            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
+            .env("TEND_CACHE_DIR", &self.cache)
             .env("TEND_DB", self.path().join("tend.db"))
             .env("TEND_RUNBOOKS", self.path())
             .env("TEND_PLUGINS", self.plugins())
-            .env_remove("TEND_LOG")
-            .output()
-            .expect("tend runs");
-        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
-        out
+            .env_remove("TEND_LOG");
+        command
     }
 }
 
