@@ -60,11 +60,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// Installs the component at `wasm` as `plugins/<name>.wasm`.
+    /// Installs the component at `wasm` with `tend plugins install`, which
+    /// checks it describes itself as `name` (it is installed as
+    /// `plugins/<name>.wasm`).
     pub fn new(wasm: &Path, name: &str) -> Env {
         let env = Env::empty();
-        std::fs::create_dir(env.plugins()).unwrap();
-        std::fs::copy(wasm, env.plugins().join(format!("{name}.wasm"))).unwrap();
+        let said = env.install(wasm);
+        assert!(said.starts_with(&format!("installed {name} ")), "{said}");
+        assert!(env.plugins().join(format!("{name}.wasm")).is_file(), "{said}");
         env
     }
 
