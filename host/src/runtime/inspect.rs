@@ -156,6 +156,12 @@ impl ComponentFacts {
         // What the core modules inside import from: a shared library's
         // name (libpython3.14.so) tells a language producers sections omit.
         let mut core_imports = BTreeSet::new();
+        // Per module or component being read (innermost last): whether it is
+        // a core module, its producers entries, and whether it exports the
+        // step's `run` (the plugin's own code, as opposed to an adapter or a
+        // runtime linked beside it).
+        let mut frames: Vec<(bool, Vec<String>, bool)> = Vec::new();
+        let mut own_producers: Option<Vec<String>> = None;
         for payload in Parser::new(0).parse_all(bytes) {
             let payload = payload.map_err(|e| ContractError::NotWasm(e.to_string()))?;
             match payload {
@@ -167,8 +173,22 @@ impl ComponentFacts {
                         }
                     }
                     depth += 1;
+                    frames.push((encoding == Encoding::Module, vec![], false));
                 }
-                Payload::End(_) => depth = depth.saturating_sub(1),
+                Payload::End(_) => {
+                    depth = depth.saturating_sub(1);
+                    if let Some((true, producers, true)) = frames.pop() {
+                        own_producers.get_or_insert(producers);
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    let run = format!("{CONTRACT_PACKAGE}/{STEP_INTERFACE}@");
+                    let exports_run =
+                        reader.into_iter().flatten().any(|e| e.name.starts_with(&run) && e.name.ends_with("#run"));
+                    if let Some(frame) = frames.last_mut() {
+                        frame.2 |= exports_run;
+                    }
+                }
                 Payload::ComponentImportSection(reader) if depth == 1 => {
                     for import in reader {
                         let import = import.map_err(|e| ContractError::NotWasm(e.to_string()))?;
@@ -196,6 +216,9 @@ impl ComponentFacts {
                             for value in field.values.into_iter().flatten() {
                                 let entry =
                                     format!("{}: {} {}", field.name, value.name, value.version).trim_end().to_string();
+                                if let Some(frame) = frames.last_mut() {
+                                    frame.1.push(entry.clone());
+                                }
                                 if !facts.producers.contains(&entry) {
                                     facts.producers.push(entry);
                                 }
@@ -209,7 +232,8 @@ impl ComponentFacts {
         if !top_is_component {
             return Err(ContractError::NotWasm("the file is empty".into()));
         }
-        facts.language = language(&facts.producers, &core_imports);
+        let own = own_producers.filter(|p| !p.is_empty());
+        facts.language = language(&facts.producers, own.as_deref().unwrap_or(&facts.producers), &core_imports);
         facts.check_contract()?;
         Ok(facts)
     }
@@ -242,21 +266,26 @@ impl ComponentFacts {
     }
 }
 
-/// The language from producers entries and the modules core modules import
-/// from. The tool that made the component wins over the languages of the
-/// code linked into it: a JavaScript component carries SpiderMonkey (C++)
-/// and Rust, a Python one CPython (C) and a Rust runtime. componentize-py
-/// 0.25 writes no producers entry of its own; its modules import from
-/// `libpython3.<minor>.so`. Rust plugins built in release are stripped of
-/// rustc's entry; wit-bindgen-rust's stays.
-fn language(producers: &[String], core_imports: &BTreeSet<String>) -> Language {
-    let has = |field: &str, needle: &str| {
+/// The language from producers entries (`all` of them, and `own`: those of
+/// the core module that exports the step's `run`) and the modules core
+/// modules import from. The tool that made the component wins over the
+/// languages of the code linked into it: a JavaScript component carries
+/// SpiderMonkey (C++) and Rust, a Python one CPython (C) and a Rust
+/// runtime. componentize-py 0.25 writes no producers entry of its own; its
+/// modules import from `libpython3.<minor>.so`. Otherwise the plugin's own
+/// module decides: a C plugin made with the WASI preview1 adapter also
+/// carries the adapter's `language: Rust`. Rust plugins built in release
+/// are stripped of rustc's entry; wit-bindgen-rust's stays.
+fn language(all: &[String], own: &[String], core_imports: &BTreeSet<String>) -> Language {
+    let has_in = |producers: &[String], field: &str, needle: &str| {
+        let needle = needle.to_ascii_lowercase();
         producers.iter().any(|p| {
             p.strip_prefix(field)
                 .and_then(|rest| rest.strip_prefix(": "))
-                .is_some_and(|rest| rest.to_ascii_lowercase().starts_with(&needle.to_ascii_lowercase()))
+                .is_some_and(|rest| rest.to_ascii_lowercase().contains(&needle))
         })
     };
+    let has = |field: &str, needle: &str| has_in(all, field, needle);
     if has("processed-by", "componentize-js") || has("processed-by", "ComponentizeJS") || has("language", "JavaScript")
     {
         return Language::JavaScript;
@@ -267,16 +296,17 @@ fn language(producers: &[String], core_imports: &BTreeSet<String>) -> Language {
     if has("processed-by", "tinygo") || has("language", "Go") || has("processed-by", "wit-bindgen-go") {
         return Language::Go;
     }
+    let has = |field: &str, needle: &str| has_in(own, field, needle);
     if has("language", "Rust") || has("processed-by", "wit-bindgen-rust") {
         return Language::Rust;
     }
     if has("language", "Zig") || has("processed-by", "zig") {
         return Language::Zig;
     }
-    if has("language", "C++") {
+    if has("language", "C++") || has("language", "C_plus_plus") {
         return Language::Cpp;
     }
-    if has("language", "C") || has("processed-by", "clang") {
+    if has("language", "C") || has("processed-by", "clang") || has("processed-by", "wit-bindgen-c") {
         return Language::C;
     }
     Language::Unknown
@@ -295,17 +325,21 @@ mod tests {
         let none = BTreeSet::new();
         // What componentize-js 0.23 writes (its engine is C++ and Rust).
         let js = producers(&["language: C11", "language: Rust", "language: C_plus_plus_14", "language: JavaScript"]);
-        assert_eq!(language(&js, &none), Language::JavaScript);
+        assert_eq!(language(&js, &js, &none), Language::JavaScript);
         // componentize-py 0.25: a Rust runtime, and modules importing libpython.
         let py = producers(&["language: Rust", "processed-by: component-init-transform 0.2.0"]);
         let libpython = BTreeSet::from(["env".to_string(), "libpython3.14.so".to_string()]);
-        assert_eq!(language(&py, &libpython), Language::Python);
-        assert_eq!(language(&py, &none), Language::Rust);
+        assert_eq!(language(&py, &py, &libpython), Language::Python);
+        assert_eq!(language(&py, &py, &none), Language::Rust);
         let rust = producers(&["processed-by: wit-bindgen-rust 0.45.0", "processed-by: wit-bindgen-c 0.51.0"]);
-        assert_eq!(language(&rust, &none), Language::Rust);
-        let c = producers(&["language: C11", "processed-by: clang 14.0.6", "processed-by: wit-bindgen-c 0.60.0"]);
-        assert_eq!(language(&c, &none), Language::C);
-        assert_eq!(language(&[], &none), Language::Unknown);
+        assert_eq!(language(&rust, &rust, &none), Language::Rust);
+        // A C plugin made with the preview1 adapter: the adapter is Rust, the
+        // module exporting `run` is C.
+        let c =
+            producers(&["language: C99", "processed-by: Debian clang 14.0.6", "processed-by: wit-bindgen-c 0.60.0"]);
+        let with_adapter = [c.clone(), producers(&["language: Rust", "processed-by: rustc 1.84.0"])].concat();
+        assert_eq!(language(&with_adapter, &c, &none), Language::C);
+        assert_eq!(language(&[], &[], &none), Language::Unknown);
     }
 
     #[test]
