@@ -453,7 +453,7 @@ export const step = {
         'or as plain JSON, through the host\'s HTTP capability; 429 and 5xx answers are retryable. ' +
         'Written in JavaScript.',
       configSchema: SCHEMA_TEXT,
-      capabilities: ['http', 'secrets'],
+      capabilities: ['http'],
     };
   },
 
