@@ -268,6 +268,17 @@ fn chat_notify_is_denied_an_ungranted_host_and_retries_on_429_and_5xx() {
         );
     }
 
+    // No answer is retryable too; the host's message keeps the URL's path (a token) out.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = call(&json!({"url": format!("http://{closed}/hooks/t0ken")}).to_string(), Some("127.0.0.1"));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "tend: chat-notify: retryable error: webhook {closed}: no answer: request to http://{closed}/... failed: \
+             Connection refused (os error 111)\n"
+        )
+    );
+
     // Config errors name the field and quote the value.
     for (config, message) in [
         (

@@ -425,7 +425,8 @@ function post(url, body, config, headers) {
       followRedirects: false,
     });
   } catch (e) {
-    const message = importError(e);
+    // The host's message may quote the whole URL: keep its path (the token) out.
+    const message = importError(e).split(url).join(`${url.slice(0, url.indexOf('//') + 2)}${hostOf(url)}/...`);
     if (message.startsWith('hosts: ')) throw failed(`${where}: ${message}`);
     if (message.startsWith('URL ')) throw invalidConfig(`field \`${config.urlSecret === null ? 'url' : 'url_secret'}\`: ${message}`);
     throw retryable(`${where}: no answer: ${message}`);
