@@ -92,6 +92,47 @@ impl Env {
         eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
         out
     }
+
+    /// `tend plugins inspect plugins/<name>.wasm`, checked for what every
+    /// example shares: its name and origin, a closed config schema whose
+    /// every property is described, and the same digest in `tend plugins
+    /// list`. Returns the describe() record for the rest.
+    #[allow(dead_code)] // Not every example's test inspects this way.
+    pub fn inspect_installed(&self, name: &str) -> Value {
+        let file = format!("plugins/{name}.wasm");
+        let info = json_out(&self.tend(&["plugins", "inspect", &file]));
+        assert_eq!(info["name"], name);
+        assert_eq!(info["origin"], serde_json::json!({"file": file}));
+        let schema = &info["config_schema"];
+        assert_eq!(schema["type"], "object", "{schema}");
+        assert_eq!(schema["additionalProperties"], false, "{schema}");
+        assert!(schema["properties"].as_object().unwrap().values().all(|p| p["description"].is_string()), "{schema}");
+        let list = json_out(&self.tend(&["plugins", "list", "--json"]));
+        let listed = list.as_array().unwrap().iter().find(|p| p["name"] == name).expect("listed");
+        assert_eq!(listed["digest"], info["digest"]);
+        info
+    }
+
+    /// Writes the runbook `<name>.yaml`, runs it with `tend run <name>
+    /// --json` and returns the record of a run that succeeded.
+    #[allow(dead_code)] // Not every example's test runs a runbook this way.
+    pub fn run_succeeds(&self, name: &str, yaml: &str) -> Value {
+        std::fs::write(self.path().join(format!("{name}.yaml")), yaml).unwrap();
+        let out = self.tend(&["run", name, "--json"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let record = json_out(&out);
+        assert_eq!(record["run"]["status"], "succeeded", "{record}");
+        record
+    }
+
+    /// `tend validate` of `bad.yaml`, a runbook of one step `id` using
+    /// `plugin` with `with` (a YAML flow mapping, at line 5 column 11).
+    #[allow(dead_code)] // Not every example's test checks its schema this way.
+    pub fn validate_step(&self, id: &str, plugin: &str, with: &str) -> Output {
+        let runbook = format!("name: bad\nsteps:\n  - id: {id}\n    plugin: {plugin}\n    with: {with}\n");
+        std::fs::write(self.path().join("bad.yaml"), runbook).unwrap();
+        self.tend(&["validate", "bad.yaml"])
+    }
 }
 
 pub fn stdout(out: &Output) -> String {
