@@ -143,6 +143,12 @@ fn js_plugin_is_inspected_and_called_through_the_cli() {
     let list = json_out(&env.tend(&["plugins", "list", "--json"]));
     let listed = list.as_array().unwrap().iter().find(|p| p["name"] == "line-match").expect("listed");
     assert_eq!(listed["origin"], json!({"file": env.plugins().join("line-match.wasm")}));
+    assert_eq!(listed["language"], "JavaScript");
+    assert_eq!(listed["installed"]["language"], "JavaScript");
+    // Installing compiled it: every later load comes from the compile cache.
+    let out = env.tend_logged(&["plugins", "inspect", "line-match"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line-match.wasm from the compile cache in"), "{}", stderr(&out));
     assert_eq!(listed["digest"], info["digest"]);
 
     // run(): data, a metric per pattern, a finding per pattern that matched often enough.

@@ -110,6 +110,12 @@ fn python_plugin_is_inspected_and_called_through_the_cli() {
     let list = json_out(&env.tend(&["plugins", "list", "--json"]));
     let listed = list.as_array().unwrap().iter().find(|p| p["name"] == "threshold").expect("listed");
     assert_eq!(listed["origin"], json!({"file": env.plugins().join("threshold.wasm")}));
+    assert_eq!(listed["language"], "Python");
+    assert_eq!(listed["installed"]["language"], "Python");
+    // Installing compiled it: every later load comes from the compile cache.
+    let out = env.tend_logged(&["plugins", "inspect", "threshold"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("threshold.wasm from the compile cache in"), "{}", stderr(&out));
     assert_eq!(listed["digest"], info["digest"]);
 
     // run(): data, a metric per value, a finding per value past a threshold.

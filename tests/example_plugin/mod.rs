@@ -1,7 +1,10 @@
 //! What the end-to-end tests of the example plugins in other languages
-//! (`python_plugin.rs`, `js_plugin.rs`) share: finding and checking a build
+//! (`python_plugin.rs`, `js_plugin.rs`, `c_plugin.rs`, ...) share: finding and checking a build
 //! tool, keeping one build per version of an example's sources, and a
 //! scratch directory with the built plugin installed where `tend` runs.
+
+// Each test crate uses only some of these.
+#![allow(dead_code)]
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -52,15 +55,48 @@ pub fn remove_others(dir: &Path, prefix: &str, keep: &Path) {
 /// database and runbooks.
 pub struct Env {
     dir: tempfile::TempDir,
+    /// The compile cache: shared by the tests unless [`Env::own_cache`].
+    cache: PathBuf,
 }
 
 impl Env {
-    /// Installs the component at `wasm` as `plugins/<name>.wasm`.
+    /// Installs the component at `wasm` with `tend plugins install`, which
+    /// checks it describes itself as `name` (it is installed as
+    /// `plugins/<name>.wasm`).
     pub fn new(wasm: &Path, name: &str) -> Env {
-        let env = Env { dir: tempfile::tempdir().unwrap() };
-        std::fs::create_dir(env.plugins()).unwrap();
-        std::fs::copy(wasm, env.plugins().join(format!("{name}.wasm"))).unwrap();
+        let env = Env::empty();
+        let said = env.install(wasm);
+        assert!(said.starts_with(&format!("installed {name} ")), "{said}");
+        assert!(env.plugins().join(format!("{name}.wasm")).is_file(), "{said}");
         env
+    }
+
+    /// No plugins installed yet.
+    pub fn empty() -> Env {
+        Env { dir: tempfile::tempdir().unwrap(), cache: std::env::temp_dir().join("tend-test-cache") }
+    }
+
+    /// Uses a compile cache of its own, empty at first (`<dir>/cache`).
+    pub fn own_cache(mut self) -> Env {
+        self.cache = self.path().join("cache");
+        self
+    }
+
+    pub fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    /// `tend plugins install <wasm>`, checked to succeed; its stdout.
+    pub fn install(&self, wasm: &Path) -> String {
+        let out = self.tend(&["plugins", "install", wasm.to_str().unwrap()]);
+        assert!(out.status.success(), "tend plugins install failed ({}):\n{}", out.status, stderr(&out));
+        stdout(&out)
+    }
+
+    /// `tend <args>` with the runtime's log on stderr (`tend::runtime=info`):
+    /// whether each plugin was compiled or loaded from the compile cache.
+    pub fn tend_logged(&self, args: &[&str]) -> Output {
+        self.command(args).env("TEND_LOG", "warn,tend::runtime=info").output().expect("tend runs")
     }
 
     pub fn path(&self) -> &Path {
@@ -78,26 +114,29 @@ impl Env {
     /// `tend` with extra environment variables, e.g. `TEND_SECRET_<NAME>`.
     pub fn tend_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_tend"))
+        let out = self.command(args).envs(vars.iter().copied()).output().expect("tend runs");
+        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
+        out
+    }
+
+    /// The `tend <args>` command in this directory, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tend"));
+        command
             .args(args)
             .current_dir(self.path())
-            .env("TEND_CACHE_DIR", std::env::temp_dir().join("tend-test-cache"))
+            .env("TEND_CACHE_DIR", &self.cache)
             .env("TEND_DB", self.path().join("tend.db"))
             .env("TEND_RUNBOOKS", self.path())
             .env("TEND_PLUGINS", self.plugins())
-            .env_remove("TEND_LOG")
-            .envs(vars.iter().copied())
-            .output()
-            .expect("tend runs");
-        eprintln!("tend {} ... took {:.1?}", args[..args.len().min(3)].join(" "), start.elapsed());
-        out
+            .env_remove("TEND_LOG");
+        command
     }
 
     /// `tend plugins inspect plugins/<name>.wasm`, checked for what every
     /// example shares: its name and origin, a closed config schema whose
     /// every property is described, and the same digest in `tend plugins
     /// list`. Returns the describe() record for the rest.
-    #[allow(dead_code)] // Not every example's test inspects this way.
     pub fn inspect_installed(&self, name: &str) -> Value {
         let file = format!("plugins/{name}.wasm");
         let info = json_out(&self.tend(&["plugins", "inspect", &file]));
@@ -115,7 +154,6 @@ impl Env {
 
     /// Writes the runbook `<name>.yaml`, runs it with `tend run <name>
     /// --json` and returns the record of a run that succeeded.
-    #[allow(dead_code)] // Not every example's test runs a runbook this way.
     pub fn run_succeeds(&self, name: &str, yaml: &str) -> Value {
         std::fs::write(self.path().join(format!("{name}.yaml")), yaml).unwrap();
         let out = self.tend(&["run", name, "--json"]);
@@ -127,7 +165,6 @@ impl Env {
 
     /// `tend validate` of `bad.yaml`, a runbook of one step `id` using
     /// `plugin` with `with` (a YAML flow mapping, at line 5 column 11).
-    #[allow(dead_code)] // Not every example's test checks its schema this way.
     pub fn validate_step(&self, id: &str, plugin: &str, with: &str) -> Output {
         let runbook = format!("name: bad\nsteps:\n  - id: {id}\n    plugin: {plugin}\n    with: {with}\n");
         std::fs::write(self.path().join("bad.yaml"), runbook).unwrap();

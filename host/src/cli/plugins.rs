@@ -1,12 +1,18 @@
-//! `tend plugins list | inspect | call`: the plugin runtime from the shell.
+//! `tend plugins list | install | remove | inspect | call`: the plugin
+//! runtime from the shell.
 
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
 use crate::runtime::grants::{DirGrant, Grants, HostPattern, parse_env};
+use crate::runtime::inspect::{CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentFacts, Language};
+use crate::runtime::installed::{self, Manifest};
 use crate::runtime::limits::Limits;
-use crate::runtime::{Origin, Runtime, StepCall, StepContext};
-use crate::units::{parse_bytes, parse_duration};
+use crate::runtime::{CheckError, Origin, PluginInfo, PluginSource, Runtime, StepCall, StepContext};
+use crate::units::{format_bytes, parse_bytes, parse_duration};
 use clap::{Args, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -17,6 +23,17 @@ pub enum PluginsCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Check a component against the contract, precompile it and install
+    /// it into the plugins directory under the name it describes itself by.
+    Install {
+        /// The component file (.wasm).
+        file: PathBuf,
+    },
+    /// Remove an installed plugin and its compiled code.
+    Remove {
+        /// The plugin's name.
+        name: String,
     },
     /// Show a plugin's describe() record: version, capabilities, config schema.
     Inspect {
@@ -76,18 +93,35 @@ pub async fn run(cli: &Cli, cmd: &PluginsCommand) -> ExitCode {
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
     match cmd {
-        PluginsCommand::List { json } => list(&runtime, *json).await,
+        PluginsCommand::List { json } => list(&runtime, &cli.plugins(), *json).await,
+        PluginsCommand::Install { file } => install(&runtime, &cli.plugins(), file).await,
+        PluginsCommand::Remove { name } => remove(&runtime, &cli.plugins(), name),
         PluginsCommand::Inspect { plugin } => inspect(&runtime, plugin).await,
         PluginsCommand::Call(args) => call(&runtime, args).await,
     }
 }
 
-async fn list(runtime: &Runtime, json: bool) -> ExitCode {
+/// One line of `tend plugins list --json`.
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    name: &'a str,
+    version: &'a str,
+    description: &'a str,
+    capabilities: &'a [String],
+    origin: &'a Origin,
+    language: Language,
+    size_bytes: u64,
+    digest: &'a str,
+    /// What `tend plugins install` recorded, when it installed this file.
+    installed: Option<Manifest>,
+}
+
+async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
     let mut rows = Vec::new();
     let mut broken = false;
     for source in runtime.plugins() {
         match runtime.describe(source).await {
-            Ok(info) => rows.push((source, info)),
+            Ok(info) => rows.push(list_entry(source, info, dir)),
             Err(e) => {
                 broken = true;
                 eprintln!("tend: warning: {e:#}");
@@ -95,29 +129,162 @@ async fn list(runtime: &Runtime, json: bool) -> ExitCode {
         }
     }
     if json {
-        let list: Vec<_> = rows
+        let list: Vec<ListEntry> = rows
             .iter()
-            .map(|(s, info)| {
-                serde_json::json!({
-                    "name": info.name, "version": info.version, "description": info.description,
-                    "capabilities": info.capabilities, "origin": s.origin, "digest": s.digest,
-                })
+            .map(|(s, info, manifest)| ListEntry {
+                name: &info.name,
+                version: &info.version,
+                description: &info.description,
+                capabilities: &info.capabilities,
+                origin: &s.origin,
+                language: language_of(s, manifest.as_ref()),
+                size_bytes: s.bytes.len() as u64,
+                digest: &s.digest,
+                installed: manifest.clone(),
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&list).unwrap_or_default());
     } else {
-        outln!("{:<16} {:<9} {:<10} {:<16} DESCRIPTION", "NAME", "VERSION", "ORIGIN", "CAPABILITIES");
-        for (s, info) in &rows {
-            let origin = match &s.origin {
-                Origin::Builtin => "built-in".to_string(),
-                Origin::File(_) => "file".to_string(),
+        outln!(
+            "{:<16} {:<9} {:<9} {:<10} {:>9}  {:<12} {:<16} DESCRIPTION",
+            "NAME",
+            "VERSION",
+            "ORIGIN",
+            "LANGUAGE",
+            "SIZE",
+            "DIGEST",
+            "CAPABILITIES"
+        );
+        for (s, info, manifest) in &rows {
+            let origin = match (&s.origin, manifest) {
+                (Origin::Builtin, _) => "built-in",
+                (Origin::File(_), Some(_)) => "installed",
+                (Origin::File(_), None) => "file",
             };
             let caps = if info.capabilities.is_empty() { "-".to_string() } else { info.capabilities.join(",") };
             let summary = info.description.split(". ").next().unwrap_or("").trim_end_matches('.');
-            outln!("{:<16} {:<9} {:<10} {:<16} {summary}", info.name, info.version, origin, caps);
+            outln!(
+                "{:<16} {:<9} {:<9} {:<10} {:>9}  {:<12} {:<16} {summary}",
+                info.name,
+                info.version,
+                origin,
+                language_of(s, manifest.as_ref()).as_str(),
+                format_bytes(s.bytes.len() as u64),
+                &s.digest[..12],
+                caps
+            );
         }
     }
     if broken { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
+}
+
+/// A plugin with its manifest, when `tend plugins install` wrote one for
+/// exactly these bytes.
+fn list_entry<'a>(
+    source: &'a PluginSource,
+    info: PluginInfo,
+    dir: &Path,
+) -> (&'a PluginSource, PluginInfo, Option<Manifest>) {
+    let manifest = match source.origin {
+        Origin::Builtin => None,
+        Origin::File(_) => installed::read_manifest(dir, &source.name).filter(|m| m.digest == source.digest),
+    };
+    (source, info, manifest)
+}
+
+/// The recorded language, else what the component's producers say.
+fn language_of(source: &PluginSource, manifest: Option<&Manifest>) -> Language {
+    manifest
+        .map(|m| m.language)
+        .unwrap_or_else(|| ComponentFacts::read(&source.bytes).map(|f| f.language).unwrap_or(Language::Unknown))
+}
+
+/// Checks, precompiles and installs a component as `<name>.wasm` with its
+/// manifest. A plugin of the same name is replaced.
+async fn install(runtime: &Runtime, dir: &Path, file: &Path) -> ExitCode {
+    let bytes: Arc<[u8]> = match std::fs::read(file) {
+        Ok(b) => b.into(),
+        Err(e) => return fail(EXIT_USAGE, format!("cannot read plugin file {}: {e}", file.display())),
+    };
+    let what = format!("plugin file {}", file.display());
+    let checked = match runtime.check_component(bytes.clone(), &what).await {
+        Ok(c) => c,
+        Err(e @ (CheckError::Contract(_) | CheckError::NameTaken(_))) => return fail(EXIT_USAGE, e.to_string()),
+        Err(e @ CheckError::Load(_)) => return fail(EXIT_FAILED, e.to_string()),
+    };
+    let info = &checked.info;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let previous = runtime.plugin(&info.name).filter(|p| matches!(p.origin, Origin::File(_))).cloned();
+    let manifest = Manifest {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        description: info.description.clone(),
+        language: checked.facts.language,
+        contract: format!("{CONTRACT_PACKAGE}@{CONTRACT_VERSION}"),
+        digest: digest.clone(),
+        size_bytes: bytes.len() as u64,
+        installed_at: jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .to_string(),
+        source: file.display().to_string(),
+    };
+    let path = match installed::write(dir, &bytes, &manifest) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_FAILED, format!("cannot install into {}: {e}", dir.display())),
+    };
+    let compile = if checked.compile.from_cache {
+        format!("compiled code loaded from the cache in {:.0?}", checked.compile.took)
+    } else {
+        format!("compiled in {:.1?}", checked.compile.took)
+    };
+    let was = match &previous {
+        Some(p) if p.digest == digest => " (the same component was installed already)".to_string(),
+        Some(p) => {
+            runtime.evict(p);
+            let old = installed::read_manifest(dir, &p.name).map(|m| m.version);
+            format!(" (replacing {})", old.as_deref().unwrap_or(&p.digest[..12]))
+        }
+        None => String::new(),
+    };
+    outln!(
+        "installed {} {} ({}, {}, blake3 {}) as {}{was}; {compile}",
+        info.name,
+        info.version,
+        manifest.language,
+        format_bytes(manifest.size_bytes),
+        &digest[..12],
+        path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Removes an installed plugin, its manifest and its compiled code.
+fn remove(runtime: &Runtime, dir: &Path, name: &str) -> ExitCode {
+    let source = match runtime.plugin(name) {
+        Some(s) if s.origin == Origin::Builtin => {
+            return fail(EXIT_USAGE, format!("plugin {name:?} is built in; it cannot be removed"));
+        }
+        Some(s) => s.clone(),
+        None => {
+            let here: Vec<&str> =
+                runtime.plugins().filter(|p| matches!(p.origin, Origin::File(_))).map(|p| p.name.as_str()).collect();
+            let here = if here.is_empty() { "none".to_string() } else { here.join(", ") };
+            return fail(
+                EXIT_USAGE,
+                format!("plugin {name:?} is not installed in {} (installed: {here})", dir.display()),
+            );
+        }
+    };
+    let version = installed::read_manifest(dir, name).map(|m| m.version);
+    let evicted = runtime.evict(&source);
+    if let Err(e) = installed::remove(dir, name) {
+        return fail(EXIT_FAILED, format!("cannot remove plugin {name:?} from {}: {e}", dir.display()));
+    }
+    let version = version.map(|v| format!(" {v}")).unwrap_or_default();
+    let cache = if evicted > 0 { " and its compiled code" } else { "" };
+    outln!("removed {name}{version} ({}){cache}", installed::wasm_path(dir, name).display());
+    ExitCode::SUCCESS
 }
 
 async fn inspect(runtime: &Runtime, plugin: &str) -> ExitCode {

@@ -132,27 +132,86 @@ impl CompileCache {
     }
 
     /// Compiles `bytes` for `engine`, or loads the cached artifact. Blocking.
-    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    ///
+    /// Processes compiling the same uncached component do the work once:
+    /// the first holds a lock on the cache entry (`<key>.lock`) while it
+    /// compiles, the others wait for it and load its artifact.
+    pub fn load(&self, engine: &Engine, bytes: &[u8]) -> anyhow::Result<Compiled> {
+        let start = std::time::Instant::now();
+        let compiled = |component, from_cache| Compiled { component, from_cache, took: start.elapsed() };
         let Some(dir) = &self.dir else {
-            return Ok(Component::new(engine, bytes)?);
+            return Ok(compiled(Component::new(engine, bytes)?, false));
         };
-        let path = dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
-        if path.exists() {
-            // SAFETY: the file was written by `store` below from
-            // `Component::serialize` for an engine with the same
-            // compatibility hash (part of the key); the cache directory is
-            // documented as trusted. wasmtime checks the header again.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!("ignoring unusable cached component {}: {e:#}", path.display()),
+        let key = cache_key(engine, bytes);
+        let path = dir.join(format!("{key}.cwasm"));
+        if let Some(component) = deserialize(engine, &path) {
+            return Ok(compiled(component, true));
+        }
+        let _lock = match lock_entry(dir, &key) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                tracing::warn!("could not lock the compile cache entry in {}: {e:#}", dir.display());
+                None
             }
+        };
+        // Another process may have compiled it while this one waited.
+        if let Some(component) = deserialize(engine, &path) {
+            return Ok(compiled(component, true));
         }
         let component = Component::new(engine, bytes)?;
         if let Err(e) = store(&path, &component) {
             tracing::warn!("could not cache the compiled component at {}: {e:#}", path.display());
         }
-        Ok(component)
+        Ok(compiled(component, false))
     }
+
+    /// Removes the cached artifact of `bytes` for `engine`, if any.
+    pub fn evict(&self, engine: &Engine, bytes: &[u8]) -> std::io::Result<bool> {
+        let Some(dir) = &self.dir else { return Ok(false) };
+        let key = cache_key(engine, bytes);
+        let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
+        match std::fs::remove_file(dir.join(format!("{key}.cwasm"))) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A component ready for an engine, and how it got there.
+pub struct Compiled {
+    pub component: Component,
+    /// Loaded from the cache rather than compiled.
+    pub from_cache: bool,
+    /// How long compiling or loading took.
+    pub took: Duration,
+}
+
+/// The cached artifact at `path`, if there is a usable one.
+fn deserialize(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: the file was written by `store` below from
+    // `Component::serialize` for an engine with the same compatibility
+    // hash (part of the key); the cache directory is documented as
+    // trusted. wasmtime checks the header again.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!("ignoring unusable cached component {}: {e:#}", path.display());
+            None
+        }
+    }
+}
+
+/// An exclusive lock on one cache entry, held until the file is dropped.
+fn lock_entry(dir: &Path, key: &str) -> std::io::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)?;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(format!("{key}.lock")))?;
+    file.lock()?;
+    Ok(file)
 }
 
 fn cache_key(engine: &Engine, bytes: &[u8]) -> String {

@@ -8,6 +8,8 @@ pub mod bindings;
 pub mod caps;
 pub mod engine;
 pub mod grants;
+pub mod inspect;
+pub mod installed;
 pub mod limits;
 pub mod output;
 pub mod record;
@@ -315,33 +317,76 @@ impl Runtime {
         let loaded = cell
             .get_or_try_init(|| async {
                 let what = describe_origin(source);
-                let (engine, cache, bytes) = (slot.engine.clone(), self.cache.clone(), source.bytes.clone());
-                let component = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes))
-                    .await?
-                    .with_context(|| format!("{what} is not a valid WebAssembly component"))?;
-                let pre = slot
-                    .linker
-                    .instantiate_pre(&component)
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("{what} needs imports tend does not provide"))?;
-                let pre = PluginPre::new(pre)
-                    .map_err(anyhow::Error::from)
-                    .with_context(|| format!("{what} does not implement the tend:plugin/plugin world"))?;
-                let info = self.read_info(&slot.engine, &pre, source).await?;
+                let (pre, _) = self.prepare(slot, source.bytes.clone(), &what).await?;
+                let info = self.read_info(&slot.engine, &pre, &what).await?;
+                if info.name != source.name {
+                    anyhow::bail!("{what} describes itself as {:?}; rename the file to {}.wasm", info.name, info.name);
+                }
                 anyhow::Ok(Arc::new(Loaded { pre, info }))
             })
             .await?;
         Ok(loaded.clone())
     }
 
-    /// Calls `describe()` in a sandbox with no grants and default limits.
-    async fn read_info(
+    /// Compiles (or loads from the cache) a component and links it: the
+    /// component ready to instantiate, and whether it came from the cache.
+    async fn prepare(
         &self,
-        engine: &Engine,
-        pre: &PluginPre<StepState>,
-        source: &PluginSource,
-    ) -> anyhow::Result<PluginInfo> {
-        let what = describe_origin(source);
+        slot: &Arc<EngineSlot>,
+        bytes: Arc<[u8]>,
+        what: &str,
+    ) -> anyhow::Result<(PluginPre<StepState>, CompileReport)> {
+        let (engine, cache) = (slot.engine.clone(), self.cache.clone());
+        let compiled = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes))
+            .await?
+            .with_context(|| format!("{what} is not a valid WebAssembly component"))?;
+        let report = CompileReport { from_cache: compiled.from_cache, took: compiled.took };
+        if report.from_cache {
+            tracing::info!(target: "tend::runtime", "loaded {what} from the compile cache in {:.1?}", report.took);
+        } else {
+            tracing::info!(target: "tend::runtime", "compiled {what} in {:.1?}", report.took);
+        }
+        let pre = slot
+            .linker
+            .instantiate_pre(&compiled.component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{what} needs imports tend does not provide"))?;
+        let pre = PluginPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{what} does not implement the tend:plugin/plugin world"))?;
+        Ok((pre, report))
+    }
+
+    /// Checks a component for installing: its contract (without
+    /// compiling), then compiles it into the cache, links it and reads its
+    /// `describe()` record. `what` names it in errors ("plugin file x.wasm").
+    pub async fn check_component(&self, bytes: Arc<[u8]>, what: &str) -> Result<Checked, CheckError> {
+        let facts = inspect::ComponentFacts::read(&bytes).map_err(|e| CheckError::Contract(format!("{what} {e}")))?;
+        let slot = self.engine(Limits::DEFAULT_STACK).map_err(|e| CheckError::Load(format!("{e:#}")))?;
+        let (pre, compile) = self.prepare(&slot, bytes, what).await.map_err(|e| CheckError::Load(format!("{e:#}")))?;
+        let info = self.read_info(&slot.engine, &pre, what).await.map_err(|e| CheckError::Load(format!("{e:#}")))?;
+        if let Some(builtin) = BUILTIN_PLUGINS.iter().find(|(name, _)| *name == info.name) {
+            return Err(CheckError::NameTaken(format!(
+                "{what} describes itself as {:?}, the name of a built-in plugin; rename it in describe()",
+                builtin.0
+            )));
+        }
+        if let Err(problem) = valid_plugin_name(&info.name) {
+            return Err(CheckError::Load(format!("{what} describes itself as {:?}: {problem}", info.name)));
+        }
+        Ok(Checked { info, facts, compile })
+    }
+
+    /// Removes a plugin's compiled artifacts from the cache (every engine
+    /// this runtime created). Returns how many it removed.
+    pub fn evict(&self, source: &PluginSource) -> usize {
+        let slots: Vec<Arc<EngineSlot>> =
+            self.engines.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        slots.iter().filter(|slot| self.cache.evict(&slot.engine, &source.bytes).unwrap_or(false)).count()
+    }
+
+    /// Calls `describe()` in a sandbox with no grants and default limits.
+    async fn read_info(&self, engine: &Engine, pre: &PluginPre<StepState>, what: &str) -> anyhow::Result<PluginInfo> {
         let limits = Limits { timeout: Duration::from_secs(10), ..Limits::default() };
         let deadline = Instant::now() + limits.timeout;
         let state = sandbox::step_state(&self.services, "", &Grants::default(), &limits, deadline)
@@ -365,9 +410,6 @@ impl Runtime {
                     .with_context(|| format!("{what}: describe() returned a config-schema that is not valid JSON"))?,
             ),
         };
-        if info.name != source.name {
-            anyhow::bail!("{what} describes itself as {:?}; rename the file to {}.wasm", info.name, info.name);
-        }
         Ok(PluginInfo {
             name: info.name,
             version: info.version,
@@ -375,6 +417,48 @@ impl Runtime {
             config_schema,
             capabilities: info.capabilities,
         })
+    }
+}
+
+/// How a component was made ready.
+#[derive(Debug, Clone, Copy)]
+pub struct CompileReport {
+    /// Loaded from the compile cache rather than compiled.
+    pub from_cache: bool,
+    pub took: Duration,
+}
+
+/// A component that passed [`Runtime::check_component`].
+#[derive(Debug)]
+pub struct Checked {
+    pub info: PluginInfo,
+    pub facts: inspect::ComponentFacts,
+    pub compile: CompileReport,
+}
+
+/// Why a component cannot be installed. Each message names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// Not a component of this tend's contract (found without compiling).
+    #[error("{0}")]
+    Contract(String),
+    /// Does not compile, link or describe itself.
+    #[error("{0}")]
+    Load(String),
+    /// Its name is a built-in plugin's.
+    #[error("{0}")]
+    NameTaken(String),
+}
+
+/// A plugin name is a file stem and a runbook's `uses:`: lowercase
+/// letters, digits, `-` and `_`, starting with a letter.
+pub fn valid_plugin_name(name: &str) -> Result<(), String> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err("expected 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter".into())
     }
 }
 
