@@ -2,9 +2,10 @@
 //! (the `stats` plugin) with its `build.sh` — `wit-bindgen c`, Debian's
 //! clang 14 and wasi-libc (WASI preview1, reactor), `wasm-tools component
 //! new` with wasmtime 48's preview1 adapter — then drives it through the
-//! `tend` binary: `plugins inspect`, `plugins call` (data, metrics,
-//! findings, `host.log` lines, errors, memory), the compile cache, and a
-//! runbook run that uses it as a step.
+//! `tend` binary: `plugins install` (checked, compiled once, every later
+//! load from the compile cache), `plugins inspect`, `plugins call` (data,
+//! metrics, findings, `host.log` lines, errors, memory), and a runbook run
+//! that uses it as a step.
 //!
 //! Needs clang-14, wasm-ld (lld-14), Debian's wasi-libc and
 //! libclang-rt-14-dev-wasm32, `wit-bindgen` 0.60 and `wasm-tools` 1.254
@@ -104,6 +105,10 @@ fn c_plugin_is_inspected_and_called_through_the_cli() {
     assert_eq!(info["capabilities"], json!([]));
     assert!(info["description"].as_str().unwrap().starts_with("Summarizes a numeric series"), "{info}");
     assert_eq!(info["config_schema"]["required"], json!(["metric"]));
+    // Installing compiled it: every later load comes from the compile cache.
+    let out = env.tend_logged(&["plugins", "inspect", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stats.wasm from the compile cache in"), "{}", stderr(&out));
 
     // run(): the statistics (percentiles as numpy.percentile computes
     // them, to the last bit), a metric each, a finding for p95.
@@ -274,37 +279,70 @@ fn c_plugin_is_inspected_and_called_through_the_cli() {
     }
 }
 
-/// Files in `dir` with their modification times, sorted.
-fn listing(dir: &Path) -> Vec<(String, std::time::SystemTime)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().modified().unwrap()))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
+#[test]
+fn the_c_plugin_is_installed_compiled_once_and_then_loaded_from_the_cache() {
+    let env = Env::empty().own_cache();
+    let wasm = stats_wasm();
+    let digest = blake3::hash(&read(&wasm)).to_hex().to_string();
+    let said = env.install(&wasm);
+    let installed = env.plugins().join("stats.wasm");
+    assert!(said.starts_with("installed stats 0.1.0 ("), "{said}");
+    assert!(said.contains(&format!(", blake3 {}) as {}; compiled in ", &digest[..12], installed.display())), "{said}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&env.plugins().join("stats.manifest.json"))).unwrap();
+    assert_eq!(manifest["contract"], "tend:plugin@0.1.0");
+    assert_eq!(manifest["digest"], digest.as_str());
+    let list = json_out(&env.tend(&["plugins", "list", "--json"]));
+    let entry = list.as_array().unwrap().iter().find(|p| p["name"] == "stats").expect("listed");
+    assert_eq!(entry["size_bytes"], read(&wasm).len());
+    assert_eq!(entry["digest"], digest.as_str());
+
+    // Every process after the install loads the code it compiled, and
+    // compiles nothing more.
+    let compiled = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        let mut files: Vec<_> = std::fs::read_dir(env.cache())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = compiled();
+    for _ in 0..2 {
+        let out = env.tend_logged(&["plugins", "call", "stats", "--config", r#"{"metric": "m"}"#, "--input", "[1, 2]"]);
+        assert_eq!(json_out(&out)["data"]["p50"], 1.5);
+        let log = stderr(&out);
+        assert!(
+            log.contains(&format!("loaded plugin file {} from the compile cache in", installed.display())),
+            "{log}"
+        );
+        assert!(!log.contains("compiled plugin"), "{log}");
+    }
+    assert_eq!(compiled(), before);
 }
 
+/// The preview1 adapter inside every component built this way is Rust
+/// code, and its producers section says so next to the C module's
+/// ("language: C99", "processed-by: Debian clang 14.0.6", "processed-by:
+/// wit-bindgen-c 0.60.0"); tend's language detection
+/// (`runtime::inspect::language`) checks Rust before C, so it says Rust.
 #[test]
-fn the_c_plugin_is_compiled_once_then_loaded_from_the_cache() {
-    let env = env();
-    let cache = tempfile::tempdir().unwrap();
-    let call = || {
-        env.tend_with(
-            &["plugins", "call", "stats", "--config", r#"{"metric": "m"}"#, "--input", "[1, 2, 3]"],
-            &[("TEND_CACHE_DIR", cache.path().to_str().unwrap())],
-        )
-    };
-    assert_eq!(json_out(&call())["data"]["p50"], 2);
-    let compiled = listing(cache.path());
-    assert_eq!(compiled.len(), 1, "one compiled component: {compiled:?}");
-    assert!(compiled[0].0.ends_with(".cwasm"), "{compiled:?}");
-    // The second process loads it: the file is neither rewritten nor joined.
-    assert_eq!(json_out(&call())["data"]["p50"], 2);
-    assert_eq!(listing(cache.path()), compiled);
+#[ignore = "tend lists the C plugin as Rust (the preview1 adapter's producers section); fix in host/src/runtime/inspect.rs"]
+fn the_installed_c_plugin_is_listed_as_written_in_c() {
+    let env = Env::empty();
+    let said = env.install(&stats_wasm());
+    assert!(said.starts_with("installed stats 0.1.0 (C, "), "{said}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(&env.plugins().join("stats.manifest.json"))).unwrap();
+    assert_eq!(manifest["language"], "C");
+    let list = json_out(&env.tend(&["plugins", "list", "--json"]));
+    let entry = list.as_array().unwrap().iter().find(|p| p["name"] == "stats").expect("listed");
+    assert_eq!(entry["language"], "C");
+    let table = stdout(&env.tend(&["plugins", "list"]));
+    let row = table.lines().find(|l| l.starts_with("stats ")).expect("a row for stats");
+    assert!(row.contains(" installed ") && row.contains(" C "), "{row}");
 }
 
 #[test]
