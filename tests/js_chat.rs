@@ -19,8 +19,12 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
+fn wasm() -> std::path::PathBuf {
+    example_plugin::componentize_js(&repo().join("examples/js-chat"), "chat-notify")
+}
+
 fn env() -> Env {
-    Env::new(&example_plugin::componentize_js(&repo().join("examples/js-chat"), "chat-notify"), "chat-notify")
+    Env::new(&wasm(), "chat-notify")
 }
 
 /// The JSON body of a request the receiver got.
@@ -70,9 +74,16 @@ const ESCALATION: &str = r#"{"severity": "critical", "title": "checkout is down"
 
 #[test]
 fn chat_notify_posts_a_slack_block_kit_message_to_the_webhook() {
-    let env = env();
-    let info = json_out(&env.tend(&["plugins", "inspect", "chat-notify"]));
-    assert_eq!(info["name"], "chat-notify");
+    // Installed: checked, compiled into the cache, recorded as JavaScript.
+    let env = Env::empty();
+    let wasm = wasm();
+    let said = env.install(&wasm);
+    assert!(said.starts_with("installed chat-notify 0.1.0 (JavaScript, "), "{said}");
+    let info = env.inspect_installed("chat-notify");
+    let list = json_out(&env.tend(&["plugins", "list", "--json"]));
+    let entry = list.as_array().unwrap().iter().find(|p| p["name"] == "chat-notify").expect("listed");
+    let size = std::fs::metadata(&wasm).unwrap().len();
+    assert_eq!((&entry["language"], entry["size_bytes"].as_u64()), (&json!("JavaScript"), Some(size)));
     assert_eq!(info["capabilities"], json!(["http"]), "secrets are granted only to steps that use one");
     let (addr, requests) = loopback::recorder(200, "ok");
     let config = json!({"url": format!("http://{addr}/services/T0/B0/XyZ"), "token_secret": "chat-token",
@@ -80,8 +91,11 @@ fn chat_notify_posts_a_slack_block_kit_message_to_the_webhook() {
     let args = ["plugins", "call", "chat-notify", "--runbook", "checkout", "--allow-host", "127.0.0.1"];
     let out = env.tend_with(
         &[&args[..], &["--secret", "chat-token", "--config", &config.to_string(), "--input", ESCALATION]].concat(),
-        &[("TEND_SECRET_CHAT_TOKEN", "s3cr3t-t0ken")],
+        &[("TEND_SECRET_CHAT_TOKEN", "s3cr3t-t0ken"), ("TEND_LOG", "warn,tend::runtime=info")],
     );
+    // The call loads what install compiled.
+    assert!(stderr(&out).contains("chat-notify.wasm from the compile cache in"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("compiled plugin"), "{}", stderr(&out));
     let output = json_out(&out);
     let text = "<!here> [CRITICAL] checkout is down (runbook checkout, run 01JRUN)";
     assert_eq!(
@@ -374,12 +388,7 @@ steps:
     );
 
     // `tend validate` asks for the grant the plugin's `http` capability needs.
-    std::fs::write(
-        env.path().join("bad.yaml"),
-        "name: bad\nsteps:\n  - id: notify\n    plugin: chat-notify\n    with: {url: \"http://127.0.0.1:1/h\"}\n",
-    )
-    .unwrap();
-    let out = env.tend(&["validate", "bad.yaml"]);
+    let out = env.validate_step("notify", "chat-notify", r#"{url: "http://127.0.0.1:1/h"}"#);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),

@@ -15,8 +15,12 @@ mod example_plugin;
 use example_plugin::{Env, json_out, repo, stderr, stdout};
 use serde_json::{Value, json};
 
+fn wasm() -> std::path::PathBuf {
+    example_plugin::componentize_py(&repo().join("examples/python-anomaly"), "anomaly")
+}
+
 fn env() -> Env {
-    Env::new(&example_plugin::componentize_py(&repo().join("examples/python-anomaly"), "anomaly"), "anomaly")
+    Env::new(&wasm(), "anomaly")
 }
 
 /// Mean and sample standard deviation.
@@ -37,16 +41,28 @@ fn call(env: &Env, config: &str, input: &str) -> Value {
 
 #[test]
 fn anomaly_flags_the_points_far_from_their_rolling_window() {
-    let env = env();
-    let info = json_out(&env.tend(&["plugins", "inspect", "anomaly"]));
-    assert_eq!(info["name"], "anomaly");
+    // Installed: checked, compiled into the cache, recorded as Python.
+    let env = Env::empty();
+    let wasm = wasm();
+    let said = env.install(&wasm);
+    let size = std::fs::metadata(&wasm).unwrap().len();
+    assert!(said.starts_with("installed anomaly 0.1.0 (Python, "), "{said}");
+    let info = env.inspect_installed("anomaly");
     assert_eq!(info["capabilities"], json!(["state"]));
     assert_eq!(info["config_schema"]["required"], json!(["metric"]));
+    let list = json_out(&env.tend(&["plugins", "list", "--json"]));
+    let entry = list.as_array().unwrap().iter().find(|p| p["name"] == "anomaly").expect("listed");
+    assert_eq!((&entry["language"], entry["size_bytes"].as_u64()), (&json!("Python"), Some(size)));
 
-    // z-score over the 5 points before each point, judged from the 4th on.
+    // z-score over the 5 points before each point, judged from the 4th on;
+    // the call loads what install compiled.
     let values = [100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 180.0, 100.0];
     let config = r#"{"metric": "latency_ms", "window": 5, "min_points": 4, "remember": false}"#;
-    let output = call(&env, config, &serde_json::to_string(&values).unwrap());
+    let input = serde_json::to_string(&values).unwrap();
+    let out = env.tend_logged(&["plugins", "call", "anomaly", "--config", config, "--input", &input]);
+    assert!(stderr(&out).contains("anomaly.wasm from the compile cache in"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("compiled plugin"), "{}", stderr(&out));
+    let output = json_out(&out);
     let mut expected = Vec::new();
     let mut last = None;
     for i in 4..values.len() {
@@ -177,12 +193,7 @@ fn anomaly_config_errors_name_the_field_and_quote_the_value() {
     assert_eq!(stderr(&out), "tend: anomaly: failed: input has no `a` (path 'a.b')\n");
 
     // `tend validate` checks `with:` against the plugin's schema.
-    std::fs::write(
-        env.path().join("bad.yaml"),
-        "name: bad\nsteps:\n  - id: judge\n    plugin: anomaly\n    with: {metric: m, window: 1}\n",
-    )
-    .unwrap();
-    let out = env.tend(&["validate", "bad.yaml"]);
+    let out = env.validate_step("judge", "anomaly", "{metric: m, window: 1}");
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
