@@ -33,10 +33,12 @@ mkdir -p "$BUILD/bindings"
 wit-bindgen c "$WIT" --world plugin --out-dir "$BUILD/bindings" >/dev/null
 
 # 2. A core module. A reactor has no main(): tend calls the exports.
+#    --strip-debug drops the DWARF Debian's libc.a carries (150 KB); the
+#    function names stay, for backtraces of traps.
 "$CC" --target=wasm32-wasi -mexec-model=reactor -std=c11 -O2 -Wall -Wextra -Werror \
     -I src -I "$BUILD/bindings" \
     src/json.c src/stats.c src/step.c "$BUILD/bindings/plugin.c" "$BUILD/bindings/plugin_component_type.o" \
-    -o "$BUILD/stats.core.wasm"
+    -Wl,--strip-debug -o "$BUILD/stats.core.wasm"
 
 # 3. The component. wasi-libc calls WASI preview1 (`wasi_snapshot_preview1`);
 #    the adapter implements it on the WASI 0.2 interfaces tend provides.
