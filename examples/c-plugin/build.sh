@@ -26,11 +26,24 @@ need "$CC" "install Debian's clang: apt-get install clang-14 lld-14 wasi-libc li
 need wit-bindgen "install it: cargo install --locked wit-bindgen-cli@0.60.0"
 need wasm-tools "install it: cargo install --locked wasm-tools@1.254.2"
 need cargo "install Rust (rustup): cargo fetches the WASI adapter"
+# The libc and the compiler builtins for wasm32-wasi, where $CC looks for them.
+[ -f "$("$CC" --target=wasm32-wasi -print-file-name=libc.a)" ] || {
+    echo "build.sh: $CC finds no wasi-libc for wasm32-wasi; apt-get install wasi-libc" >&2
+    exit 1
+}
+[ -f "$("$CC" --target=wasm32-wasi -print-libgcc-file-name)" ] || {
+    echo "build.sh: $CC finds no compiler builtins for wasm32-wasi ($("$CC" --target=wasm32-wasi \
+-print-libgcc-file-name)); apt-get install libclang-rt-14-dev-wasm32" >&2
+    exit 1
+}
 mkdir -p "$BUILD/bindings"
 
 # 1. C bindings of the `plugin` world: plugin.h, plugin.c and the
 #    component type as an object file (a custom section the linker keeps).
-wit-bindgen c "$WIT" --world plugin --out-dir "$BUILD/bindings" >/dev/null
+wit-bindgen c "$WIT" --world plugin --out-dir "$BUILD/bindings" >"$BUILD/wit-bindgen.log" 2>&1 || {
+    cat "$BUILD/wit-bindgen.log" >&2
+    exit 1
+}
 
 # 2. A core module. A reactor has no main(): tend calls the exports.
 #    --strip-debug drops the DWARF Debian's libc.a carries (150 KB); the
