@@ -205,10 +205,8 @@ fn anomaly_config_errors_name_the_field_and_quote_the_value() {
 #[test]
 fn anomaly_keeps_the_history_across_runs_of_a_runbook() {
     let env = env();
-    std::fs::write(
-        env.path().join("latency.yaml"),
-        r#"
-name: latency
+    // Two runbooks alike but for their names: the state of one is not the other's.
+    const RUNBOOK: &str = r#"
 params:
   values: {type: array}
 steps:
@@ -221,15 +219,17 @@ steps:
     when: steps.judge.output.status == "anomaly"
     with: {output: "${{ steps.judge.findings[0].title }}"}
 escalate_findings: high
-"#,
-    )
-    .unwrap();
+"#;
+    for name in ["latency", "latency-eu"] {
+        std::fs::write(env.path().join(format!("{name}.yaml")), format!("name: {name}{RUNBOOK}")).unwrap();
+    }
     let first = [100.0, 102.0, 98.0, 101.0, 99.0, 100.0, 101.0, 99.0];
-    let run = |values: &str| {
-        let out = env.tend(&["run", "latency", "-p", &format!("values={values}"), "--json"]);
+    let run_of = |runbook: &str, values: &str| {
+        let out = env.tend(&["run", runbook, "-p", &format!("values={values}"), "--json"]);
         assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
         json_out(&out)
     };
+    let run = |values: &str| run_of("latency", values);
 
     // The first run learns 5 points, then judges 3: none is out.
     let record = run(&serde_json::to_string(&first).unwrap());
@@ -259,8 +259,10 @@ escalate_findings: high
     assert_eq!(escalations.len(), 1, "{escalations:?}");
     assert!(escalations[0].to_string().contains(&title), "{escalations:?}");
 
-    // The history is the runbook's: a call scoped to another runbook starts afresh.
-    let out = call(&env, r#"{"metric": "latency_ms", "min_points": 5}"#, "[160]");
-    assert_eq!(out["data"]["status"], "learning");
-    assert!(out["findings"].as_array().unwrap().is_empty());
+    // The history is the runbook's: the same step in another runbook starts afresh.
+    let record = run_of("latency-eu", "[160]");
+    let judge = &record["steps"][0];
+    assert_eq!(judge["output"]["status"], "learning", "{judge}");
+    assert_eq!(judge["output"]["series"][0]["history"], 1);
+    assert_eq!(judge["findings"], json!([]));
 }
