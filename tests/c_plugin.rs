@@ -326,10 +326,8 @@ fn the_c_plugin_is_installed_compiled_once_and_then_loaded_from_the_cache() {
 /// The preview1 adapter inside every component built this way is Rust
 /// code, and its producers section says so next to the C module's
 /// ("language: C99", "processed-by: Debian clang 14.0.6", "processed-by:
-/// wit-bindgen-c 0.60.0"); tend's language detection
-/// (`runtime::inspect::language`) checks Rust before C, so it says Rust.
+/// wit-bindgen-c 0.60.0"); the module that exports `run` decides.
 #[test]
-#[ignore = "tend lists the C plugin as Rust (the preview1 adapter's producers section); fix in host/src/runtime/inspect.rs"]
 fn the_installed_c_plugin_is_listed_as_written_in_c() {
     let env = Env::empty();
     let said = env.install(&stats_wasm());

@@ -17,94 +17,16 @@
 
 mod example_plugin;
 
-use example_plugin::{Env, json_out, read, remove_others, repo, stderr, stdout};
-use serde_json::{Value, json};
+use example_plugin::{Env, json_out, repo, stderr, stdout};
+use serde_json::json;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
-
-/// `package.json`'s build script; the test runs the same command (from the
-/// installed `node_modules`), so it checks the README's build too.
-const BUILD_SCRIPT: &str =
-    "componentize-js --wit ../../wit --world-name plugin --disable http fetch-event --out line-match.wasm app.js";
 
 fn example() -> PathBuf {
     repo().join("examples/js-plugin")
 }
 
-/// `<tool> --version`, or a failure that says how to get it.
-fn tool_version(tool: &str) -> String {
-    let hint = "Node.js (20 or later) and npm are needed to build the JavaScript example plugin: \
-                install them (e.g. `apt-get install nodejs npm`, or from https://nodejs.org); the test \
-                runs `npm ci` in a copy of examples/js-plugin itself";
-    example_plugin::tool_version(tool, hint)
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let start = Instant::now();
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed ({}):\n{}{}", out.status, stdout(&out), stderr(&out));
-    eprintln!("{what}: {:.1?}", start.elapsed());
-}
-
-/// Builds `line-match.wasm` from the example unless this version of its
-/// sources was built already; returns its path. Test processes building at
-/// the same time wait for each other on a lock file.
-fn line_match_wasm() -> PathBuf {
-    let node = tool_version("node");
-    let npm = tool_version("npm");
-    let manifest: Value = serde_json::from_slice(&read(&example().join("package.json"))).unwrap();
-    assert_eq!(manifest["scripts"]["build"], BUILD_SCRIPT, "package.json's build script changed: update the test");
-    let lock = read(&example().join("package-lock.json"));
-
-    let (dir, _lock) = example_plugin::build_dir("js-plugin");
-
-    // The pinned tools, installed once per lock file.
-    let deps = dir.join(format!("npm-{}", &blake3::hash(&lock).to_hex()[..16]));
-    let componentize_js = deps.join("node_modules/.bin/componentize-js");
-    if !componentize_js.exists() {
-        let _ = std::fs::remove_dir_all(&deps);
-        std::fs::create_dir_all(&deps).unwrap();
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(example().join(file), deps.join(file)).unwrap();
-        }
-        run(
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&deps),
-            &format!("npm {npm} ci (node {node})"),
-        );
-        assert!(componentize_js.exists(), "npm ci did not install {}", componentize_js.display());
-    }
-
-    let mut key = blake3::Hasher::new();
-    key.update(node.as_bytes());
-    key.update(&lock);
-    for file in [example().join("app.js"), repo().join("wit/plugin.wit")] {
-        key.update(file.file_name().unwrap().as_encoded_bytes());
-        key.update(&read(&file));
-    }
-    let wasm = dir.join(format!("line-match-{}.wasm", &key.finalize().to_hex()[..16]));
-    if !wasm.exists() {
-        // The build script, run where it is meant to run (it writes only its output).
-        let scratch = tempfile::tempdir_in(&dir).unwrap();
-        let out_file = scratch.path().join("line-match.wasm");
-        let mut args: Vec<String> = BUILD_SCRIPT.split(' ').skip(1).map(String::from).collect();
-        let out_arg = args.iter().position(|a| a == "line-match.wasm").unwrap();
-        args[out_arg] = out_file.to_str().unwrap().to_string();
-        let start = Instant::now();
-        run(Command::new(&componentize_js).args(&args).current_dir(example()), "componentize-js");
-        let size = std::fs::metadata(&out_file).unwrap().len();
-        eprintln!("componentize-js: built line-match.wasm ({size} bytes) in {:.1?}", start.elapsed());
-        std::fs::rename(&out_file, &wasm).unwrap();
-        // Builds of earlier versions of the sources, and the tools of
-        // earlier lock files, are of no more use.
-        remove_others(&dir, "line-match-", &wasm);
-        remove_others(&dir, "npm-", &deps);
-    }
-    wasm
-}
-
 fn env() -> Env {
-    Env::new(&line_match_wasm(), "line-match")
+    Env::new(&example_plugin::componentize_js(&example(), "line-match"), "line-match")
 }
 
 const CONFIG: &str = r#"{"patterns": [

@@ -14,75 +14,16 @@
 
 mod example_plugin;
 
-use example_plugin::{Env, json_out, read, remove_others, repo, stderr, stdout};
+use example_plugin::{Env, json_out, repo, stderr, stdout};
 use serde_json::json;
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Instant;
-
-/// The build tool; `.ci/run` installs version 0.25.1, the one the example was tested with.
-const COMPONENTIZE_PY: &str = "componentize-py";
 
 fn example() -> PathBuf {
     repo().join("examples/python-plugin")
 }
 
-/// `componentize-py --version`, or a failure that says how to install it.
-fn componentize_py_version() -> String {
-    let hint = "componentize-py is needed to build the Python example plugin: install it with \
-                `python3 -m pip install --user componentize-py==0.25.1` and put \
-                \"$(python3 -m site --user-base)/bin\" on PATH (.ci/run does both)";
-    example_plugin::tool_version(COMPONENTIZE_PY, hint)
-}
-
-/// Builds `threshold.wasm` from the example unless this version of its
-/// sources was built already; returns its path. Test processes building
-/// at the same time wait for each other on a lock file.
-fn threshold_wasm() -> PathBuf {
-    let version = componentize_py_version();
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(example())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "py"))
-        .collect();
-    sources.sort();
-    let mut key = blake3::Hasher::new();
-    key.update(version.as_bytes());
-    for file in sources.iter().chain([&repo().join("wit/plugin.wit")]) {
-        key.update(file.file_name().unwrap().as_encoded_bytes());
-        key.update(&read(file));
-    }
-    let (dir, _lock) = example_plugin::build_dir("python-plugin");
-    let wasm = dir.join(format!("threshold-{}.wasm", &key.finalize().to_hex()[..16]));
-    if !wasm.exists() {
-        // The README's build command, on a copy of the sources: the
-        // build writes `__pycache__` next to them.
-        let scratch = tempfile::tempdir_in(&dir).unwrap();
-        for file in &sources {
-            std::fs::copy(file, scratch.path().join(file.file_name().unwrap())).unwrap();
-        }
-        let out_file = scratch.path().join("threshold.wasm");
-        let start = Instant::now();
-        let out = Command::new(COMPONENTIZE_PY)
-            .arg("-d")
-            .arg(repo().join("wit"))
-            .args(["-w", "plugin", "componentize", "app", "-o"])
-            .arg(&out_file)
-            .current_dir(scratch.path())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{version} failed to build the example:\n{}{}", stdout(&out), stderr(&out));
-        let size = std::fs::metadata(&out_file).unwrap().len();
-        eprintln!("{version}: built threshold.wasm ({size} bytes) in {:.1?}", start.elapsed());
-        std::fs::rename(&out_file, &wasm).unwrap();
-        // Builds of earlier versions of the sources are of no more use.
-        remove_others(&dir, "threshold-", &wasm);
-    }
-    wasm
-}
-
 fn env() -> Env {
-    Env::new(&threshold_wasm(), "threshold")
+    Env::new(&example_plugin::componentize_py(&example(), "threshold"), "threshold")
 }
 
 const DISK_CONFIG: &str = r#"{"metric": "disk_used_percent", "warn": 80, "critical": 95, "unit": "%",

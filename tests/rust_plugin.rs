@@ -131,4 +131,21 @@ steps:
     assert_eq!(budget["output"]["status"], "exhausted", "1 bad of 3 at 90 % spends more than 0.3 allowed");
     assert_eq!(budget["findings"][0]["severity"], "high");
     assert_eq!(budget["findings"][0]["title"], "api has spent its error budget");
+
+    // A call naming the runbook shares its state; without it, state lasts one call.
+    let config = r#"{"objective_percent": 90, "window": 20, "service": "api"}"#;
+    let shared = json_out(&env.tend(&[
+        "plugins",
+        "call",
+        "slo-budget",
+        "--runbook",
+        "slo",
+        "--input",
+        "true",
+        "--config",
+        config,
+    ]));
+    assert_eq!(shared["data"]["samples"], 4, "{shared}");
+    let alone = json_out(&env.tend(&["plugins", "call", "slo-budget", "--input", "true", "--config", config]));
+    assert_eq!(alone["data"]["samples"], 1, "{alone}");
 }

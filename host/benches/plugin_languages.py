@@ -16,6 +16,9 @@ examples' components as the test suite builds them under target/tmp):
   and the guest's run, not process start or the load);
 - memory floor: `peak_memory_bytes` of that call, a small input.
 
+A plugin with "receiver": PORT in the spec posts somewhere: the script
+answers its requests on 127.0.0.1:PORT with 200 while it runs.
+
 The cached measurements run in RUNS rounds, each round going through every
 plugin once, so a noisy moment of a shared machine hits all languages
 alike; medians are printed as a Markdown table.
@@ -24,10 +27,12 @@ Usage: host/benches/plugin_languages.py [TEND] [RUNS] [COMPILES]
   e.g. host/benches/plugin_languages.py target/release/tend 10 3
 Build the examples first: cargo nextest run --test rust_plugin
 --test python_plugin --test python_anomaly --test js_plugin --test js_chat
---test c_plugin. Touches only temporary directories.
+--test c_plugin. Touches only temporary directories (and listens on the
+receivers' loopback ports).
 """
 
 import glob
+import http.server
 import json
 import os
 import re
@@ -35,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -63,6 +69,20 @@ def seconds(text):
     return float(m.group(1)) * scale
 
 
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Answers every POST 200, as a chat webhook does."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
 def mib(n):
     return f"{n / (1 << 20):.1f} MiB"
 
@@ -84,6 +104,10 @@ def main():
             sys.exit(f"{p['language']}: no component matches {p['wasm_glob']}; run `{p['build']}` first")
         plugins.append(dict(p, wasm=found[-1]))
 
+    for p in plugins:
+        if "receiver" in p:
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", p["receiver"]), Receiver)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
     work = tempfile.mkdtemp(prefix="tend-bench-languages-")
     env = dict(os.environ)
     env.pop("TEND_LOG", None)

@@ -2,6 +2,7 @@
 //! runtime from the shell.
 
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
+use crate::runtime::caps::state::StateStore;
 use crate::runtime::grants::{DirGrant, Grants, HostPattern, parse_env};
 use crate::runtime::inspect::{CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentFacts, Language};
 use crate::runtime::installed::{self, Manifest};
@@ -13,6 +14,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// The runbook name a call without `--runbook` runs under (its state is in memory).
+const DEFAULT_CALL_RUNBOOK: &str = "cli";
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -78,9 +82,11 @@ pub struct CallArgs {
     /// WebAssembly stack size, e.g. 512KiB, 2MiB.
     #[arg(long, default_value = "512KiB")]
     pub stack: String,
-    /// Runbook name the call's state is scoped to.
-    #[arg(long, default_value = "cli")]
-    pub runbook: String,
+    /// Read and write this runbook's plugin state in the database (--db),
+    /// as the runbook's own steps do; without it the state lives in memory
+    /// for this one call.
+    #[arg(long, value_name = "RUNBOOK")]
+    pub runbook: Option<String>,
     /// Print the whole call record (outcome, duration, peak memory, logs)
     /// instead of the step output.
     #[arg(long)]
@@ -88,7 +94,15 @@ pub struct CallArgs {
 }
 
 pub async fn run(cli: &Cli, cmd: &PluginsCommand) -> ExitCode {
-    let runtime = match super::runtime(cli, None, std::sync::Arc::new(crate::runtime::caps::secrets::EnvSecrets)) {
+    // A call naming a runbook shares that runbook's state in the database.
+    let state: Option<Arc<dyn StateStore>> = match cmd {
+        PluginsCommand::Call(CallArgs { runbook: Some(_), .. }) => match super::runbooks::open_store(cli).await {
+            Ok(store) => Some(Arc::new(store)),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let runtime = match super::runtime(cli, state, Arc::new(crate::runtime::caps::secrets::EnvSecrets)) {
         Ok(rt) => rt,
         Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
     };
@@ -355,7 +369,7 @@ fn step_call(args: &CallArgs) -> Result<StepCall, String> {
     let ctx = StepContext {
         run_id: format!("cli-{}", std::process::id()),
         step_id: "call".into(),
-        runbook: args.runbook.clone(),
+        runbook: args.runbook.clone().unwrap_or_else(|| DEFAULT_CALL_RUNBOOK.into()),
         attempt: 1,
         iteration: 0,
     };
