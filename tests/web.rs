@@ -1,0 +1,291 @@
+//! The web view in a real browser: headless Chromium (Debian's
+//! `chromium`, driven by playwright-core from `tests/web/`) against the
+//! real `tend serve` on 127.0.0.1. Each test starts a server with its own
+//! runbooks, sets the scene through the API, runs one scenario of
+//! `tests/web/browser.js` (sign in, see a run appear live, open it,
+//! approve it, acknowledge and resolve an escalation, be refused as a
+//! read token, start a run from the runbook form), then checks through the
+//! API that what the browser did really happened. Every page visited
+//! passes axe-core (WCAG 2.1 A and AA); a screenshot of each main page is
+//! written to `target/web-screenshots/`.
+//!
+//! Needs Node.js and npm (the test runs `npm ci` from
+//! `tests/web/package-lock.json` itself, once per lock file, into the
+//! target's tmp directory) and `chromium` on PATH (`.ci/run` installs it);
+//! without them the tests fail, saying so.
+
+mod serve_support;
+
+use serde_json::{Value, json};
+use serve_support::{ADMIN, READER, Server, TRIGGER};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn tool(name: &str, hint: &str) -> String {
+    match Command::new(name).arg("--version").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) => {
+            panic!("`{name} --version` failed ({}): {}\n{hint}", out.status, String::from_utf8_lossy(&out.stderr))
+        }
+        Err(e) => panic!("cannot run {name} ({e}): it is not on PATH\n{hint}"),
+    }
+}
+
+/// The pinned browser driver and axe-core, installed with `npm ci` once
+/// per version of the lock file; returns their `node_modules`. Test
+/// processes installing at the same time wait for each other.
+fn node_modules() -> PathBuf {
+    let hint = "Node.js (20 or later) and npm run the browser tests: install them (e.g. `apt-get install nodejs npm`)";
+    tool("node", hint);
+    tool("npm", hint);
+    let web = repo().join("tests/web");
+    let lock = std::fs::read(web.join("package-lock.json")).unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-npm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let guard = std::fs::File::create(dir.join(".lock")).unwrap();
+    guard.lock().unwrap();
+    let deps = dir.join(&blake3::hash(&lock).to_hex()[..16]);
+    let installed = deps.join("node_modules/playwright-core/package.json");
+    if !installed.exists() {
+        let _ = std::fs::remove_dir_all(&deps);
+        std::fs::create_dir_all(&deps).unwrap();
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(web.join(file), deps.join(file)).unwrap();
+        }
+        let out = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&deps).output().unwrap();
+        assert!(out.status.success(), "npm ci failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(installed.exists(), "npm ci did not install playwright-core");
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            if entry.path().is_dir() && entry.path() != deps {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    deps.join("node_modules")
+}
+
+/// Where screenshots of the main pages go: `target/web-screenshots/`.
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("web-screenshots")
+}
+
+/// Runs a scenario of `tests/web/browser.js` against the server; returns
+/// its result (the last line it prints).
+fn browser(server: &Server, scenario: &str, args: Value) -> Value {
+    let chromium = std::env::var("TEND_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    tool(&chromium, "Debian's chromium runs the browser tests: `apt-get install chromium` (.ci/run installs it)");
+    let chromium = which(&chromium);
+    let start = Instant::now();
+    let out = Command::new("node")
+        .arg(repo().join("tests/web/browser.js"))
+        .arg(scenario)
+        .env("NODE_PATH", node_modules())
+        .env("TEND_BASE", &server.base)
+        .env("TEND_WEB_ARGS", args.to_string())
+        .env("TEND_CHROMIUM", chromium)
+        .env("TEND_SCREENSHOTS", screenshots())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("browser scenario {scenario}: {:.1?}\n{stdout}", start.elapsed());
+    assert!(
+        out.status.success(),
+        "browser scenario {scenario} failed:\n{}\n{stdout}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(server.path().join("serve.log")).unwrap_or_default()
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap()
+}
+
+fn which(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_string();
+    }
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| program.to_string())
+}
+
+const APPROVAL_MESSAGE: &str = "Restart checkout (score 3/10)?";
+
+/// Probe (fails: a finding, a metric, a critical escalation), restart
+/// after approval, verify; a post-mortem when it ends.
+const CHECKOUT: &str = r#"
+name: checkout
+description: Probe checkout, restart it after approval, verify.
+triggers:
+  - http: true
+steps:
+  - id: probe
+    plugin: echo
+    with:
+      output: {healthy: false, score: 3}
+      metrics: [{name: health_score, value: 3}]
+      findings: [{severity: high, title: "checkout answers 503", detail: "5 of 5 probes failed", resource: checkout}]
+      log: probing checkout
+  - id: restart
+    plugin: echo
+    approval: {message: "Restart checkout (score 3/10)?", timeout: 10m}
+    with: {output: {restarted: true}}
+  - id: verify
+    plugin: echo
+    with:
+      metrics: [{name: health_score, value: 10}]
+escalations:
+  - when: steps.probe.output.score < 5
+    severity: critical
+    message: "checkout score {{ steps.probe.output.score }}"
+    dedup_key: checkout-score
+report: postmortem
+"#;
+
+const DISK_ERROR: &str = "disk /var is 97% full; 3% left";
+
+const DISK: &str = r#"
+name: disk-check
+triggers:
+  - http: true
+steps:
+  - id: df
+    plugin: echo
+    with:
+      error: {kind: failed, message: "disk /var is 97% full; 3% left"}
+"#;
+
+const SCALE: &str = r#"
+name: scale
+description: Scale a service.
+params:
+  target: {type: string, required: true, description: Service to scale}
+  replicas: {type: number, default: 2}
+  mode: {type: string, enum: [rolling, all-at-once], default: rolling}
+triggers:
+  - http: true
+  - cron: "0 6 * * 1"
+    params: {target: checkout}
+steps:
+  - id: scale
+    plugin: echo
+    with: {output: "scaling ${{ params.target }} to ${{ params.replicas }}"}
+"#;
+
+async fn trigger(s: &Server, runbook: &str) -> String {
+    let (status, body) = s.call("POST", &format!("/v1/runbooks/{runbook}/runs"), Some(TRIGGER), Some("{}")).await;
+    assert_eq!(status, 202, "{body}");
+    body["run_id"].as_str().unwrap().to_string()
+}
+
+/// The open escalation of a run, once raised.
+async fn escalation_of(s: &Server, run: &str) -> i64 {
+    let start = Instant::now();
+    loop {
+        let (_, list) = s.call("GET", &format!("/v1/escalations?run={run}"), Some(READER), None).await;
+        if let Some(id) = list["escalations"][0]["id"].as_i64() {
+            return id;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "run {run} raised no escalation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn assert_screenshots(names: &[&str]) {
+    for name in names {
+        let path = screenshots().join(format!("{name}.png"));
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "no screenshot of {name} at {}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_signs_in_sees_a_run_appear_live_opens_it_and_approves_it() {
+    let mut s = Server::new();
+    s.runbook("checkout", CHECKOUT);
+    s.start();
+    let args = json!({"admin": ADMIN, "trigger": TRIGGER, "runbook": "checkout", "approval_message": APPROVAL_MESSAGE});
+    let result = tokio::task::block_in_place(|| browser(&s, "approve", args));
+    let id = result["run_id"].as_str().unwrap();
+    let run = s.wait_final(id).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(run["approvals"][0]["status"], "approved");
+    assert_eq!(run["approvals"][0]["decided_by"], "token:admin");
+    assert_eq!(run["approvals"][0]["reason"], "restart approved by the on-call");
+    assert_screenshots(&["signin", "runs", "approvals", "run-waiting", "run-succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_is_found_by_its_status_and_says_why() {
+    let mut s = Server::new();
+    s.runbook("disk-check", DISK);
+    s.runbook("scale", SCALE);
+    s.start();
+    let failed = trigger(&s, "disk-check").await;
+    assert_eq!(s.wait_final(&failed).await["run"]["status"], "failed");
+    let (_, ok) =
+        s.call("POST", "/v1/runbooks/scale/runs", Some(TRIGGER), Some(r#"{"params": {"target": "a"}}"#)).await;
+    assert_eq!(s.wait_final(ok["run_id"].as_str().unwrap()).await["run"]["status"], "succeeded");
+    let args = json!({"admin": ADMIN, "failed": failed, "error": DISK_ERROR});
+    tokio::task::block_in_place(|| browser(&s, "failure", args));
+    assert_screenshots(&["run-failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escalation_is_acknowledged_and_resolved_in_the_browser() {
+    let mut s = Server::new();
+    s.runbook("checkout", CHECKOUT);
+    s.start();
+    let run = trigger(&s, "checkout").await;
+    let escalation = escalation_of(&s, &run).await;
+    let args = json!({"admin": ADMIN, "escalation": escalation});
+    tokio::task::block_in_place(|| browser(&s, "escalation", args));
+    let (_, list) = s.call("GET", &format!("/v1/escalations?run={run}"), Some(READER), None).await;
+    let e = &list["escalations"][0];
+    assert_eq!((e["status"].as_str(), e["acknowledged_by"].as_str()), (Some("resolved"), Some("token:admin")), "{e}");
+    assert_eq!(
+        (e["resolved_by"].as_str(), e["resolution"].as_str()),
+        (Some("token:admin"), Some("cache cleared by hand"))
+    );
+    assert_screenshots(&["escalations"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_token_sees_no_buttons_and_is_refused_the_actions_anyway() {
+    let mut s = Server::new();
+    s.runbook("checkout", CHECKOUT);
+    s.start();
+    let run = trigger(&s, "checkout").await;
+    s.wait_status(&run, "waiting_approval").await;
+    let escalation = escalation_of(&s, &run).await;
+    let args = json!({"reader": READER, "waiting": run, "escalation": escalation});
+    tokio::task::block_in_place(|| browser(&s, "reader", args));
+    let (_, record) = s.call("GET", &format!("/v1/runs/{run}"), Some(READER), None).await;
+    assert_eq!(record["run"]["status"], "waiting_approval", "the refused approval changed nothing");
+    assert_eq!(record["approvals"][0]["status"], "pending");
+    assert_eq!(record["escalations"][0]["status"], "open");
+    assert_screenshots(&["run-read-only"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_is_started_from_the_runbook_page_once_its_params_pass_the_apis_checks() {
+    let mut s = Server::new();
+    s.runbook("scale", SCALE);
+    s.runbook("broken", "name: broken\nsteps:\n  - id: a\n    plugin: no-such-plugin\n");
+    s.start();
+    let args = json!({
+        "trigger": TRIGGER, "runbook": "scale", "problem_file": "broken.yaml",
+        "bad_param_error": "param \"replicas\": expected a number, got string \"many\"",
+    });
+    let result = tokio::task::block_in_place(|| browser(&s, "start", args));
+    let run = s.wait_final(result["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(run["run"]["params"], json!({"target": "checkout-eu", "replicas": 3, "mode": "rolling"}));
+    assert_eq!(run["run"]["trigger_source"], "token:ci");
+    assert_screenshots(&["runbooks", "runbook", "plugins"]);
+}
