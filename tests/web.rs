@@ -289,3 +289,150 @@ async fn a_run_is_started_from_the_runbook_page_once_its_params_pass_the_apis_ch
     assert_eq!(run["run"]["trigger_source"], "token:ci");
     assert_screenshots(&["runbooks", "runbook", "plugins"]);
 }
+
+// ---- without a browser: cookies, refusals, shutdown -------------------------
+
+/// Signs in over plain HTTP as a browser would; returns the session
+/// cookie (`tend_session=...`) and the `Set-Cookie` line that set it.
+async fn sign_in_http(s: &Server, token: &str) -> (String, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = http.get(format!("{}/signin", s.base)).send().await.unwrap();
+    let set = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie set"))
+    };
+    let line = set(&form, "tend_signin");
+    let value = line.split(';').next().unwrap().strip_prefix("tend_signin=").unwrap().to_string();
+    let r = http
+        .post(format!("{}/signin", s.base))
+        .header("cookie", format!("tend_signin={value}"))
+        .form(&[("token", token), ("csrf", value.as_str()), ("next", "/runs")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    assert_eq!(r.headers()["location"], "/runs");
+    let line = set(&r, "tend_session");
+    (line.split(';').next().unwrap().to_string(), line)
+}
+
+/// A page's CSRF token (the first form's).
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a csrf field") + 19;
+    html[at..at + 64].to_string()
+}
+
+async fn get(s: &Server, path: &str, cookie: &str) -> reqwest::Response {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    http.get(format!("{}{path}", s.base)).header("cookie", cookie).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_tls_and_removing_its_token_ends_the_session() {
+    let mut s = Server::new();
+    s.setting("public_url", "\"https://tend.example.com\"");
+    s.start();
+    let (cookie, line) = sign_in_http(&s, ADMIN).await;
+    assert!(line.ends_with("; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict; Secure"), "{line}");
+    assert_eq!(get(&s, "/runs", &cookie).await.status(), 200);
+    let value = cookie.strip_prefix("tend_session=").unwrap();
+    for file in ["tend.db", "tend.db-wal"] {
+        let bytes = std::fs::read(s.path().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(value.len()).any(|w| w == value.as_bytes()), "the cookie's value is in {file}");
+    }
+    s.kill9();
+    let config = std::fs::read_to_string(s.path().join("tend.toml")).unwrap();
+    let without_admin = config.replace(&serve_support::sha256(ADMIN), &serve_support::sha256("another-token"));
+    std::fs::write(s.path().join("tend.toml"), without_admin).unwrap();
+    s.start();
+    let r = get(&s, "/runs?status=failed", &cookie).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/signin?next=%2Fruns%3Fstatus%3Dfailed");
+}
+
+#[tokio::test]
+async fn a_form_from_another_site_or_without_its_sign_in_cookie_is_refused() {
+    let mut s = Server::new();
+    s.runbook("checkout", CHECKOUT);
+    s.start();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{}/signin", s.base))
+        .form(&[("token", ADMIN), ("csrf", "forged"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("the sign-in form expired or was not sent from this site"), "{body}");
+
+    let run = trigger(&s, "checkout").await;
+    s.wait_status(&run, "waiting_approval").await;
+    let (cookie, _) = sign_in_http(&s, ADMIN).await;
+    let csrf = csrf_of(&get(&s, "/runs", &cookie).await.text().await.unwrap());
+    let r = http
+        .post(format!("{}/runs/{run}/approve", s.base))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("this form was sent from &quot;http:&#x2f;&#x2f;evil.example&quot;, not from this site"),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{}/runs/{run}/approve", s.base))
+        .header("cookie", &cookie)
+        .header("origin", &s.base)
+        .form(&[("csrf", csrf.as_str()), ("reason", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status(), r.headers()["location"].to_str().unwrap()),
+        (reqwest::StatusCode::SEE_OTHER, &*format!("/runs/{run}"))
+    );
+    assert_eq!(s.wait_final(&run).await["run"]["status"], "succeeded");
+    let r = http
+        .post(format!("{}/runs/{run}/approve", s.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "approving twice");
+    let body = r.text().await.unwrap();
+    assert!(body.contains(&format!("run {run} is not waiting for an approval (it is succeeded)")), "{body}");
+}
+
+#[tokio::test]
+async fn shutting_down_ends_the_live_stream_instead_of_waiting_for_the_browser() {
+    let mut s = Server::new();
+    s.start();
+    let (cookie, _) = sign_in_http(&s, ADMIN).await;
+    let live = get(&s, "/live", &cookie).await;
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let pid = s.child.as_ref().unwrap().id();
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+    let start = Instant::now();
+    let mut child = s.child.take().unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "tend serve exited with {status}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "tend serve still running 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rest = live.bytes().await;
+    assert!(rest.is_ok(), "the stream ended cleanly: {rest:?}");
+}

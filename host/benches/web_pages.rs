@@ -77,7 +77,13 @@ fn fill(db: &Path, runs: usize) -> (String, String) {
             let runbook = format!("rb-{}", i % RUNBOOKS);
             let waiting = i >= runs - 40;
             let failed = !waiting && i % 10 == 3;
-            let status = if waiting { "waiting_approval" } else if failed { "failed" } else { "succeeded" };
+            let status = if waiting {
+                "waiting_approval"
+            } else if failed {
+                "failed"
+            } else {
+                "succeeded"
+            };
             let error = failed.then_some("step \"verify\" failed: score 3 under 5");
             let finished = (!waiting).then_some(at + 900);
             run.execute(rusqlite::params![id, runbook, status, error, at, at + 10, finished]).unwrap();

@@ -3,8 +3,8 @@
 //! scope, as the API; recorded as decided by `token:<name>`).
 
 use super::runs::bad_path;
-use super::session::Session;
-use super::{Frame, WebError, bad_form, given, render, see_other};
+use super::session::{CsrfField, Session};
+use super::{Frame, WebError, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
 use crate::store::PendingApproval;
@@ -42,6 +42,12 @@ struct DecisionForm {
     reason: Option<String>,
 }
 
+impl CsrfField for DecisionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn decide(
     session: Session,
     s: AppState,
@@ -50,11 +56,12 @@ async fn decide(
     status: &str,
 ) -> Result<Response, WebError> {
     let Path(id) = id.map_err(bad_path)?;
-    let Form(f) = form.map_err(bad_form)?;
-    session.check_csrf(&f.csrf)?;
-    session.caller.require(Scope::Admin)?;
-    let by = format!("token:{}", session.caller.name);
-    s.service.store.decide_approval(&id, status, &by, given(&f.reason)).await.map_err(crate::api::decision)?;
+    let f = session.action(form, Scope::Admin)?;
+    s.service
+        .store
+        .decide_approval(&id, status, &session.by(), given(&f.reason))
+        .await
+        .map_err(crate::api::decision)?;
     Ok(see_other(&format!("/runs/{id}")))
 }
 

@@ -5,8 +5,8 @@
 //! the API).
 
 use super::runs::bad_path;
-use super::session::Session;
-use super::{Frame, PAGE_SIZE, WebError, bad_form, bad_query, given, render, see_other};
+use super::session::{CsrfField, Session};
+use super::{Frame, PAGE_SIZE, WebError, bad_query, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
 use crate::store::EscalationRow;
@@ -70,11 +70,43 @@ struct DecisionForm {
     back: Option<String>,
 }
 
+impl CsrfField for DecisionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn back(f: &DecisionForm, e: &EscalationRow) -> String {
     match f.back.as_deref() {
         Some("run") => format!("/runs/{}", e.run_id),
         _ => "/escalations".into(),
     }
+}
+
+/// What a person does to an escalation.
+#[derive(Clone, Copy)]
+enum Decision {
+    Acknowledge,
+    Resolve,
+}
+
+async fn decide(
+    session: Session,
+    s: AppState,
+    id: Result<Path<i64>, PathRejection>,
+    form: Result<Form<DecisionForm>, FormRejection>,
+    decision: Decision,
+) -> Result<Response, WebError> {
+    let Path(id) = id.map_err(bad_path)?;
+    let f = session.action(form, Scope::Admin)?;
+    let (by, notifier) = (session.by(), s.service.engine.notifier());
+    let notify_of = |runbook: &str| s.service.notify_of(runbook);
+    let decided = match decision {
+        Decision::Acknowledge => notifier.acknowledge(id, &by, notify_of).await,
+        Decision::Resolve => notifier.resolve(id, &by, given(&f.reason), notify_of).await,
+    };
+    let e = decided.map_err(crate::api::escalations::refused)?;
+    Ok(see_other(&back(&f, &e)))
 }
 
 async fn acknowledge(
@@ -83,15 +115,7 @@ async fn acknowledge(
     id: Result<Path<i64>, PathRejection>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let Path(id) = id.map_err(bad_path)?;
-    let Form(f) = form.map_err(bad_form)?;
-    session.check_csrf(&f.csrf)?;
-    session.caller.require(Scope::Admin)?;
-    let by = format!("token:{}", session.caller.name);
-    let notify_of = |runbook: &str| s.service.notify_of(runbook);
-    let e =
-        s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(crate::api::escalations::refused)?;
-    Ok(see_other(&back(&f, &e)))
+    decide(session, s, id, form, Decision::Acknowledge).await
 }
 
 async fn resolve(
@@ -100,13 +124,5 @@ async fn resolve(
     id: Result<Path<i64>, PathRejection>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let Path(id) = id.map_err(bad_path)?;
-    let Form(f) = form.map_err(bad_form)?;
-    session.check_csrf(&f.csrf)?;
-    session.caller.require(Scope::Admin)?;
-    let by = format!("token:{}", session.caller.name);
-    let notify_of = |runbook: &str| s.service.notify_of(runbook);
-    let notifier = s.service.engine.notifier();
-    let e = notifier.resolve(id, &by, given(&f.reason), notify_of).await.map_err(crate::api::escalations::refused)?;
-    Ok(see_other(&back(&f, &e)))
+    decide(session, s, id, form, Decision::Resolve).await
 }

@@ -173,7 +173,7 @@ async fn start(
             None => errors.push(format!("the form has an unknown field {key:?}")),
         }
     }
-    let trigger = TriggerInfo { kind: "http".into(), source: Some(format!("token:{}", session.caller.name)) };
+    let trigger = TriggerInfo { kind: "http".into(), source: Some(session.by()) };
     if errors.is_empty() {
         match s.service.trigger(&name, &params_of(&rb, &sent), &trigger, None).await {
             Ok((id, _)) => return Ok(see_other(&format!("/runs/{id}"))),

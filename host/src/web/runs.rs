@@ -5,7 +5,7 @@
 //! its report), and `POST /runs/{id}/cancel` (admin scope, as the API).
 
 use super::session::{CsrfForm, Session};
-use super::{Frame, PAGE_SIZE, WebError, bad_form, bad_query, given, render, see_other, took};
+use super::{Frame, PAGE_SIZE, WebError, bad_query, given, render, see_other, took};
 use crate::api::{ApiError, AppState};
 use crate::serve::config::Scope;
 use crate::store::{
@@ -210,9 +210,7 @@ async fn cancel(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     let Path(id) = id.map_err(bad_path)?;
-    let Form(f) = form.map_err(bad_form)?;
-    session.check_csrf(&f.csrf)?;
-    session.caller.require(Scope::Admin)?;
+    session.action(form, Scope::Admin)?;
     s.service.store.request_cancel(&id).await.map_err(crate::api::decision)?;
     Ok(see_other(&format!("/runs/{id}")))
 }

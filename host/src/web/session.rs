@@ -17,6 +17,7 @@
 use super::{Frame, WebError, bad_form, bad_query, render_status, see_other};
 use crate::api::auth::Caller;
 use crate::api::{ApiError, AppState};
+use crate::serve::config::Scope;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, FromRequestParts, Query, State};
 use axum::http::request::Parts;
@@ -50,7 +51,27 @@ pub struct Session {
     id_sha256: String,
 }
 
+/// A form that carries the session's CSRF token.
+pub trait CsrfField {
+    fn csrf(&self) -> &str;
+}
+
 impl Session {
+    /// The form of an action: parsed (400 naming the field otherwise), its
+    /// CSRF token checked (403), and the `scope` the API's endpoint for
+    /// the same action needs (403 with the API's message).
+    pub fn action<F: CsrfField>(&self, form: Result<Form<F>, FormRejection>, scope: Scope) -> Result<F, WebError> {
+        let Form(f) = form.map_err(bad_form)?;
+        self.check_csrf(f.csrf())?;
+        self.caller.require(scope)?;
+        Ok(f)
+    }
+
+    /// Who an action is recorded as done by: `token:<name>`, as the API records it.
+    pub fn by(&self) -> String {
+        format!("token:{}", self.caller.name)
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn check_csrf(&self, presented: &str) -> Result<(), WebError> {
         if bool::from(self.csrf.as_bytes().ct_eq(presented.as_bytes())) {
@@ -250,10 +271,17 @@ async fn sign_in(
     Ok(r)
 }
 
+/// A form with nothing but its CSRF token (sign out, cancel).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsrfForm {
     pub csrf: String,
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 async fn sign_out(
@@ -262,8 +290,7 @@ async fn sign_out(
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let Form(f) = form.map_err(bad_form)?;
-    session.check_csrf(&f.csrf)?;
+    session.action(form, Scope::Read)?;
     s.service.store.close_session(&session.id_sha256).await?;
     let mut r = see_other("/signin");
     let c = set_cookie(SESSION_COOKIE, "", "/", Duration::ZERO, over_tls(&s, &headers));
