@@ -130,8 +130,12 @@ const scenarios = {
       `the approval's message ${JSON.stringify(args.approval_message)} on the run page`);
     await look(page, "run-waiting");
 
+    // By keyboard: type the reason, Tab to "Approve", press Enter.
     await page.getByLabel(/Reason/).fill("restart approved by the on-call");
-    await page.getByRole("button", { name: "Approve" }).click();
+    await page.keyboard.press("Tab");
+    expect((await page.evaluate(() => document.activeElement.textContent.trim())) === "Approve",
+      "Tab from the reason to reach the Approve button");
+    await page.keyboard.press("Enter");
     await page.locator('#run-status:text("succeeded")').waitFor();
     const live = await page.locator("#live").innerText();
     expect(live.includes("restart approved by the on-call") && live.includes("token:admin"),
@@ -145,6 +149,12 @@ const scenarios = {
   // A failed run is found with the status filter and its page says why.
   async failure(page) {
     await signIn(page, args.admin);
+    // The first Tab reaches the skip link, which moves focus past the navigation.
+    await page.keyboard.press("Tab");
+    expect((await page.evaluate(() => document.activeElement.textContent.trim())) === "Skip to content",
+      "the first Tab to reach the skip link");
+    await page.keyboard.press("Enter");
+    expect(new URL(page.url()).hash === "#main", "the skip link to lead to the main content");
     await page.getByLabel("Status").selectOption("failed");
     await page.getByRole("button", { name: "Show" }).click();
     const link = page.locator(`#runs a[href="/runs/${args.failed}"]`);

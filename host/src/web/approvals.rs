@@ -2,9 +2,8 @@
 //! `POST /runs/{id}/approve` and `/reject` with an optional reason (admin
 //! scope, as the API; recorded as decided by `token:<name>`).
 
-use super::runs::bad_path;
 use super::session::{CsrfField, Session};
-use super::{Frame, WebError, given, render, see_other};
+use super::{Frame, WebError, bad_path, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
 use crate::store::PendingApproval;

@@ -4,9 +4,8 @@
 //! (admin scope, as the API; the notifier tells the sinks as it does for
 //! the API).
 
-use super::runs::bad_path;
 use super::session::{CsrfField, Session};
-use super::{Frame, PAGE_SIZE, WebError, bad_query, given, render, see_other};
+use super::{Frame, PAGE_SIZE, WebError, bad_path, bad_query, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
 use crate::store::EscalationRow;

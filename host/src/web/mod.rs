@@ -239,6 +239,11 @@ pub fn bad_query(r: axum::extract::rejection::QueryRejection) -> WebError {
     WebError::Api(ApiError::BadRequest(r.body_text()))
 }
 
+/// A path segment that failed to parse: 400.
+pub fn bad_path(r: axum::extract::rejection::PathRejection) -> WebError {
+    WebError::Api(ApiError::BadRequest(r.body_text()))
+}
+
 /// An optional text field: empty or blank means not given.
 pub fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())

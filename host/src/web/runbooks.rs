@@ -5,9 +5,8 @@
 //! /runbooks/{name}/runs` starts it (trigger scope, an `http` trigger, and
 //! the params checked by the same code as the API's, each error shown).
 
-use super::runs::bad_path;
 use super::session::Session;
-use super::{Frame, WebError, bad_form, render, render_status, see_other};
+use super::{Frame, WebError, bad_form, bad_path, render, render_status, see_other};
 use crate::api::{ApiError, AppState};
 use crate::engine::TriggerInfo;
 use crate::runbook::{Param, ParamType, Runbook, Trigger};

@@ -5,7 +5,7 @@
 //! its report), and `POST /runs/{id}/cancel` (admin scope, as the API).
 
 use super::session::{CsrfForm, Session};
-use super::{Frame, PAGE_SIZE, WebError, bad_query, given, render, see_other, took};
+use super::{Frame, PAGE_SIZE, WebError, bad_path, bad_query, given, render, see_other, took};
 use crate::api::{ApiError, AppState};
 use crate::serve::config::Scope;
 use crate::store::{
@@ -24,11 +24,6 @@ pub fn routes() -> Router<AppState> {
         .route("/runs", get(list))
         .route("/runs/{id}", get(show))
         .route("/runs/{id}/cancel", post(cancel))
-}
-
-/// A path segment that failed to parse: 400.
-pub fn bad_path(r: PathRejection) -> WebError {
-    WebError::Api(ApiError::BadRequest(r.body_text()))
 }
 
 #[derive(Debug, Deserialize)]
