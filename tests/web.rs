@@ -285,7 +285,7 @@ async fn a_run_is_started_from_the_runbook_page_once_its_params_pass_the_apis_ch
     let result = tokio::task::block_in_place(|| browser(&s, "start", args));
     let run = s.wait_final(result["run_id"].as_str().unwrap()).await;
     assert_eq!(run["run"]["status"], "succeeded", "{run}");
-    assert_eq!(run["run"]["params"], json!({"target": "checkout-eu", "replicas": 3, "mode": "rolling"}));
+    assert_eq!(run["run"]["params"], json!({"target": "checkout-eu", "replicas": 3, "mode": "all-at-once"}));
     assert_eq!(run["run"]["trigger_source"], "token:ci");
     assert_screenshots(&["runbooks", "runbook", "plugins"]);
 }

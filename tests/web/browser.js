@@ -240,6 +240,7 @@ const scenarios = {
     await look(page, "runbook");
     await page.getByLabel(/^replicas/).fill("3");
     await page.getByLabel(/^target/).fill("checkout-eu");
+    await page.getByLabel(/^mode/).selectOption({ label: "all-at-once" });
     await page.getByRole("button", { name: "Start run" }).click();
     await page.locator("#run-status").waitFor();
     const id = new URL(page.url()).pathname.split("/").pop();

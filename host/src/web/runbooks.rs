@@ -58,8 +58,9 @@ struct Field {
     description: Option<String>,
     /// What the field holds: the value sent, else the default.
     value: String,
-    /// For `choice`: each allowed value as JSON.
-    choices: Vec<String>,
+    /// For `choice`: each allowed value as JSON (what the form sends) and
+    /// as shown (strings without their quotes).
+    choices: Vec<(String, String)>,
 }
 
 fn field(p: &Param, sent: Option<&String>) -> Field {
@@ -81,7 +82,12 @@ fn field(p: &Param, sent: Option<&String>) -> Field {
         required: p.required,
         description: p.description.clone(),
         value: sent.cloned().or(default).unwrap_or_default(),
-        choices: p.allowed.iter().flatten().map(Value::to_string).collect(),
+        choices: p
+            .allowed
+            .iter()
+            .flatten()
+            .map(|v| (v.to_string(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect(),
     }
 }
 
