@@ -205,11 +205,14 @@ fn assert_screenshots(names: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_person_signs_in_sees_a_run_appear_live_opens_it_and_approves_it() {
+async fn a_person_signs_in_sees_a_run_appear_live_approves_it_and_acknowledges_its_escalation() {
     let mut s = Server::new();
     s.runbook("checkout", CHECKOUT);
     s.start();
-    let args = json!({"admin": ADMIN, "trigger": TRIGGER, "runbook": "checkout", "approval_message": APPROVAL_MESSAGE});
+    let args = json!({
+        "admin": ADMIN, "trigger": TRIGGER, "runbook": "checkout",
+        "approval_message": APPROVAL_MESSAGE, "escalation_message": "checkout score 3",
+    });
     let result = tokio::task::block_in_place(|| browser(&s, "approve", args));
     let id = result["run_id"].as_str().unwrap();
     let run = s.wait_final(id).await;
@@ -217,6 +220,9 @@ async fn a_person_signs_in_sees_a_run_appear_live_opens_it_and_approves_it() {
     assert_eq!(run["approvals"][0]["status"], "approved");
     assert_eq!(run["approvals"][0]["decided_by"], "token:admin");
     assert_eq!(run["approvals"][0]["reason"], "restart approved by the on-call");
+    let critical = run["escalations"].as_array().unwrap().iter().find(|e| e["severity"] == "critical").unwrap();
+    assert_eq!(critical["status"], "acknowledged", "{critical}");
+    assert_eq!(critical["acknowledged_by"], "token:admin");
     assert_screenshots(&["signin", "runs", "approvals", "run-waiting", "run-succeeded"]);
 }
 

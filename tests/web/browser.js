@@ -143,6 +143,13 @@ const scenarios = {
     await page.locator("#report").waitFor();
     expect((await text(page, "#report")).includes(id), "the incident report to name the run");
     await look(page, "run-succeeded");
+
+    // Its critical escalation, acknowledged from the run's own page.
+    const row = page.locator("#run-escalations tr", { hasText: args.escalation_message });
+    await row.getByRole("button", { name: "Acknowledge" }).click();
+    await page.locator("#run-escalations tr", { hasText: args.escalation_message })
+      .locator("text=by token:admin").waitFor();
+    expect(new URL(page.url()).pathname === `/runs/${id}`, `to stay on the run's page, got ${page.url()}`);
     return { run_id: id };
   },
 
