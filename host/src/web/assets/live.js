@@ -55,5 +55,10 @@
   source.onmessage = function (m) {
     try { if (concerns(JSON.parse(m.data))) schedule(); } catch (e) { schedule(); }
   };
-  source.onopen = function () { body.setAttribute("data-live-connected", "true"); };
+  // What changed between the page being rendered and the stream being
+  // open (or while it was reconnecting) sent no event here: catch up once.
+  source.onopen = function () {
+    body.setAttribute("data-live-connected", "true");
+    schedule();
+  };
 })();
