@@ -442,3 +442,35 @@ async fn shutting_down_ends_the_live_stream_instead_of_waiting_for_the_browser()
     let rest = live.bytes().await;
     assert!(rest.is_ok(), "the stream ended cleanly: {rest:?}");
 }
+
+#[tokio::test]
+async fn bad_filters_unknown_runs_and_unknown_pages_get_an_html_page_saying_what_is_wrong() {
+    let mut s = Server::new();
+    s.runbook("disk-check", DISK);
+    s.start();
+    let (cookie, _) = sign_in_http(&s, READER).await;
+    let cases = [
+        ("/runs?status=bogus", 400, "run status &quot;bogus&quot; is not one of queued, running, waiting_approval"),
+        ("/runs?limit=5", 400, "unknown field `limit`"),
+        ("/runs/nope", 404, "run &quot;nope&quot; not found"),
+        ("/runbooks/nope", 404, "runbook &quot;nope&quot; not found"),
+        ("/escalations?resolved_before=x", 400, "resolved_before: invalid digit found in string"),
+    ];
+    for (path, status, message) in cases {
+        let r = get(&s, path, &cookie).await;
+        assert_eq!(r.status(), status, "{path}");
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(message), "{path}: {body}");
+    }
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/nowhere", s.base)).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    assert!(page.text().await.unwrap().contains("there is no page at &#x2f;nowhere; the runs are at &#x2f;runs"));
+    let (status, body) = s.call("GET", "/v1/nowhere", Some(READER), None).await;
+    assert_eq!(
+        (status.as_u16(), body["error"]["message"].as_str()),
+        (404, Some("no such endpoint")),
+        "API clients keep JSON"
+    );
+}

@@ -107,7 +107,10 @@ pub fn router(service: Arc<Service>, closing: tokio::sync::watch::Receiver<bool>
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .fallback(|uri: axum::http::Uri, headers: HeaderMap| async move {
+            crate::web::not_found(&uri, &headers)
+                .unwrap_or_else(|| ApiError::NotFound("no such endpoint".into()).into_response())
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this endpoint".into())
         })

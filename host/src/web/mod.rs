@@ -229,6 +229,18 @@ impl IntoResponse for WebError {
     }
 }
 
+/// The answer to a path nothing serves, for a browser (it asks for HTML
+/// and the path is not the API's): the web view's 404 page. None otherwise,
+/// so API clients keep their JSON error.
+pub fn not_found(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let html = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if !html || uri.path().starts_with("/v1/") {
+        return None;
+    }
+    let message = format!("there is no page at {}; the runs are at /runs", uri.path());
+    Some(WebError::Api(ApiError::NotFound(message)).into_response())
+}
+
 /// A form's fields failed to parse: 400 naming what was wrong.
 pub fn bad_form(r: axum::extract::rejection::FormRejection) -> WebError {
     WebError::Api(ApiError::BadRequest(format!("the form is not valid: {}", r.body_text())))
