@@ -474,3 +474,58 @@ async fn bad_filters_unknown_runs_and_unknown_pages_get_an_html_page_saying_what
         "API clients keep JSON"
     );
 }
+
+const HELLO: &str = "name: hello\ntriggers:\n  - http: true\nsteps:\n  - id: greet\n    plugin: echo\n";
+
+#[tokio::test]
+async fn the_runs_page_shows_fifty_runs_and_links_to_the_older_ones() {
+    let mut s = Server::new();
+    s.runbook("hello", HELLO);
+    s.start();
+    let mut ids = Vec::new();
+    for _ in 0..53 {
+        ids.push(trigger(&s, "hello").await);
+    }
+    for id in &ids {
+        s.wait_final(id).await;
+    }
+    let (cookie, _) = sign_in_http(&s, READER).await;
+    // Links as a browser reads them (minijinja escapes `/` and `&` in attributes).
+    let page = |html: String| html.replace("&#x2f;", "/").replace("&amp;", "&");
+    let first = page(get(&s, "/runs?runbook=hello&status=succeeded", &cookie).await.text().await.unwrap());
+    let rows = |html: &str| html.matches("<tr data-run=\"").count();
+    assert_eq!(rows(&first), 50);
+    assert!(first.contains(&format!("<tr data-run=\"{}\"", ids[52])), "newest first");
+    let older = format!("/runs?runbook=hello&status=succeeded&before={}", ids[3]);
+    assert!(first.contains(&format!("href=\"{older}\" rel=\"next\">Older runs</a>")), "{first}");
+    let second = page(get(&s, &older, &cookie).await.text().await.unwrap());
+    assert_eq!(rows(&second), 3);
+    assert!(second.contains(&format!("<tr data-run=\"{}\"", ids[0])));
+    assert!(second.contains("href=\"/runs?runbook=hello&status=succeeded\">Newest runs</a>"), "{second}");
+    assert!(!second.contains("Older runs"));
+}
+
+#[tokio::test]
+async fn a_rejection_with_a_reason_is_recorded_and_ends_the_run() {
+    let mut s = Server::new();
+    s.runbook("checkout", CHECKOUT);
+    s.start();
+    let run = trigger(&s, "checkout").await;
+    s.wait_status(&run, "waiting_approval").await;
+    let (cookie, _) = sign_in_http(&s, ADMIN).await;
+    let csrf = csrf_of(&get(&s, &format!("/runs/{run}"), &cookie).await.text().await.unwrap());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{}/runs/{run}/reject", s.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("reason", "not during the sale")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let record = s.wait_final(&run).await;
+    assert_eq!(record["approvals"][0]["status"], "rejected");
+    assert_eq!(record["approvals"][0]["reason"], "not during the sale");
+    assert_eq!(record["approvals"][0]["decided_by"], "token:admin");
+    assert_ne!(record["run"]["status"], "succeeded", "{record}");
+}
