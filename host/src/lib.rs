@@ -16,3 +16,4 @@ pub mod scheduler;
 pub mod serve;
 pub mod store;
 pub mod units;
+pub mod web;

@@ -22,12 +22,16 @@ use std::path::Path;
 
 mod escalations;
 mod optimization;
+mod pages;
 mod reports;
 mod run_alerts;
+mod sessions;
 mod writer;
 pub use optimization::{MeasuredBy, OptimizationResult};
+pub use pages::PendingApproval;
 pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
+pub use sessions::SessionRow;
 use std::str::FromStr;
 use std::time::Duration;
 

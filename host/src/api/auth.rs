@@ -26,6 +26,20 @@ impl Caller {
             Scope::Read => needed == Scope::Read,
         })
     }
+
+    /// Refuses a caller without the `needed` scope, with the API's message.
+    pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
+        if !self.may(needed) {
+            let have: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+            return Err(ApiError::Forbidden(format!(
+                "token {:?} has scopes [{}]; this needs {:?}",
+                self.name,
+                have.join(", "),
+                needed.as_str()
+            )));
+        }
+        Ok(())
+    }
 }
 
 struct Bucket {
@@ -66,31 +80,47 @@ impl Auth {
         let Some(token) = value.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty()) else {
             return Err(ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()));
         };
-        use sha2::Digest;
-        let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        // Compare against every token without stopping early.
-        let mut found: Option<&TokenConfig> = None;
-        for (hash, config) in &self.tokens {
-            if bool::from(hash.ct_eq(&presented)) {
-                found = Some(config);
-            }
-        }
-        let config = found.ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()))?;
+        let config = self.find(token).ok_or_else(|| ApiError::Unauthorized("the bearer token is not valid".into()))?;
         let caller = Caller { name: config.name.clone(), scopes: config.scopes.clone() };
-        if !caller.may(needed) {
-            let have: Vec<&str> = caller.scopes.iter().map(|s| s.as_str()).collect();
-            return Err(ApiError::Forbidden(format!(
-                "token {:?} has scopes [{}]; this needs {:?}",
-                caller.name,
-                have.join(", "),
-                needed.as_str()
-            )));
-        }
+        caller.require(needed)?;
         self.take(&caller.name)?;
         Ok(caller)
     }
 
-    fn take(&self, name: &str) -> Result<(), ApiError> {
+    /// The configured token whose hash is the hash of `token`, compared
+    /// against every token without stopping early.
+    fn find(&self, token: &str) -> Option<&TokenConfig> {
+        use sha2::Digest;
+        let presented: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        self.by_digest(&presented)
+    }
+
+    fn by_digest(&self, presented: &[u8; 32]) -> Option<&TokenConfig> {
+        let mut found: Option<&TokenConfig> = None;
+        for (hash, config) in &self.tokens {
+            if bool::from(hash.ct_eq(presented)) {
+                found = Some(config);
+            }
+        }
+        found
+    }
+
+    /// A token given at the web view's sign-in: who it is and its hex
+    /// SHA-256 (what a session keeps instead of the token), or None when
+    /// no configured token matches.
+    pub fn identify(&self, token: &str) -> Option<(Caller, String)> {
+        self.find(token).map(|c| (Caller { name: c.name.clone(), scopes: c.scopes.clone() }, c.sha256.clone()))
+    }
+
+    /// The caller of the configured token with this hex SHA-256 (a web
+    /// session's), as configured now; None once the token is removed.
+    pub fn by_hash(&self, sha256_hex: &str) -> Option<Caller> {
+        let digest = decode_hex(&sha256_hex.to_ascii_lowercase())?;
+        self.by_digest(&digest).map(|c| Caller { name: c.name.clone(), scopes: c.scopes.clone() })
+    }
+
+    /// Takes one request from the token's rate limit.
+    pub fn take(&self, name: &str) -> Result<(), ApiError> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let burst = self.rate * 2.0;
         let now = Instant::now();

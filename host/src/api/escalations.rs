@@ -48,7 +48,8 @@ pub struct ResolveBody {
     reason: Option<String>,
 }
 
-fn refused(e: DecideError) -> ApiError {
+/// A refused decision as the API answers it (also the web view's).
+pub(crate) fn refused(e: DecideError) -> ApiError {
     match e {
         DecideError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
         DecideError::Conflict(why) => ApiError::Conflict(why),

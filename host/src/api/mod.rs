@@ -37,6 +37,9 @@ use utoipa_axum::routes;
 pub struct AppState {
     pub service: Arc<Service>,
     pub auth: Arc<Auth>,
+    /// Becomes true when the server shuts down: endless streams (the web
+    /// view's live updates) end so the graceful shutdown is not held up.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The OpenAPI document's frame: title, version, bearer security. The
@@ -87,14 +90,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(reports::routes())
 }
 
-/// The API's routes, `/v1/openapi.json` included.
-pub fn router(service: Arc<Service>) -> Router {
+/// The API's routes, `/v1/openapi.json` included, and the web view's
+/// ([`crate::web`]). `closing` becomes true when the server shuts down.
+pub fn router(service: Arc<Service>, closing: tokio::sync::watch::Receiver<bool>) -> Router {
     let auth = Arc::new(Auth::new(&service.config.tokens, service.config.rate_limit));
     let body_limit = service.config.body_limit;
-    let state = AppState { service, auth };
+    let state = AppState { service, auth, closing };
     let (router, doc) = api_routes().split_for_parts();
     let doc = Arc::new(doc);
     router
+        .merge(crate::web::routes())
         .route(
             "/v1/openapi.json",
             axum::routing::get(move |_: CanRead| {
@@ -102,7 +107,10 @@ pub fn router(service: Arc<Service>) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .fallback(|uri: axum::http::Uri, headers: HeaderMap| async move {
+            crate::web::not_found(&uri, &headers)
+                .unwrap_or_else(|| ApiError::NotFound("no such endpoint".into()).into_response())
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this endpoint".into())
         })
@@ -193,7 +201,7 @@ fn path<T>(p: Result<Path<T>, axum::extract::rejection::PathRejection>) -> Resul
 }
 
 /// Store errors that are the client's fault become 404/409.
-fn decision(e: anyhow::Error) -> ApiError {
+pub(crate) fn decision(e: anyhow::Error) -> ApiError {
     match e.downcast::<DecisionError>() {
         Ok(DecisionError::NotFound(what)) => ApiError::NotFound(format!("{what} not found")),
         Ok(DecisionError::Conflict(m)) => ApiError::Conflict(m),
@@ -235,7 +243,7 @@ async fn prometheus(_: CanRead, State(s): State<AppState>) -> Response {
 /// and the stored time the scheduler will fire it next (`next_fire_at`,
 /// jitter included; earlier than `next_fires` while a fire is due; null
 /// until the scheduler has seen the trigger).
-async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError> {
+pub(crate) async fn runbook_json(service: &Service, rb: &Runbook) -> Result<Value, ApiError> {
     let now = jiff::Timestamp::from_millisecond(service.clock.now_ms()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let mut stored = Vec::new();
     for t in &rb.triggers {
@@ -474,9 +482,15 @@ async fn reject_run(
 
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, description = "Each plugin's describe() record", body = Object)))]
 async fn list_plugins(_: CanRead, State(s): State<AppState>) -> Json<Value> {
+    Json(json!({"plugins": plugin_records(&s.service).await}))
+}
+
+/// Each plugin's describe() record with its origin and digest, or the
+/// error describing it gave.
+pub(crate) async fn plugin_records(service: &Service) -> Vec<Value> {
     let mut out = Vec::new();
-    for source in s.service.runtime.plugins() {
-        match s.service.runtime.describe(source).await {
+    for source in service.runtime.plugins() {
+        match service.runtime.describe(source).await {
             Ok(info) => out.push(json!({
                 "name": info.name, "version": info.version, "description": info.description,
                 "capabilities": info.capabilities, "config_schema": info.config_schema,
@@ -485,5 +499,5 @@ async fn list_plugins(_: CanRead, State(s): State<AppState>) -> Json<Value> {
             Err(e) => out.push(json!({"name": source.name, "origin": source.origin, "error": format!("{e:#}")})),
         }
     }
-    Json(json!({"plugins": out}))
+    out
 }

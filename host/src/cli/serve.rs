@@ -71,8 +71,13 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> ExitCode {
 
     tokio::spawn(reload_on_hup(service.clone()));
     tokio::spawn(reload_on_change(service.clone()));
-    let app = crate::api::router(service.clone());
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let app = crate::api::router(service.clone(), closing);
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = closing_tx.send(true);
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     if let Err(e) = served {
         return fail(EXIT_FAILED, format!("the HTTP server stopped: {e}"));
     }

@@ -197,7 +197,7 @@ fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow:
     })
 }
 
-fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
+pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
     let severity: String = r.get(5);
     Ok(EscalationRow {
         id: r.get(0),
