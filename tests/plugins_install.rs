@@ -75,8 +75,9 @@ fn an_installed_plugin_is_recorded_listed_called_from_the_cache_and_removed() {
     assert!(table.lines().next().unwrap().contains("LANGUAGE"), "{table}");
 
     // The call loads the code compiled at install time.
-    let out = env.tend_logged(&["plugins", "call", "hostile", "--config", r#"{"mode": "ok"}"#]);
+    let out = env.tend_logged(&["plugins", "call", "hostile", "--config", r#"{"mode": "env"}"#]);
     let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
     assert!(log.contains(&format!("loaded plugin file {} from the compile cache in", installed.display())), "{log}");
     assert!(!log.contains("compiled plugin"), "{log}");
 
@@ -106,6 +107,23 @@ fn an_installed_plugin_is_recorded_listed_called_from_the_cache_and_removed() {
     assert_eq!(gone.len(), 1, "hostile's compiled code, and only it, is gone: {before:?} -> {after:?}");
     let list = json_out(&env.tend(&["plugins", "list", "--json"]));
     assert!(list.as_array().unwrap().iter().all(|p| p["name"] != "hostile"));
+}
+
+#[test]
+fn calling_one_plugin_reads_no_other_file_of_the_plugin_directory() {
+    let env = Env::empty().own_cache();
+    env.install(&hostile());
+    // A 64 GiB file (sparse: it takes no disk) that a process reading every
+    // plugin file up front could not even allocate (and would warn about).
+    let huge = std::fs::File::create(env.plugins().join("huge.wasm")).unwrap();
+    huge.set_len(64 << 30).unwrap();
+    drop(huge);
+
+    let out = env.tend(&["plugins", "call", "hostile", "--config", r#"{"mode": "env"}"#, "--record"]);
+    let record = json_out(&out);
+    assert_eq!(stderr(&out), "", "nothing to say about huge.wasm");
+    assert_eq!(record["outcome"], serde_json::json!({"status": "ok"}), "{record}");
+    assert_eq!(record["output"]["data"]["vars"], serde_json::json!({}), "no environment unless granted: {record}");
 }
 
 #[test]

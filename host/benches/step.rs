@@ -93,7 +93,7 @@ async fn bench() -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wit_host::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s)?;
     wit_types::add_to_linker::<Bare, HasSelf<Bare>>(&mut linker, |s| s)?;
-    let component = Component::new(&engine, &echo.bytes)?;
+    let component = Component::new(&engine, &echo.content()?.bytes)?;
     let pre = PluginPre::new(linker.instantiate_pre(&component)?)?;
     let ctx = wit_types::StepContext {
         run_id: "bench".into(),

@@ -494,7 +494,7 @@ pub(crate) async fn plugin_records(service: &Service) -> Vec<Value> {
             Ok(info) => out.push(json!({
                 "name": info.name, "version": info.version, "description": info.description,
                 "capabilities": info.capabilities, "config_schema": info.config_schema,
-                "origin": source.origin, "digest": source.digest,
+                "origin": source.origin, "digest": source.content().ok().map(|c| c.digest.as_str()),
             })),
             Err(e) => out.push(json!({"name": source.name, "origin": source.origin, "error": format!("{e:#}")})),
         }

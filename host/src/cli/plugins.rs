@@ -7,7 +7,7 @@ use crate::runtime::grants::{DirGrant, Grants, HostPattern, parse_env};
 use crate::runtime::inspect::{CONTRACT_PACKAGE, CONTRACT_VERSION, ComponentFacts, Language};
 use crate::runtime::installed::{self, Manifest};
 use crate::runtime::limits::Limits;
-use crate::runtime::{CheckError, Origin, PluginInfo, PluginSource, Runtime, StepCall, StepContext};
+use crate::runtime::{CheckError, Content, Origin, PluginInfo, PluginSource, Runtime, StepCall, StepContext};
 use crate::units::{format_bytes, parse_bytes, parse_duration};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -135,7 +135,13 @@ async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
     let mut broken = false;
     for source in runtime.plugins() {
         match runtime.describe(source).await {
-            Ok(info) => rows.push(list_entry(source, info, dir)),
+            Ok(info) => match list_entry(source, info, dir) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    broken = true;
+                    eprintln!("tend: warning: {e:#}");
+                }
+            },
             Err(e) => {
                 broken = true;
                 eprintln!("tend: warning: {e:#}");
@@ -145,15 +151,15 @@ async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
     if json {
         let list: Vec<ListEntry> = rows
             .iter()
-            .map(|(s, info, manifest)| ListEntry {
+            .map(|(s, content, info, manifest)| ListEntry {
                 name: &info.name,
                 version: &info.version,
                 description: &info.description,
                 capabilities: &info.capabilities,
                 origin: &s.origin,
-                language: language_of(s, manifest.as_ref()),
-                size_bytes: s.bytes.len() as u64,
-                digest: &s.digest,
+                language: language_of(content, manifest.as_ref()),
+                size_bytes: content.bytes.len() as u64,
+                digest: &content.digest,
                 installed: manifest.clone(),
             })
             .collect();
@@ -169,7 +175,7 @@ async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
             "DIGEST",
             "CAPABILITIES"
         );
-        for (s, info, manifest) in &rows {
+        for (s, content, info, manifest) in &rows {
             let origin = match (&s.origin, manifest) {
                 (Origin::Builtin, _) => "built-in",
                 (Origin::File(_), Some(_)) => "installed",
@@ -182,9 +188,9 @@ async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
                 info.name,
                 info.version,
                 origin,
-                language_of(s, manifest.as_ref()).as_str(),
-                format_bytes(s.bytes.len() as u64),
-                &s.digest[..12],
+                language_of(content, manifest.as_ref()).as_str(),
+                format_bytes(content.bytes.len() as u64),
+                &content.digest[..12],
                 caps
             );
         }
@@ -192,25 +198,26 @@ async fn list(runtime: &Runtime, dir: &Path, json: bool) -> ExitCode {
     if broken { ExitCode::from(EXIT_FAILED) } else { ExitCode::SUCCESS }
 }
 
-/// A plugin with its manifest, when `tend plugins install` wrote one for
-/// exactly these bytes.
+/// A plugin with its component and its manifest, when `tend plugins
+/// install` wrote one for exactly these bytes.
 fn list_entry<'a>(
     source: &'a PluginSource,
     info: PluginInfo,
     dir: &Path,
-) -> (&'a PluginSource, PluginInfo, Option<Manifest>) {
+) -> anyhow::Result<(&'a PluginSource, &'a Content, PluginInfo, Option<Manifest>)> {
+    let content = source.content()?;
     let manifest = match source.origin {
         Origin::Builtin => None,
-        Origin::File(_) => installed::read_manifest(dir, &source.name).filter(|m| m.digest == source.digest),
+        Origin::File(_) => installed::read_manifest(dir, &source.name).filter(|m| m.digest == content.digest),
     };
-    (source, info, manifest)
+    Ok((source, content, info, manifest))
 }
 
 /// The recorded language, else what the component's producers say.
-fn language_of(source: &PluginSource, manifest: Option<&Manifest>) -> Language {
+fn language_of(content: &Content, manifest: Option<&Manifest>) -> Language {
     manifest
         .map(|m| m.language)
-        .unwrap_or_else(|| ComponentFacts::read(&source.bytes).map(|f| f.language).unwrap_or(Language::Unknown))
+        .unwrap_or_else(|| ComponentFacts::read(&content.bytes).map(|f| f.language).unwrap_or(Language::Unknown))
 }
 
 /// Checks, precompiles and installs a component as `<name>.wasm` with its
@@ -252,12 +259,18 @@ async fn install(runtime: &Runtime, dir: &Path, file: &Path) -> ExitCode {
     } else {
         format!("compiled in {:.1?}", checked.compile.took)
     };
+    let previous_digest = previous.as_ref().and_then(|p| p.content().ok()).map(|c| c.digest.clone());
     let was = match &previous {
-        Some(p) if p.digest == digest => " (the same component was installed already)".to_string(),
+        Some(_) if previous_digest.as_ref() == Some(&digest) => {
+            " (the same component was installed already)".to_string()
+        }
         Some(p) => {
             runtime.evict(p);
-            let old = installed::read_manifest(dir, &p.name).map(|m| m.version);
-            format!(" (replacing {})", old.as_deref().unwrap_or(&p.digest[..12]))
+            let old = installed::read_manifest(dir, &p.name)
+                .map(|m| m.version)
+                .or_else(|| previous_digest.map(|d| d[..12].to_string()))
+                .unwrap_or_else(|| "an unreadable file".to_string());
+            format!(" (replacing {old})")
         }
         None => String::new(),
     };
@@ -310,7 +323,7 @@ async fn inspect(runtime: &Runtime, plugin: &str) -> ExitCode {
         Ok(info) => {
             let mut value = serde_json::to_value(&info).unwrap_or_default();
             value["origin"] = serde_json::to_value(&source.origin).unwrap_or_default();
-            value["digest"] = source.digest.clone().into();
+            value["digest"] = source.content().map(|c| c.digest.clone()).unwrap_or_default().into();
             outln!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
             ExitCode::SUCCESS
         }

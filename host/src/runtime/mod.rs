@@ -27,7 +27,7 @@ use sandbox::StepState;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store, Trap};
@@ -79,31 +79,67 @@ pub enum Origin {
     File(PathBuf),
 }
 
-/// An installed plugin's component bytes, before compilation.
+/// An installed plugin: its name and where its component comes from. A
+/// plugin file's bytes are read on first use ([`PluginSource::content`]),
+/// so a process that calls one plugin does not read (and hash) every file
+/// of the plugin directory.
 #[derive(Debug, Clone)]
 pub struct PluginSource {
     /// Name runbooks use: the built-in's name or the file stem.
     pub name: String,
     pub origin: Origin,
+    content: Arc<OnceLock<Content>>,
+}
+
+/// A component's bytes, before compilation, and their digest.
+#[derive(Debug)]
+pub struct Content {
     pub bytes: Arc<[u8]>,
     /// blake3 of `bytes`, hex.
     pub digest: String,
 }
 
-impl PluginSource {
-    fn new(name: String, origin: Origin, bytes: Arc<[u8]>) -> Self {
+impl Content {
+    fn new(bytes: Arc<[u8]>) -> Self {
         let digest = blake3::hash(&bytes).to_hex().to_string();
-        PluginSource { name, origin, bytes, digest }
+        Content { bytes, digest }
+    }
+}
+
+impl PluginSource {
+    fn with_content(name: String, origin: Origin, bytes: Arc<[u8]>) -> Self {
+        PluginSource { name, origin, content: Arc::new(OnceLock::from(Content::new(bytes))) }
     }
 
-    /// Reads a component file; its plugin name is the file stem.
+    /// Reads a component file now; its plugin name is the file stem.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading plugin file {}", path.display()))?;
+        let source = Self::lazy_file(path)?;
+        source.content()?;
+        Ok(source)
+    }
+
+    /// A component file read on first use; its plugin name is the file
+    /// stem. Only checks now that the file can be opened.
+    fn lazy_file(path: &Path) -> anyhow::Result<Self> {
+        std::fs::File::open(path).with_context(|| format!("reading plugin file {}", path.display()))?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .with_context(|| format!("plugin file {} has no name", path.display()))?;
-        Ok(PluginSource::new(name, Origin::File(path.to_path_buf()), bytes.into()))
+        Ok(PluginSource { name, origin: Origin::File(path.to_path_buf()), content: Arc::default() })
+    }
+
+    /// The component's bytes and digest, reading a plugin file the first
+    /// time.
+    pub fn content(&self) -> anyhow::Result<&Content> {
+        if let Some(content) = self.content.get() {
+            return Ok(content);
+        }
+        let Origin::File(path) = &self.origin else {
+            anyhow::bail!("built-in plugin {:?} has no component", self.name)
+        };
+        let bytes = std::fs::read(path).with_context(|| format!("reading plugin file {}", path.display()))?;
+        Ok(self.content.get_or_init(|| Content::new(bytes.into())))
     }
 }
 
@@ -150,6 +186,8 @@ pub struct StepCall {
 struct Loaded {
     pre: PluginPre<StepState>,
     info: PluginInfo,
+    /// blake3 of the component, hex.
+    digest: String,
 }
 
 /// An engine with its linker and the plugins compiled for it.
@@ -185,7 +223,10 @@ impl Runtime {
         };
         let mut plugins = BTreeMap::new();
         for (name, bytes) in BUILTIN_PLUGINS {
-            plugins.insert(name.to_string(), PluginSource::new(name.to_string(), Origin::Builtin, Arc::from(*bytes)));
+            plugins.insert(
+                name.to_string(),
+                PluginSource::with_content(name.to_string(), Origin::Builtin, Arc::from(*bytes)),
+            );
         }
         let mut load_warnings = Vec::new();
         if let Some(dir) = &config.plugin_dir {
@@ -290,7 +331,7 @@ impl Runtime {
         // stops one blocked in a host call (a sleep, a slow HTTP request).
         let result = tokio::time::timeout(call.limits.timeout + 2 * EPOCH_TICK, run).await;
         let duration = start.elapsed();
-        Ok(finish(store.into_data(), result, &call.limits, duration, source, &loaded.info))
+        Ok(finish(store.into_data(), result, &call.limits, duration, &loaded))
     }
 
     /// The engine for a stack size, created on first use.
@@ -310,19 +351,20 @@ impl Runtime {
     /// Compiles a plugin for an engine once, checks its imports against
     /// the linker and reads its `describe()` record.
     async fn load(&self, slot: &Arc<EngineSlot>, source: &PluginSource) -> anyhow::Result<Arc<Loaded>> {
+        let content = source.content()?;
         let cell = {
             let mut loaded = slot.loaded.lock().unwrap_or_else(|e| e.into_inner());
-            loaded.entry(source.digest.clone()).or_default().clone()
+            loaded.entry(content.digest.clone()).or_default().clone()
         };
         let loaded = cell
             .get_or_try_init(|| async {
                 let what = describe_origin(source);
-                let (pre, _) = self.prepare(slot, source.bytes.clone(), &what).await?;
+                let (pre, _) = self.prepare(slot, content.bytes.clone(), &what).await?;
                 let info = self.read_info(&slot.engine, &pre, &what).await?;
                 if info.name != source.name {
                     anyhow::bail!("{what} describes itself as {:?}; rename the file to {}.wasm", info.name, info.name);
                 }
-                anyhow::Ok(Arc::new(Loaded { pre, info }))
+                anyhow::Ok(Arc::new(Loaded { pre, info, digest: content.digest.clone() }))
             })
             .await?;
         Ok(loaded.clone())
@@ -382,7 +424,8 @@ impl Runtime {
     pub fn evict(&self, source: &PluginSource) -> usize {
         let slots: Vec<Arc<EngineSlot>> =
             self.engines.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-        slots.iter().filter(|slot| self.cache.evict(&slot.engine, &source.bytes).unwrap_or(false)).count()
+        let Ok(content) = source.content() else { return 0 };
+        slots.iter().filter(|slot| self.cache.evict(&slot.engine, &content.bytes).unwrap_or(false)).count()
     }
 
     /// Calls `describe()` in a sandbox with no grants and default limits.
@@ -486,7 +529,7 @@ fn scan_plugin_dir(dir: &Path, plugins: &mut BTreeMap<String, PluginSource>, war
         .collect();
     paths.sort();
     for path in paths {
-        match PluginSource::from_file(&path) {
+        match PluginSource::lazy_file(&path) {
             Ok(source) if plugins.contains_key(&source.name) => warnings.push(format!(
                 "plugin file {}: the name {:?} is taken by a built-in plugin; rename the file",
                 path.display(),
@@ -503,14 +546,8 @@ fn scan_plugin_dir(dir: &Path, plugins: &mut BTreeMap<String, PluginSource>, war
 type RunResult = Result<wasmtime::Result<Result<types::StepOutput, types::StepError>>, tokio::time::error::Elapsed>;
 
 /// Turns what the call returned and what the sandbox saw into the record.
-fn finish(
-    state: StepState,
-    result: RunResult,
-    limits: &Limits,
-    duration: Duration,
-    source: &PluginSource,
-    info: &PluginInfo,
-) -> StepRecord {
+fn finish(state: StepState, result: RunResult, limits: &Limits, duration: Duration, loaded: &Loaded) -> StepRecord {
+    let info = &loaded.info;
     let redactor = &state.caps.secrets.redactor;
     let (stdout, stdout_dropped) = state.stdout.contents();
     let (stderr, stderr_dropped) = state.stderr.contents();
@@ -564,7 +601,7 @@ fn finish(
     }
     let mut record = StepRecord {
         plugin: info.name.clone(),
-        plugin_digest: source.digest.clone(),
+        plugin_digest: loaded.digest.clone(),
         outcome,
         output,
         duration_ms: duration.as_secs_f64() * 1000.0,
