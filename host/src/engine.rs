@@ -18,6 +18,7 @@
 //! failed, those raised by `auto_resolve` rules that no longer hold are
 //! resolved. Notifications go through the [`Notifier`].
 
+use crate::clock::{Clock, SystemClock};
 use crate::notifier::{AUTO_RESOLVER, Notifier};
 use crate::notify::Notification;
 use crate::redact::Redactor;
@@ -53,96 +54,6 @@ impl Executor for Runtime {
     async fn call(&self, plugin: &str, call: StepCall) -> anyhow::Result<StepRecord> {
         let source = self.resolve(plugin)?;
         Runtime::call(self, &source, call).await
-    }
-}
-
-/// Time as the engine sees it.
-#[async_trait::async_trait]
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-    /// Waits `d`.
-    async fn sleep(&self, d: Duration);
-    /// A number in [0, 1) for jitter.
-    fn random(&self) -> f64;
-}
-
-/// The machine's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-#[async_trait::async_trait]
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        crate::store::now_ms()
-    }
-    async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await
-    }
-    fn random(&self) -> f64 {
-        rand::random::<f64>()
-    }
-}
-
-/// A clock a test moves: every [`Clock::now_ms`] reads an RFC 3339 instant
-/// (`2026-03-29T00:59:30Z`, or with an offset) from a file, so rewriting
-/// the file moves time. `tend serve` gives it to the scheduler when
-/// `TEND_CLOCK_FILE` is set, to test cron triggers on the real binary.
-/// Sleeping and randomness are the system's. When the file cannot be read
-/// or does not hold an instant, the last good instant stays and an error
-/// naming the file is logged (once, until the file is good again).
-#[derive(Debug)]
-pub struct FileClock {
-    path: std::path::PathBuf,
-    last: std::sync::atomic::AtomicI64,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl FileClock {
-    /// Reads the file once; an error (naming the file and what it should
-    /// hold) when it does not give an instant.
-    pub fn open(path: impl Into<std::path::PathBuf>) -> anyhow::Result<FileClock> {
-        let path = path.into();
-        let now = Self::read(&path).map_err(anyhow::Error::msg)?;
-        Ok(FileClock { path, last: now.into(), broken: false.into() })
-    }
-
-    fn read(path: &std::path::Path) -> Result<i64, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("clock file {}: {e}", path.display()))?;
-        let text = text.trim();
-        text.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
-            let shown: String = text.chars().take(80).collect();
-            format!(
-                "clock file {}: {shown:?} is not an RFC 3339 instant; expected e.g. 2026-03-29T00:59:30Z ({e})",
-                path.display()
-            )
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl Clock for FileClock {
-    fn now_ms(&self) -> i64 {
-        use std::sync::atomic::Ordering;
-        match Self::read(&self.path) {
-            Ok(now) => {
-                self.last.store(now, Ordering::SeqCst);
-                self.broken.store(false, Ordering::SeqCst);
-                now
-            }
-            Err(e) => {
-                if !self.broken.swap(true, Ordering::SeqCst) {
-                    tracing::error!("{e}; keeping the last time read");
-                }
-                self.last.load(Ordering::SeqCst)
-            }
-        }
-    }
-    async fn sleep(&self, d: Duration) {
-        SystemClock.sleep(d).await
-    }
-    fn random(&self) -> f64 {
-        SystemClock.random()
     }
 }
 
@@ -307,7 +218,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             secrets,
             events,
-            owner: crate::store::this_owner(),
+            owner: crate::process::this_owner(),
             options: EngineOptions::default(),
         }
     }
@@ -556,7 +467,7 @@ impl Engine {
         error: Option<String>,
         kind: ReportKind,
     ) -> anyhow::Result<RunOutcome> {
-        let finished_at = crate::store::now_ms();
+        let finished_at = crate::clock::now_ms();
         let rendered = async {
             let mut record = self.store.run_record(run_id).await?.ok_or_else(|| anyhow::anyhow!("run not found"))?;
             (record.run.status, record.run.error, record.run.finished_at) = (status, error.clone(), Some(finished_at));

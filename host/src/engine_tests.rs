@@ -618,30 +618,6 @@ async fn a_run_executed_twice_runs_once() {
     assert_eq!(script.calls().len(), 1);
 }
 
-#[test]
-fn a_file_clock_reads_the_file_and_keeps_the_last_good_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("now");
-    let err = FileClock::open(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("clock file {}: ", path.display())), "{err}");
-    std::fs::write(&path, "2026-03-29T00:59:30Z\n").unwrap();
-    let clock = FileClock::open(&path).unwrap();
-    assert_eq!(clock.now_ms(), 1_774_745_970_000);
-    std::fs::write(&path, "2026-03-29T03:00:00+02:00").unwrap();
-    assert_eq!(clock.now_ms(), 1_774_746_000_000, "offsets are honoured");
-    std::fs::write(&path, "tomorrow").unwrap();
-    assert_eq!(clock.now_ms(), 1_774_746_000_000, "a bad file keeps the last good time");
-    let err = FileClock::open(&path).unwrap_err().to_string();
-    assert_eq!(
-        err,
-        format!(
-            "clock file {}: \"tomorrow\" is not an RFC 3339 instant; expected e.g. 2026-03-29T00:59:30Z ({})",
-            path.display(),
-            "tomorrow".parse::<jiff::Timestamp>().unwrap_err()
-        )
-    );
-}
-
 #[tokio::test]
 async fn a_loop_interval_and_a_step_delay_may_come_from_params() {
     let script = Script::new(|_, c| Ok(ok(json!({"iteration": c.ctx.iteration}))));

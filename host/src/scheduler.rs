@@ -18,7 +18,7 @@
 //! a time that happens twice (so `*/15 * * * *` keeps firing every 15 real
 //! minutes).
 
-use crate::engine::Clock;
+use crate::clock::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
 use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store};
 use jiff::Timestamp;

@@ -18,7 +18,6 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::collections::HashMap;
-use std::path::Path;
 
 mod escalations;
 mod optimization;
@@ -35,10 +34,7 @@ pub use sessions::SessionRow;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 /// Where a run stands. Final statuses: succeeded, failed, cancelled,
 /// timed_out, interrupted.
@@ -923,14 +919,14 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let now = now_ms();
-        let host = hostname();
+        let host = crate::process::hostname();
         let mut out = Vec::new();
         for row in rows {
             let id: String = row.get(0);
             let owner: String = row.get(1);
             let heartbeat: Option<i64> = row.get(2);
             let stale = heartbeat.is_none_or(|h| now - h > stale_after.as_millis() as i64);
-            let dead = owner_is_dead(&owner, &host);
+            let dead = crate::process::owner_is_dead(&owner, &host);
             if !(stale || dead) {
                 continue;
             }
@@ -1533,35 +1529,6 @@ fn new_run_id() -> String {
     generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
 
-/// This machine's name, for run owners.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// The owner string of this process: `pid@hostname`.
-pub fn this_owner() -> String {
-    format!("{}@{}", std::process::id(), hostname())
-}
-
-/// Whether an owner `pid@host` on this host no longer runs. Owners on
-/// other hosts are judged by their heartbeat alone.
-fn owner_is_dead(owner: &str, host: &str) -> bool {
-    let Some((pid, owner_host)) = owner.split_once('@') else { return false };
-    if owner_host != host || !Path::new("/proc/self").exists() {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) if pid == std::process::id() => false,
-        Ok(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1856,7 +1823,7 @@ mod tests {
         let s = store().await;
         let id = s.create_run(&new_run("rb")).await.unwrap().id;
         // pid 4194305 is above Linux's pid_max: never alive.
-        let owner = format!("4194305@{}", hostname());
+        let owner = format!("4194305@{}", crate::process::hostname());
         assert!(s.claim_run(&id, &owner, None).await.unwrap());
         let a = AttemptStart {
             run_id: &id,
@@ -1869,7 +1836,7 @@ mod tests {
         };
         s.start_attempt(&a).await.unwrap();
         let live = s.create_run(&new_run("rb")).await.unwrap().id;
-        assert!(s.claim_run(&live, &this_owner(), None).await.unwrap());
+        assert!(s.claim_run(&live, &crate::process::this_owner(), None).await.unwrap());
         assert_eq!(s.reap_interrupted(Duration::from_secs(60)).await.unwrap(), vec![id.clone()]);
         let run = s.get_run(&id).await.unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Interrupted);

@@ -131,7 +131,7 @@ pub struct SinkArgs {
 fn who(by: &Option<String>) -> String {
     by.clone().unwrap_or_else(|| {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        format!("{user}@{}", crate::store::hostname())
+        format!("{user}@{}", crate::process::hostname())
     })
 }
 

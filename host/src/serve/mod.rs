@@ -6,7 +6,8 @@
 
 pub mod config;
 
-use crate::engine::{Clock, Engine, FileClock, SystemClock, TriggerInfo};
+use crate::clock::{Clock, FileClock, SystemClock};
+use crate::engine::{Engine, TriggerInfo};
 use crate::notifier::Notifier;
 use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
@@ -300,7 +301,7 @@ impl Service {
                         dedup_key: &format!("{}:interrupted:{}", run.runbook, run.id),
                     };
                     let raised =
-                        self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                        self.store.raise_escalation(&e, Duration::from_secs(3600), crate::clock::now_ms()).await?;
                     if !raised.grouped {
                         let notifier = self.engine.notifier();
                         let n = crate::notify::Notification::new(
@@ -394,7 +395,7 @@ impl Service {
         let Some(age) = self.config.retention else { return };
         let every = prune_every(age);
         loop {
-            let cutoff = crate::store::now_ms() - age.as_millis() as i64;
+            let cutoff = crate::clock::now_ms() - age.as_millis() as i64;
             match self.store.prune(cutoff, PRUNE_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => {

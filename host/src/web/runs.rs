@@ -43,7 +43,7 @@ pub struct RunLine {
 
 impl RunLine {
     pub fn new(run: RunRow) -> RunLine {
-        let took = run.started_at.map(|s| took((run.finished_at.unwrap_or_else(crate::store::now_ms) - s) as f64));
+        let took = run.started_at.map(|s| took((run.finished_at.unwrap_or_else(crate::clock::now_ms) - s) as f64));
         RunLine { run, took }
     }
 }
@@ -145,7 +145,7 @@ struct RunPage {
 /// The timeline: each attempt's offset and width in % of the run's span
 /// (from its start to its end, or to now while it runs).
 fn timeline(run: &RunRow, attempts: Vec<AttemptRow>) -> Vec<StepLine> {
-    let now = crate::store::now_ms();
+    let now = crate::clock::now_ms();
     let start = run.started_at.unwrap_or(run.created_at);
     let end = run.finished_at.unwrap_or(now).max(start + 1);
     let span = (end - start) as f64;
