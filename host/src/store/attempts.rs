@@ -1,0 +1,93 @@
+//! Step attempts: one row per attempt of a step in an iteration (attempt
+//! 0 for a step that did not run), with its output, findings, logs and the
+//! metrics it recorded. Backend-neutral.
+
+use super::Store;
+use crate::runtime::record::{Finding, LogLine, Metric};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One attempt of one step (or a skipped step, with attempt 0).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub run_id: String,
+    pub step_id: String,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub plugin: String,
+    pub plugin_digest: Option<String>,
+    pub config: Option<Value>,
+    pub input: Option<Value>,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub output: Option<Value>,
+    pub findings: Vec<Finding>,
+    pub logs: Vec<LogLine>,
+    pub metrics: Vec<Metric>,
+    pub duration_ms: Option<f64>,
+    pub peak_memory_bytes: Option<i64>,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<i64>,
+}
+
+/// The start of an attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptStart<'a> {
+    pub run_id: &'a str,
+    pub step_id: &'a str,
+    pub iteration: u32,
+    pub attempt: u32,
+    pub plugin: &'a str,
+    pub config: &'a Value,
+    pub input: &'a Value,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptEnd {
+    /// succeeded | failed | cancelled
+    pub status: String,
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+    pub plugin_digest: Option<String>,
+    pub output: Option<Value>,
+    pub findings: Vec<Finding>,
+    pub logs: Vec<LogLine>,
+    pub duration_ms: Option<f64>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl Store {
+    /// Records that an attempt started; returns its row id.
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> anyhow::Result<i64> {
+        dispatch!(self, start_attempt(a))
+    }
+
+    /// Records how an attempt ended.
+    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> anyhow::Result<()> {
+        dispatch!(self, finish_attempt(id, end))
+    }
+
+    /// Records a step that did not run, with why (`when` was false, ...).
+    pub async fn record_skipped(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        iteration: u32,
+        plugin: &str,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        dispatch!(self, record_skipped(run_id, step_id, iteration, plugin, reason))
+    }
+
+    /// Every attempt of a run in order, with the metrics each recorded.
+    pub async fn attempts(&self, run_id: &str) -> anyhow::Result<Vec<AttemptRow>> {
+        dispatch!(self, attempts(run_id))
+    }
+}
