@@ -189,6 +189,13 @@ pub struct Engine {
 /// Why a run stopped early.
 struct Stop(String);
 
+impl Stop {
+    /// The store failed, so the run cannot go on unrecorded.
+    fn unrecorded(e: impl std::fmt::Display) -> Stop {
+        Stop(format!("the run could not be recorded: {e:#}"))
+    }
+}
+
 /// The state of one run as it goes.
 struct RunState {
     runbook: Arc<Runbook>,
@@ -265,7 +272,8 @@ impl Engine {
         trigger: &TriggerInfo,
     ) -> anyhow::Result<String> {
         let params = rb.resolve_params(params).map_err(ParamsError)?;
-        self.store
+        let run = self
+            .store
             .create_run(&NewRun {
                 runbook: rb.name.clone(),
                 runbook_hash: rb.hash.clone(),
@@ -273,8 +281,8 @@ impl Engine {
                 trigger_source: trigger.source.clone(),
                 params: Value::Object(params),
             })
-            .await
-            .map(|run| run.id)
+            .await?;
+        Ok(run.id)
     }
 
     /// Submits and executes a run.
@@ -623,7 +631,6 @@ impl Engine {
     /// `Err` only for store failures, which stop the run.
     async fn step_once(&self, st: &mut RunState, step: &Step) -> Result<Option<String>, Stop> {
         let iteration = st.scope.iteration;
-        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
 
         if let Some(when) = &step.when {
             match when.eval_bool(&st.scope) {
@@ -633,7 +640,7 @@ impl Engine {
                     self.store
                         .record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason)
                         .await
-                        .map_err(store_err)?;
+                        .map_err(Stop::unrecorded)?;
                     set_step(&mut st.scope, &step.id, step_view(StepStatus::Skipped, None, &[], &[], None));
                     let end = AttemptEnd {
                         status: "skipped".into(),
@@ -661,7 +668,7 @@ impl Engine {
                 Some(t) => t.render(&st.scope).unwrap_or_else(|e| format!("approve step {:?}? ({e})", step.id)),
                 None => format!("Approve step {:?} of runbook {:?}?", step.id, st.runbook.name),
             };
-            match self.wait_for_approval(st, step, &message, approval).await.map_err(store_err)? {
+            match self.wait_for_approval(st, step, &message, approval).await.map_err(Stop::unrecorded)? {
                 Ok(()) => {}
                 Err(why) => return self.fail_before_running(st, step, "rejected", why).await,
             }
@@ -695,7 +702,7 @@ impl Engine {
                 config: &shown_config,
                 input: &shown_input,
             };
-            let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+            let row = self.store.start_attempt(&start).await.map_err(Stop::unrecorded)?;
             self.emit(Event::StepStarted {
                 run_id: st.run_id.clone(),
                 step: step.id.clone(),
@@ -742,7 +749,7 @@ impl Engine {
                     ),
                 }));
             }
-            self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+            self.store.finish_attempt(row, &end).await.map_err(Stop::unrecorded)?;
             if let Some(ms) = end.duration_ms {
                 metrics::histogram!("tend_step_duration_seconds", "runbook" => st.runbook.name.clone(), "plugin" => step.plugin.clone())
                     .record(ms / 1000.0);
@@ -760,13 +767,16 @@ impl Engine {
                 self.store
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
-                    .map_err(store_err)?;
+                    .map_err(Stop::unrecorded)?;
                 for (id, after) in self.note_measured(st, &step.id, &output.metrics) {
-                    self.store.record_after(id, after, &step.id, iteration).await.map_err(store_err)?;
+                    self.store.record_after(id, after, &step.id, iteration).await.map_err(Stop::unrecorded)?;
                 }
                 if !before.is_empty() {
-                    let ids =
-                        self.store.record_before(&st.run_id, &step.id, iteration, &before).await.map_err(store_err)?;
+                    let ids = self
+                        .store
+                        .record_before(&st.run_id, &step.id, iteration, &before)
+                        .await
+                        .map_err(Stop::unrecorded)?;
                     for (id, (metric, _)) in ids.into_iter().zip(&before) {
                         st.measured.await_after(id, metric);
                     }
@@ -814,8 +824,7 @@ impl Engine {
             config: &Value::Null,
             input: &Value::Null,
         };
-        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
-        let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+        let row = self.store.start_attempt(&start).await.map_err(Stop::unrecorded)?;
         let end = AttemptEnd {
             status: "failed".into(),
             outcome: Some(outcome.into()),
@@ -823,7 +832,7 @@ impl Engine {
             duration_ms: Some(0.0),
             ..AttemptEnd::default()
         };
-        self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+        self.store.finish_attempt(row, &end).await.map_err(Stop::unrecorded)?;
         set_step(&mut st.scope, &step.id, step_view(StepStatus::Failed, None, &[], &[], Some(&why)));
         self.emit_finished(st, step, 1, &end);
         Ok(Some(why))

@@ -20,7 +20,7 @@
 
 use crate::clock::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
-use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store};
+use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store, StoreError};
 use jiff::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -318,7 +318,7 @@ impl Scheduler {
             Ok(results) => results,
             Err(e) => {
                 let why = format!("{e:#}");
-                fires.iter().map(|_| Err(anyhow::anyhow!("{why}"))).collect()
+                fires.iter().map(|_| Err(StoreError::Backend(anyhow::anyhow!("{why}")))).collect()
             }
         };
         let done = self.clock.now_ms();

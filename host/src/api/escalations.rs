@@ -5,7 +5,6 @@
 //! [`crate::notifier`]).
 
 use super::{ApiError, AppState, CanAdmin, CanRead, ErrorBody, body, parse_body, path, query};
-use crate::notifier::DecideError;
 use crate::store::EscalationRow;
 use axum::Json;
 use axum::body::Bytes;
@@ -48,15 +47,6 @@ pub struct ResolveBody {
     reason: Option<String>,
 }
 
-/// A refused decision as the API answers it (also the web view's).
-pub(crate) fn refused(e: DecideError) -> ApiError {
-    match e {
-        DecideError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-        DecideError::Conflict(why) => ApiError::Conflict(why),
-        DecideError::Store(e) => ApiError::Internal(e),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/escalations", tag = "escalations", params(EscalationsQuery), responses((status = 200, body = EscalationList), (status = 400, body = ErrorBody)))]
 async fn list_escalations(
     _: CanRead,
@@ -83,7 +73,7 @@ async fn ack_escalation(
     let id = path(id)?;
     let by = format!("token:{}", caller.name);
     let notify_of = |runbook: &str| s.service.notify_of(runbook);
-    Ok(Json(s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(refused)?))
+    Ok(Json(s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(super::decision)?))
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), request_body(content = ResolveBody), responses((status = 200, body = EscalationRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -98,5 +88,5 @@ async fn resolve_escalation(
     let by = format!("token:{}", caller.name);
     let notify_of = |runbook: &str| s.service.notify_of(runbook);
     let notifier = s.service.engine.notifier();
-    Ok(Json(notifier.resolve(id, &by, b.reason.as_deref(), notify_of).await.map_err(refused)?))
+    Ok(Json(notifier.resolve(id, &by, b.reason.as_deref(), notify_of).await.map_err(super::decision)?))
 }

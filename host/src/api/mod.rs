@@ -15,7 +15,7 @@ use crate::engine::TriggerInfo;
 use crate::runbook::{Runbook, Trigger};
 use crate::serve::config::Scope;
 use crate::serve::{Service, TriggerError};
-use crate::store::{DecisionError, RunFilter, RunStatus};
+use crate::store::{RunFilter, RunStatus, StoreError};
 use auth::{Auth, Caller};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -201,11 +201,11 @@ fn path<T>(p: Result<Path<T>, axum::extract::rejection::PathRejection>) -> Resul
 }
 
 /// Store errors that are the client's fault become 404/409.
-pub(crate) fn decision(e: anyhow::Error) -> ApiError {
-    match e.downcast::<DecisionError>() {
-        Ok(DecisionError::NotFound(what)) => ApiError::NotFound(format!("{what} not found")),
-        Ok(DecisionError::Conflict(m)) => ApiError::Conflict(m),
-        Err(e) => ApiError::Internal(e),
+pub(crate) fn decision(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+        StoreError::Conflict(m) => ApiError::Conflict(m),
+        StoreError::Backend(e) => ApiError::Internal(e),
     }
 }
 

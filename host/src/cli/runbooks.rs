@@ -8,7 +8,7 @@ use crate::notify::Status;
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
 use crate::runtime::Runtime;
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
-use crate::store::{RunFilter, RunRow, RunStatus, Store};
+use crate::store::{RunFilter, RunRow, RunStatus, Store, StoreError};
 use crate::units::format_duration;
 use clap::{Args, Subcommand};
 
@@ -571,8 +571,8 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                         outln!("run {}: step {:?} {status}", d.id, row.step_id);
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
-                    Err(e) => Err(e),
+                    Err(e @ (StoreError::NotFound(_) | StoreError::Conflict(_))) => Ok(fail(EXIT_USAGE, e)),
+                    Err(e) => Err(e.into()),
                 }
             }
             RunsCommand::Cancel { id } => match store.request_cancel(id).await {
@@ -580,8 +580,8 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     outln!("run {id}: cancellation requested (it was {status})");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
-                Err(e) => Err(e),
+                Err(e @ (StoreError::NotFound(_) | StoreError::Conflict(_))) => Ok(fail(EXIT_USAGE, e)),
+                Err(e) => Err(e.into()),
             },
         }
     }
@@ -680,7 +680,7 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                         }
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(crate::notifier::DecideError::Store(e)) => Err(e),
+                    Err(StoreError::Backend(e)) => Err(e),
                     Err(e) => Ok(fail(EXIT_USAGE, e)),
                 }
             }

@@ -13,7 +13,7 @@ use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewEscalation, NewRun, RunRow, RunStatus, Store};
+use crate::store::{NewEscalation, NewRun, RunRow, RunStatus, Store, StoreError};
 pub use config::ServeConfig;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -262,10 +262,9 @@ impl Service {
         let (id, new_run) = recorded
             .await
             .map_err(|e| TriggerError::Internal(anyhow::anyhow!("recording the run stopped: {e}")))?
-            .map_err(|e| match e.downcast::<crate::store::DecisionError>() {
-                Ok(crate::store::DecisionError::Conflict(m)) => TriggerError::Conflict(m),
-                Ok(other) => TriggerError::Internal(other.into()),
-                Err(e) => TriggerError::Internal(e),
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => TriggerError::Conflict(m),
+                other => TriggerError::Internal(other.into()),
             })?;
         Ok((id, new_run.is_some()))
     }

@@ -1,7 +1,7 @@
 //! Alertmanager alert instances as received: one row per instance
 //! (fingerprint and start), from firing to resolved. Backend-neutral.
 
-use super::Store;
+use super::{Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -21,12 +21,12 @@ pub struct AlertRow {
 impl Store {
     /// Records an Alertmanager alert instance (firing or resolved); a
     /// repeated notification updates the same row.
-    pub async fn record_alert(&self, a: &AlertRow) -> anyhow::Result<()> {
+    pub async fn record_alert(&self, a: &AlertRow) -> StoreResult<()> {
         dispatch!(self, record_alert(a))
     }
 
     /// Recorded alerts, most recently seen first.
-    pub async fn alerts(&self, limit: u32) -> anyhow::Result<Vec<AlertRow>> {
+    pub async fn alerts(&self, limit: u32) -> StoreResult<Vec<AlertRow>> {
         dispatch!(self, alerts(limit))
     }
 }

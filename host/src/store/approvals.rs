@@ -1,7 +1,7 @@
 //! Approval requests of steps that wait for a person: requested, then
 //! decided once (approved, rejected or timed out). Backend-neutral.
 
-use super::Store;
+use super::{Store, StoreResult};
 use serde::Serialize;
 
 /// An approval request.
@@ -36,17 +36,17 @@ impl Store {
         iteration: u32,
         message: &str,
         expires_at: i64,
-    ) -> anyhow::Result<i64> {
+    ) -> StoreResult<i64> {
         dispatch!(self, request_approval(run_id, step_id, iteration, message, expires_at))
     }
 
     /// One approval request.
-    pub async fn approval(&self, id: i64) -> anyhow::Result<Option<ApprovalRow>> {
+    pub async fn approval(&self, id: i64) -> StoreResult<Option<ApprovalRow>> {
         dispatch!(self, approval(id))
     }
 
     /// Approval requests of a run, oldest first.
-    pub async fn approvals(&self, run_id: &str) -> anyhow::Result<Vec<ApprovalRow>> {
+    pub async fn approvals(&self, run_id: &str) -> StoreResult<Vec<ApprovalRow>> {
         dispatch!(self, approvals(run_id))
     }
 
@@ -58,7 +58,7 @@ impl Store {
         status: &str,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<ApprovalRow, anyhow::Error> {
+    ) -> StoreResult<ApprovalRow> {
         dispatch!(self, decide_approval(run_id, status, by, reason))
     }
 }

@@ -2,7 +2,7 @@
 //! 0 for a step that did not run), with its output, findings, logs and the
 //! metrics it recorded. Backend-neutral.
 
-use super::Store;
+use super::{Store, StoreResult};
 use crate::runtime::record::{Finding, LogLine, Metric};
 use serde::Serialize;
 use serde_json::Value;
@@ -65,12 +65,12 @@ pub struct AttemptEnd {
 
 impl Store {
     /// Records that an attempt started; returns its row id.
-    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> anyhow::Result<i64> {
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
         dispatch!(self, start_attempt(a))
     }
 
     /// Records how an attempt ended.
-    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> anyhow::Result<()> {
+    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> StoreResult<()> {
         dispatch!(self, finish_attempt(id, end))
     }
 
@@ -82,12 +82,12 @@ impl Store {
         iteration: u32,
         plugin: &str,
         reason: &str,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         dispatch!(self, record_skipped(run_id, step_id, iteration, plugin, reason))
     }
 
     /// Every attempt of a run in order, with the metrics each recorded.
-    pub async fn attempts(&self, run_id: &str) -> anyhow::Result<Vec<AttemptRow>> {
+    pub async fn attempts(&self, run_id: &str) -> StoreResult<Vec<AttemptRow>> {
         dispatch!(self, attempts(run_id))
     }
 }

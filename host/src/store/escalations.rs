@@ -3,7 +3,7 @@
 //! notification sent about them. Backend-neutral. Knows nothing of sinks
 //! or formats: the notifier decides what is sent and records it here.
 
-use super::Store;
+use super::{Store, StoreResult};
 use crate::notify::Status;
 use crate::runtime::record::Severity;
 use serde::Serialize;
@@ -80,7 +80,7 @@ impl Store {
     /// Raises an escalation. When an escalation with the same dedup key is
     /// open or acknowledged and was last seen within `window` before `now`,
     /// it is grouped into that one (occurrences + 1) instead.
-    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
+    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> StoreResult<Raised> {
         dispatch!(self, raise_escalation(e, window, now))
     }
 
@@ -92,7 +92,7 @@ impl Store {
         event: Status,
         sink: &str,
         result: &Result<(), String>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         dispatch!(self, record_notification(escalation_id, event, sink, result))
     }
 
@@ -103,22 +103,22 @@ impl Store {
         status: Option<&str>,
         run_id: Option<&str>,
         limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
+    ) -> StoreResult<Vec<EscalationRow>> {
         dispatch!(self, list_escalations(status, run_id, limit))
     }
 
     /// One escalation with its notifications, or None when there is no such id.
-    pub async fn get_escalation(&self, id: i64) -> anyhow::Result<Option<EscalationRow>> {
+    pub async fn get_escalation(&self, id: i64) -> StoreResult<Option<EscalationRow>> {
         dispatch!(self, get_escalation(id))
     }
 
     /// Acknowledges an open escalation.
-    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
+    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> StoreResult<()> {
         dispatch!(self, acknowledge_escalation(id, by))
     }
 
     /// Resolves an open or acknowledged escalation, with why when given.
-    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> StoreResult<()> {
         dispatch!(self, resolve_escalation(id, by, reason))
     }
 }

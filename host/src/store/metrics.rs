@@ -1,7 +1,7 @@
 //! Metrics steps returned, by runbook, step and name: series over time
 //! and the history earlier runs give a run's expressions. Backend-neutral.
 
-use super::Store;
+use super::{Store, StoreResult};
 use crate::runtime::record::Metric;
 use serde::Serialize;
 use serde_json::Value;
@@ -31,13 +31,13 @@ impl Store {
         step_id: &str,
         iteration: u32,
         metrics: &[Metric],
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         dispatch!(self, insert_metrics(run_id, runbook, step_id, iteration, metrics))
     }
 
     /// A metric of a runbook over time, oldest first, across runs and
     /// iterations: before/after comparisons in one query.
-    pub async fn metric_series(&self, runbook: &str, name: &str, limit: u32) -> anyhow::Result<Vec<MetricPoint>> {
+    pub async fn metric_series(&self, runbook: &str, name: &str, limit: u32) -> StoreResult<Vec<MetricPoint>> {
         dispatch!(self, metric_series(runbook, name, limit))
     }
 
@@ -47,7 +47,7 @@ impl Store {
     /// metrics without labels: a labelled series has no single value.
     /// Reads the runs through their index, then their metrics through
     /// `metrics_by_run`: it never scans the runbook's whole history.
-    pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> anyhow::Result<MetricHistory> {
+    pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> StoreResult<MetricHistory> {
         dispatch!(self, metric_history(runbook, except_run, runs))
     }
 }

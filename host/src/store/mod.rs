@@ -32,6 +32,7 @@ macro_rules! dispatch {
 mod alerts;
 mod approvals;
 mod attempts;
+mod error;
 mod escalations;
 mod metrics;
 mod optimization;
@@ -50,6 +51,7 @@ mod tests;
 pub use alerts::AlertRow;
 pub use approvals::ApprovalRow;
 pub use attempts::{AttemptEnd, AttemptRow, AttemptStart};
+pub use error::{StoreError, StoreResult};
 pub use escalations::{EscalationRow, NewEscalation, NotificationRow, Raised};
 pub use metrics::{MetricHistory, MetricPoint};
 pub use optimization::{MeasuredBy, OptimizationResult};
@@ -59,15 +61,6 @@ pub use run_alerts::RunAlert;
 pub use runs::{ActiveRuns, Lease, NewRun, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus};
 pub use schedules::{NewSchedule, ScheduleFire};
 pub use sessions::SessionRow;
-
-/// Why a decision on an approval or escalation was refused.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum DecisionError {
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-}
 
 /// The store. Cheap to clone: every backend is a handle to shared state.
 #[derive(Debug, Clone)]
@@ -100,7 +93,7 @@ impl Store {
 
     /// Whether the database answers, for reads and for writes (a write
     /// waits for the write lock like any write).
-    pub async fn ping(&self) -> anyhow::Result<()> {
+    pub async fn ping(&self) -> StoreResult<()> {
         dispatch!(self, ping())
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! Backend-neutral; knows nothing of how values are measured.
 
-use super::Store;
+use super::{Store, StoreResult};
 use serde::Serialize;
 
 /// One metric compared around one action: `GET /v1/runs/{id}`'s
@@ -63,18 +63,18 @@ impl Store {
         step_id: &str,
         iteration: u32,
         before: &[(String, f64)],
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> StoreResult<Vec<i64>> {
         dispatch!(self, record_before(run_id, step_id, iteration, before))
     }
 
     /// Completes comparison `id` with its "after", measured by `step_id`
     /// in `iteration`. A comparison already completed keeps its first.
-    pub async fn record_after(&self, id: i64, after: f64, step_id: &str, iteration: u32) -> anyhow::Result<()> {
+    pub async fn record_after(&self, id: i64, after: f64, step_id: &str, iteration: u32) -> StoreResult<()> {
         dispatch!(self, record_after(id, after, step_id, iteration))
     }
 
     /// The comparisons of a run, in the order they were recorded.
-    pub async fn optimization_results(&self, run_id: &str) -> anyhow::Result<Vec<OptimizationResult>> {
+    pub async fn optimization_results(&self, run_id: &str) -> StoreResult<Vec<OptimizationResult>> {
         dispatch!(self, optimization_results(run_id))
     }
 }

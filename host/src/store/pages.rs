@@ -3,7 +3,7 @@
 //! A page must cost the same with 100 or 100,000 runs: each backend walks
 //! an index newest first and stops at the page size. Backend-neutral.
 
-use super::{ApprovalRow, EscalationRow, RunFilter, RunRow, RunStatus, Store};
+use super::{ApprovalRow, EscalationRow, RunFilter, RunRow, RunStatus, Store, StoreResult};
 
 /// An approval request waiting for a decision, with its run's runbook.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -15,17 +15,17 @@ pub struct PendingApproval {
 impl Store {
     /// A page of runs, newest first: the filter's runbook and status, older
     /// than `before`, at most `limit` (by default 50).
-    pub async fn run_page(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn run_page(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
         dispatch!(self, run_page(filter))
     }
 
     /// How many runs have `status`.
-    pub async fn count_runs(&self, status: RunStatus) -> anyhow::Result<i64> {
+    pub async fn count_runs(&self, status: RunStatus) -> StoreResult<i64> {
         dispatch!(self, count_runs(status))
     }
 
     /// Approval requests waiting for a decision, newest first, at most `limit`.
-    pub async fn pending_approvals(&self, limit: u32) -> anyhow::Result<Vec<PendingApproval>> {
+    pub async fn pending_approvals(&self, limit: u32) -> StoreResult<Vec<PendingApproval>> {
         dispatch!(self, pending_approvals(limit))
     }
 
@@ -37,18 +37,18 @@ impl Store {
         status: &str,
         before: Option<i64>,
         limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
+    ) -> StoreResult<Vec<EscalationRow>> {
         dispatch!(self, escalation_page(status, before, limit))
     }
 
     /// How many escalations have `status`.
-    pub async fn count_escalations(&self, status: &str) -> anyhow::Result<i64> {
+    pub async fn count_escalations(&self, status: &str) -> StoreResult<i64> {
         dispatch!(self, count_escalations(status))
     }
 
     /// The database's plan for a page of runs with this filter, one step a line
     /// (tests check that it walks an index and sorts nothing).
-    pub async fn run_page_plan(&self, filter: &RunFilter) -> anyhow::Result<Vec<String>> {
+    pub async fn run_page_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
         dispatch!(self, run_page_plan(filter))
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Backend-neutral; the Markdown is rendered elsewhere ([`crate::report`]).
 
-use super::{RunStatus, Store};
+use super::{RunStatus, Store, StoreResult};
 
 /// A run's stored report.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +18,7 @@ pub struct StoredReport {
 
 impl Store {
     /// Stores (or replaces) the report of a run.
-    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
+    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> StoreResult<()> {
         dispatch!(self, save_report(run_id, kind, markdown))
     }
 
@@ -33,12 +33,12 @@ impl Store {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
-    ) -> anyhow::Result<(RunStatus, Option<String>, bool)> {
+    ) -> StoreResult<(RunStatus, Option<String>, bool)> {
         dispatch!(self, finish_run_reported(id, status, error, finished_at, report))
     }
 
     /// The report of a run, if one was written.
-    pub async fn report(&self, run_id: &str) -> anyhow::Result<Option<StoredReport>> {
+    pub async fn report(&self, run_id: &str) -> StoreResult<Option<StoredReport>> {
         dispatch!(self, report(run_id))
     }
 }

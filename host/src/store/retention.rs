@@ -1,7 +1,7 @@
 //! Retention: deleting finished runs past their age with everything they
 //! own. Backend-neutral; the age and the batch size are `tend serve`'s.
 
-use super::Store;
+use super::{Store, StoreResult};
 
 impl Store {
     /// Deletes finished runs created before `cutoff` (ms since the epoch)
@@ -10,7 +10,7 @@ impl Store {
     /// transaction so writers are never blocked for long; then returns
     /// freed pages to the file system and truncates the WAL. Returns the
     /// number of runs deleted.
-    pub async fn prune(&self, cutoff: i64, batch: u32) -> anyhow::Result<u64> {
+    pub async fn prune(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
         dispatch!(self, prune(cutoff, batch))
     }
 }

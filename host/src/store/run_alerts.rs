@@ -4,7 +4,7 @@
 //!
 //! Backend-neutral; the alerts themselves are recorded by [`Store::record_alert`].
 
-use super::Store;
+use super::{Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -34,17 +34,17 @@ pub struct RunAlert {
 impl Store {
     /// Records that an alert instance started (or was re-sent for) a run.
     /// Recording it again changes nothing.
-    pub async fn link_alert(&self, run_id: &str, fingerprint: &str, starts_at: &str) -> anyhow::Result<()> {
+    pub async fn link_alert(&self, run_id: &str, fingerprint: &str, starts_at: &str) -> StoreResult<()> {
         dispatch!(self, link_alert(run_id, fingerprint, starts_at))
     }
 
     /// The alerts that started a run, oldest first.
-    pub async fn run_alerts(&self, run_id: &str) -> anyhow::Result<Vec<RunAlert>> {
+    pub async fn run_alerts(&self, run_id: &str) -> StoreResult<Vec<RunAlert>> {
         dispatch!(self, run_alerts(run_id))
     }
 
     /// The runs an alert instance started.
-    pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> StoreResult<Vec<String>> {
         dispatch!(self, alert_runs(fingerprint, starts_at))
     }
 }

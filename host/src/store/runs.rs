@@ -4,7 +4,7 @@
 //! process that died. Backend-neutral: the types, and the [`Store`]
 //! methods that dispatch to the backend or combine its answers.
 
-use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store};
+use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store, StoreResult};
 use crate::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -167,7 +167,7 @@ pub struct Lease {
 
 impl Store {
     /// Records a new run as queued and returns it.
-    pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<RunRow> {
+    pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
         dispatch!(self, create_run(run))
     }
 
@@ -175,43 +175,43 @@ impl Store {
     /// transaction: returns the run's id and the new run, or, for a key seen
     /// before, the id of the run it created then and `None`. A key first
     /// used for another runbook is a conflict.
-    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> anyhow::Result<(String, Option<RunRow>)> {
+    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> StoreResult<(String, Option<RunRow>)> {
         dispatch!(self, create_run_once(run, key))
     }
 
     /// Runs still queued, oldest first: accepted triggers a worker must run.
-    pub async fn queued_runs(&self) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn queued_runs(&self) -> StoreResult<Vec<RunRow>> {
         dispatch!(self, queued_runs())
     }
 
     /// The runs of each runbook that are queued, and those running or
     /// waiting for an approval, in one read; runbooks with none are left
     /// out.
-    pub async fn active_runs(&self) -> anyhow::Result<HashMap<String, ActiveRuns>> {
+    pub async fn active_runs(&self) -> StoreResult<HashMap<String, ActiveRuns>> {
         dispatch!(self, active_runs())
     }
 
     /// Fails a run that is still queued (it was never started), with why.
     /// Returns false when it was no longer queued.
-    pub async fn fail_queued(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+    pub async fn fail_queued(&self, id: &str, why: &str) -> StoreResult<bool> {
         dispatch!(self, fail_queued(id, why))
     }
 
     /// Moves a queued run to running for `owner` when fewer than `cap` runs
     /// of its runbook are running (no cap when `None`). Returns whether it
     /// did; one statement, so two processes never both take the last slot.
-    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> anyhow::Result<bool> {
+    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> StoreResult<bool> {
         dispatch!(self, claim_run(id, owner, cap))
     }
 
     /// Sets a run's status (not a final one: see [`Store::finish_run`]).
-    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> anyhow::Result<()> {
+    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
         dispatch!(self, set_run_status(id, status))
     }
 
     /// Records the owner's sign of life and returns whether cancellation
     /// was requested.
-    pub async fn heartbeat(&self, id: &str) -> anyhow::Result<bool> {
+    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
         dispatch!(self, heartbeat(id))
     }
 
@@ -221,55 +221,55 @@ impl Store {
         id: &str,
         status: RunStatus,
         error: Option<&str>,
-    ) -> anyhow::Result<(RunStatus, Option<String>)> {
+    ) -> StoreResult<(RunStatus, Option<String>)> {
         dispatch!(self, finish_run(id, status, error))
     }
 
     /// Closes what a run left open when it stopped early: attempts still
     /// running become `cancelled` (or `timed_out`), pending approvals are
     /// withdrawn. Nothing happens for a run that ended normally.
-    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> anyhow::Result<()> {
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
         dispatch!(self, close_open_attempts(run_id, status))
     }
 
     /// Asks the process running a run to cancel it. Returns the run's
     /// status, or an error when the run does not exist or is over.
-    pub async fn request_cancel(&self, id: &str) -> Result<RunStatus, anyhow::Error> {
+    pub async fn request_cancel(&self, id: &str) -> StoreResult<RunStatus> {
         dispatch!(self, request_cancel(id))
     }
 
     /// One run.
-    pub async fn get_run(&self, id: &str) -> anyhow::Result<Option<RunRow>> {
+    pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
         dispatch!(self, get_run(id))
     }
 
     /// Runs, newest first.
-    pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
         dispatch!(self, list_runs(filter))
     }
 
     /// Marks an orphaned run interrupted, with the attempt that was running
     /// and any pending approval. Returns false when the run was not
     /// running any more (someone else dealt with it).
-    pub async fn interrupt(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+    pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
         dispatch!(self, interrupt(id, why))
     }
 
     /// Puts an orphaned run back in the queue to resume it: the attempt
     /// that was running is kept as interrupted; completed ones stay. Returns
     /// false when the run was not running any more.
-    pub async fn requeue(&self, id: &str) -> anyhow::Result<bool> {
+    pub async fn requeue(&self, id: &str) -> StoreResult<bool> {
         dispatch!(self, requeue(id))
     }
 
     /// The runs running or waiting for an approval that have an owner, with
     /// the owner's last sign of life: what [`Store::orphaned_runs`] judges.
-    pub async fn leases(&self) -> anyhow::Result<Vec<Lease>> {
+    pub async fn leases(&self) -> StoreResult<Vec<Lease>> {
         dispatch!(self, leases())
     }
 
     /// One run with its attempts, escalations and approvals.
-    pub async fn run_record(&self, id: &str) -> anyhow::Result<Option<RunRecord>> {
+    pub async fn run_record(&self, id: &str) -> StoreResult<Option<RunRecord>> {
         let Some(run) = self.get_run(id).await? else { return Ok(None) };
         let steps = self.attempts(id).await?;
         let escalations = self.list_escalations(None, Some(id), RUN_RECORD_MAX_ESCALATIONS).await?;
@@ -282,7 +282,7 @@ impl Store {
     /// Runs whose owner is gone: owners on this host whose process no
     /// longer exists, and any owner silent for longer than `stale_after`.
     /// Returns each with why it is orphaned.
-    pub async fn orphaned_runs(&self, stale_after: Duration) -> anyhow::Result<Vec<(RunRow, String)>> {
+    pub async fn orphaned_runs(&self, stale_after: Duration) -> StoreResult<Vec<(RunRow, String)>> {
         let leases = self.leases().await?;
         let now = now_ms();
         let host = crate::process::hostname();
@@ -307,7 +307,7 @@ impl Store {
 
     /// Marks runs whose owner is gone as interrupted (see
     /// [`Store::orphaned_runs`]); returns their ids.
-    pub async fn reap_interrupted(&self, stale_after: Duration) -> anyhow::Result<Vec<String>> {
+    pub async fn reap_interrupted(&self, stale_after: Duration) -> StoreResult<Vec<String>> {
         let mut reaped = Vec::new();
         for (run, why) in self.orphaned_runs(stale_after).await? {
             if self.interrupt(&run.id, &why).await? {

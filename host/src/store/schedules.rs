@@ -3,7 +3,7 @@
 //! fire time once. Backend-neutral; the cron maths is [`crate::cron`]'s and
 //! the policy (missed fires, overlap) the scheduler's.
 
-use super::{NewRun, RunRow, Store};
+use super::{NewRun, RunRow, Store, StoreResult};
 use std::collections::HashMap;
 
 /// A schedule's first next fire time, about to be recorded.
@@ -29,12 +29,12 @@ pub struct ScheduleFire {
 
 impl Store {
     /// The next fire time of a schedule, if it is known.
-    pub async fn schedule_next(&self, key: &str) -> anyhow::Result<Option<i64>> {
+    pub async fn schedule_next(&self, key: &str) -> StoreResult<Option<i64>> {
         dispatch!(self, schedule_next(key))
     }
 
     /// The next fire time of every stored schedule, by key, in one read.
-    pub async fn schedules(&self) -> anyhow::Result<HashMap<String, i64>> {
+    pub async fn schedules(&self) -> StoreResult<HashMap<String, i64>> {
         dispatch!(self, schedules())
     }
 
@@ -42,12 +42,12 @@ impl Store {
     /// transaction, and returns the stored time of each by key: the one
     /// given, or the one another process sharing the database recorded
     /// first.
-    pub async fn init_schedules(&self, new: Vec<NewSchedule>) -> anyhow::Result<HashMap<String, i64>> {
+    pub async fn init_schedules(&self, new: Vec<NewSchedule>) -> StoreResult<HashMap<String, i64>> {
         dispatch!(self, init_schedules(new))
     }
 
     /// Deletes the schedules whose key is not in `keep`; returns their keys.
-    pub async fn forget_schedules(&self, keep: &std::collections::BTreeSet<String>) -> anyhow::Result<Vec<String>> {
+    pub async fn forget_schedules(&self, keep: &std::collections::BTreeSet<String>) -> StoreResult<Vec<String>> {
         dispatch!(self, forget_schedules(keep))
     }
 
@@ -57,10 +57,7 @@ impl Store {
     /// is rolled back alone and answered with its error. Returns, in order,
     /// each fire's queued runs as recorded, None when its schedule had
     /// already moved on (another process fired it), or its error.
-    pub async fn fire_schedules(
-        &self,
-        fires: Vec<ScheduleFire>,
-    ) -> anyhow::Result<Vec<anyhow::Result<Option<Vec<RunRow>>>>> {
+    pub async fn fire_schedules(&self, fires: Vec<ScheduleFire>) -> StoreResult<Vec<StoreResult<Option<Vec<RunRow>>>>> {
         dispatch!(self, fire_schedules(fires))
     }
 }

@@ -4,7 +4,7 @@
 //! token's SHA-256, as tend.toml holds it. Backend-neutral: cookies, scopes and
 //! expiry policy are the web module's.
 
-use super::Store;
+use super::{Store, StoreResult};
 
 /// A signed-in session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,17 +26,17 @@ impl Store {
         token_sha256: &str,
         token_name: &str,
         expires_at: i64,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         dispatch!(self, open_session(id_sha256, token_sha256, token_name, expires_at))
     }
 
     /// The session whose cookie hashes to `id_sha256`, unless it expired by `now`.
-    pub async fn session(&self, id_sha256: &str, now: i64) -> anyhow::Result<Option<SessionRow>> {
+    pub async fn session(&self, id_sha256: &str, now: i64) -> StoreResult<Option<SessionRow>> {
         dispatch!(self, session(id_sha256, now))
     }
 
     /// Ends a session (signing out). Ending one that does not exist is not an error.
-    pub async fn close_session(&self, id_sha256: &str) -> anyhow::Result<()> {
+    pub async fn close_session(&self, id_sha256: &str) -> StoreResult<()> {
         dispatch!(self, close_session(id_sha256))
     }
 }

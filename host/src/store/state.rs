@@ -8,14 +8,14 @@ use crate::runtime::caps::state::StateStore;
 #[async_trait::async_trait]
 impl StateStore for Store {
     async fn get(&self, runbook: &str, key: &str) -> anyhow::Result<Option<String>> {
-        dispatch!(self, state_get(runbook, key))
+        Ok(dispatch!(self, state_get(runbook, key))?)
     }
 
     async fn set(&self, runbook: &str, key: &str, value: &str) -> anyhow::Result<()> {
-        dispatch!(self, state_set(runbook, key, value))
+        Ok(dispatch!(self, state_set(runbook, key, value))?)
     }
 
     async fn delete(&self, runbook: &str, key: &str) -> anyhow::Result<()> {
-        dispatch!(self, state_delete(runbook, key))
+        Ok(dispatch!(self, state_delete(runbook, key))?)
     }
 }

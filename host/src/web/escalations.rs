@@ -104,7 +104,7 @@ async fn decide(
         Decision::Acknowledge => notifier.acknowledge(id, &by, notify_of).await,
         Decision::Resolve => notifier.resolve(id, &by, given(&f.reason), notify_of).await,
     };
-    let e = decided.map_err(crate::api::escalations::refused)?;
+    let e = decided.map_err(crate::api::decision)?;
     Ok(see_other(&back(&f, &e)))
 }
 

@@ -2,12 +2,12 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::AlertRow;
+use crate::store::{AlertRow, StoreResult};
 use rusqlite::params;
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn record_alert(&self, a: &AlertRow) -> anyhow::Result<()> {
+    pub async fn record_alert(&self, a: &AlertRow) -> StoreResult<()> {
         let a = a.clone();
         self.writer
             .write(move |db| {
@@ -38,7 +38,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn alerts(&self, limit: u32) -> anyhow::Result<Vec<AlertRow>> {
+    pub async fn alerts(&self, limit: u32) -> StoreResult<Vec<AlertRow>> {
         let rows = sqlx::query(
             "SELECT fingerprint, starts_at, status, labels, annotations, ends_at, group_key
              FROM alerts ORDER BY last_seen_at DESC LIMIT ?",

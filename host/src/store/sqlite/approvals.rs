@@ -3,8 +3,7 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{ApprovalRow, DecisionError};
-use anyhow::Context as _;
+use crate::store::{ApprovalRow, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 
@@ -16,7 +15,7 @@ impl SqliteStore {
         iteration: u32,
         message: &str,
         expires_at: i64,
-    ) -> anyhow::Result<i64> {
+    ) -> StoreResult<i64> {
         let (run_id, step_id, message) = (run_id.to_string(), step_id.to_string(), message.to_string());
         self.writer
             .write(move |db| {
@@ -32,7 +31,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn approval(&self, id: i64) -> anyhow::Result<Option<ApprovalRow>> {
+    pub async fn approval(&self, id: i64) -> StoreResult<Option<ApprovalRow>> {
         let row = sqlx::query(
             "SELECT id, run_id, step_id, iteration, message, status, requested_at, expires_at, decided_by, decided_at, reason
              FROM approvals WHERE id = ?",
@@ -43,7 +42,7 @@ impl SqliteStore {
         Ok(row.as_ref().map(approval_row))
     }
 
-    pub async fn approvals(&self, run_id: &str) -> anyhow::Result<Vec<ApprovalRow>> {
+    pub async fn approvals(&self, run_id: &str) -> StoreResult<Vec<ApprovalRow>> {
         let rows = sqlx::query(
             "SELECT id, run_id, step_id, iteration, message, status, requested_at, expires_at, decided_by, decided_at, reason
              FROM approvals WHERE run_id = ? ORDER BY id",
@@ -60,7 +59,7 @@ impl SqliteStore {
         status: &str,
         by: &str,
         reason: Option<&str>,
-    ) -> Result<ApprovalRow, anyhow::Error> {
+    ) -> StoreResult<ApprovalRow> {
         let (run_id, status, by, reason) =
             (run_id.to_string(), status.to_string(), by.to_string(), reason.map(str::to_string));
         let id = self
@@ -83,15 +82,14 @@ impl SqliteStore {
                     .query_row([&run_id], |r| r.get(0))
                     .optional()?;
                 Err(match run {
-                    None => DecisionError::NotFound(format!("run {run_id:?}")),
+                    None => StoreError::NotFound(format!("run {run_id:?}")),
                     Some(status) => {
-                        DecisionError::Conflict(format!("run {run_id} is not waiting for an approval (it is {status})"))
+                        StoreError::Conflict(format!("run {run_id} is not waiting for an approval (it is {status})"))
                     }
-                }
-                .into())
+                })
             })
             .await?;
-        self.approval(id).await?.context("approval vanished")
+        self.approval(id).await?.ok_or_else(|| StoreError::Backend(anyhow::anyhow!("approval vanished")))
     }
 }
 

@@ -4,13 +4,13 @@
 use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::runtime::record::Metric;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart};
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> anyhow::Result<i64> {
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
         let (run_id, step_id, plugin) = (a.run_id.to_string(), a.step_id.to_string(), a.plugin.to_string());
         let (iteration, attempt) = (i64::from(a.iteration), i64::from(a.attempt));
         let (config, input) = (a.config.to_string(), a.input.to_string());
@@ -29,7 +29,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> anyhow::Result<()> {
+    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> StoreResult<()> {
         let output = end.output.as_ref().map(Value::to_string);
         let findings = serde_json::to_string(&end.findings)?;
         let logs = serde_json::to_string(&end.logs)?;
@@ -68,7 +68,7 @@ impl SqliteStore {
         iteration: u32,
         plugin: &str,
         reason: &str,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let (run_id, step_id, plugin, reason) =
             (run_id.to_string(), step_id.to_string(), plugin.to_string(), reason.to_string());
         self.writer
@@ -85,7 +85,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn attempts(&self, run_id: &str) -> anyhow::Result<Vec<AttemptRow>> {
+    pub async fn attempts(&self, run_id: &str) -> StoreResult<Vec<AttemptRow>> {
         let rows = sqlx::query(
             "SELECT id, run_id, step_id, iteration, attempt, plugin, plugin_digest, config, input, status, outcome,
                     error, output, findings, logs, duration_ms, peak_memory_bytes, started_at, finished_at
@@ -99,7 +99,7 @@ impl SqliteStore {
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<anyhow::Result<_>>()?;
+        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<StoreResult<_>>()?;
         for m in metric_rows {
             let (step, iteration): (String, i64) = (m.get(0), m.get(1));
             // Metrics belong to the successful (last) attempt of the step in that iteration.
@@ -119,12 +119,12 @@ impl SqliteStore {
     }
 }
 
-fn json_col(r: &sqlx::sqlite::SqliteRow, i: usize) -> anyhow::Result<Option<Value>> {
+fn json_col(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<Option<Value>> {
     r.get::<Option<String>, _>(i).map(|s| serde_json::from_str(&s)).transpose().map_err(Into::into)
 }
 
-fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<AttemptRow> {
-    let list = |i: usize| -> anyhow::Result<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
+fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<AttemptRow> {
+    let list = |i: usize| -> StoreResult<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
     Ok(AttemptRow {
         id: r.get(0),
         run_id: r.get(1),

@@ -3,14 +3,14 @@
 use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::notify::Status;
-use crate::store::{DecisionError, EscalationRow, NewEscalation, NotificationRow, Raised};
+use crate::store::{EscalationRow, NewEscalation, NotificationRow, Raised, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::Value;
 use sqlx::Row;
 use std::time::Duration;
 
 impl SqliteStore {
-    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
+    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> StoreResult<Raised> {
         let since = now - window.as_millis() as i64;
         let (run_id, runbook, step_id) = (e.run_id.to_string(), e.runbook.to_string(), e.step_id.map(str::to_string));
         let (message, dedup_key) = (e.message.to_string(), e.dedup_key.to_string());
@@ -53,7 +53,7 @@ impl SqliteStore {
         event: Status,
         sink: &str,
         result: &Result<(), String>,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let (sink, error) = (sink.to_string(), result.as_ref().err().cloned());
         self.writer
             .write(move |db| {
@@ -79,7 +79,7 @@ impl SqliteStore {
         status: Option<&str>,
         run_id: Option<&str>,
         limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
+    ) -> StoreResult<Vec<EscalationRow>> {
         let rows = sqlx::query(
             "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
                     created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
@@ -92,7 +92,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<anyhow::Result<_>>()?;
+        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<StoreResult<_>>()?;
         // The notifications of all of them in one query, selected by the same filter.
         if !out.is_empty() {
             let sent = sqlx::query(
@@ -118,7 +118,7 @@ impl SqliteStore {
         Ok(out)
     }
 
-    pub async fn get_escalation(&self, id: i64) -> anyhow::Result<Option<EscalationRow>> {
+    pub async fn get_escalation(&self, id: i64) -> StoreResult<Option<EscalationRow>> {
         let row = sqlx::query(
             "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
                     created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
@@ -135,11 +135,11 @@ impl SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        e.notifications = sent.iter().map(notification_row).collect::<anyhow::Result<_>>()?;
+        e.notifications = sent.iter().map(notification_row).collect::<StoreResult<_>>()?;
         Ok(Some(e))
     }
 
-    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
+    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> StoreResult<()> {
         let by = by.to_string();
         self.writer
             .write(move |db| {
@@ -150,14 +150,14 @@ impl SqliteStore {
                     )?
                     .execute(params![by, now_ms(), id])?;
                 if done == 0 {
-                    return Err(escalation_refusal(db, id, "acknowledged")?.into());
+                    return Err(escalation_refusal(db, id, "acknowledged")?);
                 }
                 Ok(())
             })
             .await
     }
 
-    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> anyhow::Result<()> {
+    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> StoreResult<()> {
         let (by, reason) = (by.to_string(), reason.map(str::to_string));
         self.writer
             .write(move |db| {
@@ -168,7 +168,7 @@ impl SqliteStore {
                     )?
                     .execute(params![by, now_ms(), reason, id])?;
                 if done == 0 {
-                    return Err(escalation_refusal(db, id, "resolved")?.into());
+                    return Err(escalation_refusal(db, id, "resolved")?);
                 }
                 Ok(())
             })
@@ -177,16 +177,16 @@ impl SqliteStore {
 }
 
 /// Why an escalation could not be acknowledged or resolved.
-fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
+fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> StoreResult<StoreError> {
     let status: Option<String> =
         db.prepare_cached("SELECT status FROM escalations WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?;
     Ok(match status {
-        None => DecisionError::NotFound(format!("escalation {id}")),
-        Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
+        None => StoreError::NotFound(format!("escalation {id}")),
+        Some(s) => StoreError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
     })
 }
 
-pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
+pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<EscalationRow> {
     let severity: String = r.get(5);
     Ok(EscalationRow {
         id: r.get(0),
@@ -210,7 +210,7 @@ pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Esca
     })
 }
 
-fn notification_row(n: &sqlx::sqlite::SqliteRow) -> anyhow::Result<NotificationRow> {
+fn notification_row(n: &sqlx::sqlite::SqliteRow) -> StoreResult<NotificationRow> {
     let event: String = n.get(5);
     Ok(NotificationRow {
         event: event.parse().map_err(anyhow::Error::msg)?,

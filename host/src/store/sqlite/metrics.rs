@@ -4,7 +4,7 @@
 use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::runtime::record::Metric;
-use crate::store::{MetricHistory, MetricPoint};
+use crate::store::{MetricHistory, MetricPoint, StoreResult};
 use rusqlite::params;
 use sqlx::Row;
 
@@ -16,7 +16,7 @@ impl SqliteStore {
         step_id: &str,
         iteration: u32,
         metrics: &[Metric],
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         if metrics.is_empty() {
             return Ok(());
         }
@@ -27,7 +27,7 @@ impl SqliteStore {
                     m.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 Ok((m.name.clone(), m.value, serde_json::to_string(&labels)?))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<StoreResult<_>>()?;
         let (run_id, runbook, step_id) = (run_id.to_string(), runbook.to_string(), step_id.to_string());
         self.writer
             .write(move |db| {
@@ -53,7 +53,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn metric_series(&self, runbook: &str, name: &str, limit: u32) -> anyhow::Result<Vec<MetricPoint>> {
+    pub async fn metric_series(&self, runbook: &str, name: &str, limit: u32) -> StoreResult<Vec<MetricPoint>> {
         let rows = sqlx::query(
             "SELECT run_id, step_id, iteration, value, labels, recorded_at FROM (
                  SELECT * FROM metrics WHERE runbook = ? AND name = ? ORDER BY id DESC LIMIT ?
@@ -78,7 +78,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> anyhow::Result<MetricHistory> {
+    pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> StoreResult<MetricHistory> {
         let rows = sqlx::query(
             "WITH earlier AS (
                  SELECT id, created_at FROM runs

@@ -21,6 +21,7 @@ mod sessions;
 mod state;
 mod writer;
 
+use crate::store::StoreError;
 use sqlx::SqlitePool;
 
 /// A SQLite store. Cheap to clone (a pool, a channel to the writer).
@@ -30,4 +31,18 @@ pub struct SqliteStore {
     writer: writer::Writer,
     /// Keeps the file of a `:memory:` store until the last clone is dropped.
     _scratch: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// A SQLite error, as the driver reports it.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
+}
+
+/// A SQLite error, as the driver reports it.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
 }

@@ -2,6 +2,7 @@
 //! readers, migrations, and the writer thread.
 
 use super::{SqliteStore, writer};
+use crate::store::StoreResult;
 use anyhow::Context as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::time::Duration;
@@ -70,7 +71,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool, writer, _scratch: scratch })
     }
 
-    pub async fn ping(&self) -> anyhow::Result<()> {
+    pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         self.writer.write(|db| Ok(db.query_row("SELECT 1", [], |_| Ok(()))?)).await
     }

@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{MeasuredBy, OptimizationResult};
+use crate::store::{MeasuredBy, OptimizationResult, StoreResult};
 use rusqlite::params;
 use sqlx::Row;
 
@@ -13,7 +13,7 @@ impl SqliteStore {
         step_id: &str,
         iteration: u32,
         before: &[(String, f64)],
-    ) -> anyhow::Result<Vec<i64>> {
+    ) -> StoreResult<Vec<i64>> {
         let (run_id, step_id, before) = (run_id.to_string(), step_id.to_string(), before.to_vec());
         self.writer
             .write(move |db| {
@@ -35,7 +35,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn record_after(&self, id: i64, after: f64, step_id: &str, iteration: u32) -> anyhow::Result<()> {
+    pub async fn record_after(&self, id: i64, after: f64, step_id: &str, iteration: u32) -> StoreResult<()> {
         let step_id = step_id.to_string();
         self.writer
             .write(move |db| {
@@ -50,7 +50,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn optimization_results(&self, run_id: &str) -> anyhow::Result<Vec<OptimizationResult>> {
+    pub async fn optimization_results(&self, run_id: &str) -> StoreResult<Vec<OptimizationResult>> {
         let rows = sqlx::query(
             "SELECT step_id, iteration, metric, before, after, measured_by_step, measured_by_iteration
              FROM optimization_results WHERE run_id = ? ORDER BY id",

@@ -7,11 +7,11 @@ use super::SqliteStore;
 use super::approvals::approval_row;
 use super::escalations::escalation_row;
 use super::runs::run_row;
-use crate::store::{EscalationRow, PendingApproval, RunFilter, RunRow, RunStatus};
+use crate::store::{EscalationRow, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult};
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn run_page(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn run_page(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
         let (sql, binds) = run_page_sql(filter);
         // Audited: the text is made of fixed clauses; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -22,14 +22,14 @@ impl SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    pub async fn count_runs(&self, status: RunStatus) -> anyhow::Result<i64> {
+    pub async fn count_runs(&self, status: RunStatus) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = ?")
             .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?)
     }
 
-    pub async fn pending_approvals(&self, limit: u32) -> anyhow::Result<Vec<PendingApproval>> {
+    pub async fn pending_approvals(&self, limit: u32) -> StoreResult<Vec<PendingApproval>> {
         let rows = sqlx::query(
             "SELECT a.id, a.run_id, a.step_id, a.iteration, a.message, a.status, a.requested_at, a.expires_at,
                     a.decided_by, a.decided_at, a.reason, r.runbook
@@ -47,7 +47,7 @@ impl SqliteStore {
         status: &str,
         before: Option<i64>,
         limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
+    ) -> StoreResult<Vec<EscalationRow>> {
         let rows = sqlx::query(
             "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
                     created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
@@ -61,14 +61,14 @@ impl SqliteStore {
         rows.iter().map(escalation_row).collect()
     }
 
-    pub async fn count_escalations(&self, status: &str) -> anyhow::Result<i64> {
+    pub async fn count_escalations(&self, status: &str) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM escalations WHERE status = ?")
             .bind(status)
             .fetch_one(&self.pool)
             .await?)
     }
 
-    pub async fn run_page_plan(&self, filter: &RunFilter) -> anyhow::Result<Vec<String>> {
+    pub async fn run_page_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
         let (sql, binds) = run_page_sql(filter);
         let mut q =
             sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));

@@ -3,12 +3,12 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{DecisionError, RunStatus, StoredReport};
+use crate::store::{RunStatus, StoreError, StoreResult, StoredReport};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
+    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> StoreResult<()> {
         let (run_id, kind, markdown) = (run_id.to_string(), kind.to_string(), markdown.to_string());
         self.writer.write(move |db| save(db, &run_id, &kind, &markdown)).await
     }
@@ -20,7 +20,7 @@ impl SqliteStore {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
-    ) -> anyhow::Result<(RunStatus, Option<String>, bool)> {
+    ) -> StoreResult<(RunStatus, Option<String>, bool)> {
         debug_assert!(status.is_final());
         let (id, error) = (id.to_string(), error.map(str::to_string));
         let report = report.map(|(k, m)| (k.to_string(), m.to_string()));
@@ -40,13 +40,13 @@ impl SqliteStore {
                     .prepare_cached("SELECT status, error FROM runs WHERE id = ?")?
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
-                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+                    .ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?;
                 Ok((status.parse().map_err(anyhow::Error::msg)?, error, stored))
             })
             .await
     }
 
-    pub async fn report(&self, run_id: &str) -> anyhow::Result<Option<StoredReport>> {
+    pub async fn report(&self, run_id: &str) -> StoreResult<Option<StoredReport>> {
         let row = sqlx::query("SELECT kind, markdown, rendered_at FROM run_reports WHERE run_id = ?")
             .bind(run_id)
             .fetch_optional(&self.pool)
@@ -56,7 +56,7 @@ impl SqliteStore {
 }
 
 /// Stores (or replaces) a run's report.
-fn save(db: &rusqlite::Connection, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
+fn save(db: &rusqlite::Connection, run_id: &str, kind: &str, markdown: &str) -> StoreResult<()> {
     db.prepare_cached(
         "INSERT INTO run_reports (run_id, kind, markdown, rendered_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (run_id) DO UPDATE SET

@@ -3,10 +3,11 @@
 //! (incremental vacuum) and truncates the WAL.
 
 use super::SqliteStore;
+use crate::store::StoreResult;
 use rusqlite::params;
 
 impl SqliteStore {
-    pub async fn prune(&self, cutoff: i64, batch: u32) -> anyhow::Result<u64> {
+    pub async fn prune(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
         let batch = batch.max(1);
         let mut deleted = 0;
         loop {

@@ -1,13 +1,13 @@
 //! Alerts of runs in SQLite: the `run_alerts` table, joined to `alerts`.
 
 use super::SqliteStore;
-use crate::store::RunAlert;
+use crate::store::{RunAlert, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn link_alert(&self, run_id: &str, fingerprint: &str, starts_at: &str) -> anyhow::Result<()> {
+    pub async fn link_alert(&self, run_id: &str, fingerprint: &str, starts_at: &str) -> StoreResult<()> {
         let (run_id, fingerprint, starts_at) = (run_id.to_string(), fingerprint.to_string(), starts_at.to_string());
         self.writer
             .write(move |db| {
@@ -20,7 +20,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn run_alerts(&self, run_id: &str) -> anyhow::Result<Vec<RunAlert>> {
+    pub async fn run_alerts(&self, run_id: &str) -> StoreResult<Vec<RunAlert>> {
         let rows = sqlx::query(
             "SELECT a.fingerprint, a.labels, a.status, a.starts_at, a.ends_at, a.resolved_at, a.first_seen_at
              FROM run_alerts l JOIN alerts a ON a.fingerprint = l.fingerprint AND a.starts_at = l.starts_at
@@ -46,7 +46,7 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> anyhow::Result<Vec<String>> {
+    pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> StoreResult<Vec<String>> {
         let rows = sqlx::query("SELECT run_id FROM run_alerts WHERE fingerprint = ? AND starts_at = ? ORDER BY run_id")
             .bind(fingerprint)
             .bind(starts_at)

@@ -4,18 +4,18 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, DecisionError, Lease, NewRun, RunFilter, RunRow, RunStatus};
+use crate::store::{ActiveRuns, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 use std::collections::HashMap;
 
 impl SqliteStore {
-    pub async fn create_run(&self, run: &NewRun) -> anyhow::Result<RunRow> {
+    pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
         let run = run.clone();
         self.writer.write(move |db| insert_run(db, &new_run_id(), &run, None, now_ms())).await
     }
 
-    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> anyhow::Result<(String, Option<RunRow>)> {
+    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> StoreResult<(String, Option<RunRow>)> {
         let (run, key) = (run.clone(), key.to_string());
         self.writer
             .write(move |db| {
@@ -25,10 +25,9 @@ impl SqliteStore {
                     .optional()?;
                 if let Some((runbook, id)) = existing {
                     if runbook != run.runbook {
-                        return Err(DecisionError::Conflict(format!(
+                        return Err(StoreError::Conflict(format!(
                             "idempotency key {key:?} was already used for runbook {runbook:?}"
-                        ))
-                        .into());
+                        )));
                     }
                     return Ok((id, None));
                 }
@@ -43,7 +42,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn queued_runs(&self) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn queued_runs(&self) -> StoreResult<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                     created_at, started_at, finished_at
@@ -54,7 +53,7 @@ impl SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    pub async fn active_runs(&self) -> anyhow::Result<HashMap<String, ActiveRuns>> {
+    pub async fn active_runs(&self) -> StoreResult<HashMap<String, ActiveRuns>> {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT runbook, COALESCE(SUM(status = 'queued'), 0),
                     COALESCE(SUM(status IN ('running', 'waiting_approval')), 0)
@@ -65,7 +64,7 @@ impl SqliteStore {
         Ok(rows.into_iter().map(|(rb, queued, running)| (rb, ActiveRuns { queued, running })).collect())
     }
 
-    pub async fn fail_queued(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+    pub async fn fail_queued(&self, id: &str, why: &str) -> StoreResult<bool> {
         let (id, why) = (id.to_string(), why.to_string());
         self.writer
             .write(move |db| {
@@ -79,7 +78,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> anyhow::Result<bool> {
+    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> StoreResult<bool> {
         let (id, owner) = (id.to_string(), owner.to_string());
         self.writer
             .write(move |db| {
@@ -100,7 +99,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> anyhow::Result<()> {
+    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
         let id = id.to_string();
         self.writer
             .write(move |db| {
@@ -114,7 +113,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn heartbeat(&self, id: &str) -> anyhow::Result<bool> {
+    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
         self.writer
             .write(move |db| {
@@ -132,7 +131,7 @@ impl SqliteStore {
         id: &str,
         status: RunStatus,
         error: Option<&str>,
-    ) -> anyhow::Result<(RunStatus, Option<String>)> {
+    ) -> StoreResult<(RunStatus, Option<String>)> {
         debug_assert!(status.is_final());
         let (id, error) = (id.to_string(), error.map(str::to_string));
         self.writer
@@ -146,13 +145,13 @@ impl SqliteStore {
                     .prepare_cached("SELECT status, error FROM runs WHERE id = ?")?
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?
-                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+                    .ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?;
                 Ok((status.parse().map_err(anyhow::Error::msg)?, error))
             })
             .await
     }
 
-    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> anyhow::Result<()> {
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
         let (attempt_status, why) = match status {
             RunStatus::TimedOut => ("timed_out", "the run passed its timeout during this attempt"),
             RunStatus::Cancelled => ("cancelled", "the run was cancelled during this attempt"),
@@ -177,7 +176,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn request_cancel(&self, id: &str) -> Result<RunStatus, anyhow::Error> {
+    pub async fn request_cancel(&self, id: &str) -> StoreResult<RunStatus> {
         let id = id.to_string();
         self.writer
             .write(move |db| {
@@ -185,10 +184,10 @@ impl SqliteStore {
                     .prepare_cached("SELECT status FROM runs WHERE id = ?")?
                     .query_row([&id], |r| r.get(0))
                     .optional()?
-                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
+                    .ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?;
                 let status: RunStatus = status.parse().map_err(anyhow::Error::msg)?;
                 if status.is_final() {
-                    return Err(DecisionError::Conflict(format!("run {id} is already {status}")).into());
+                    return Err(StoreError::Conflict(format!("run {id} is already {status}")));
                 }
                 db.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE id = ?")?.execute([&id])?;
                 Ok(status)
@@ -196,12 +195,12 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn get_run(&self, id: &str) -> anyhow::Result<Option<RunRow>> {
+    pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
         let row = sqlx::query(RUN_SELECT_BY_ID).bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| run_row(&r)).transpose()
     }
 
-    pub async fn list_runs(&self, filter: &RunFilter) -> anyhow::Result<Vec<RunRow>> {
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
         let rows = sqlx::query(
             "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                     created_at, started_at, finished_at
@@ -218,7 +217,7 @@ impl SqliteStore {
         rows.iter().map(run_row).collect()
     }
 
-    pub async fn interrupt(&self, id: &str, why: &str) -> anyhow::Result<bool> {
+    pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
         let (id, why) = (id.to_string(), why.to_string());
         self.writer
             .write(move |db| {
@@ -240,7 +239,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn requeue(&self, id: &str) -> anyhow::Result<bool> {
+    pub async fn requeue(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
         self.writer
             .write(move |db| {
@@ -256,7 +255,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn leases(&self) -> anyhow::Result<Vec<Lease>> {
+    pub async fn leases(&self) -> StoreResult<Vec<Lease>> {
         let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
             "SELECT id, owner, heartbeat_at FROM runs WHERE status IN ('running', 'waiting_approval') AND owner IS NOT NULL",
         )
@@ -267,7 +266,7 @@ impl SqliteStore {
 }
 
 /// Marks the attempts of a run still `running` as interrupted.
-fn close_running_attempts(db: &rusqlite::Connection, run_id: &str, now: i64) -> anyhow::Result<()> {
+fn close_running_attempts(db: &rusqlite::Connection, run_id: &str, now: i64) -> StoreResult<()> {
     db.prepare_cached(
         "UPDATE step_attempts SET status = 'interrupted', outcome = 'interrupted', error = ?, finished_at = ?
          WHERE run_id = ? AND status = 'running'",
@@ -284,7 +283,7 @@ pub(super) fn insert_run(
     run: &NewRun,
     skipped: Option<&str>,
     now: i64,
-) -> anyhow::Result<RunRow> {
+) -> StoreResult<RunRow> {
     let (status, finished) =
         if skipped.is_some() { (RunStatus::Skipped, Some(now)) } else { (RunStatus::Queued, None) };
     db.prepare_cached(
@@ -322,7 +321,7 @@ pub(super) fn insert_run(
 static RUN_SELECT_BY_ID: &str = "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
         created_at, started_at, finished_at FROM runs WHERE id = ?";
 
-pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<RunRow> {
+pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<RunRow> {
     Ok(RunRow {
         id: r.get(0),
         runbook: r.get(1),

@@ -4,25 +4,25 @@
 use super::SqliteStore;
 use super::runs::{insert_run, new_run_id};
 use crate::clock::now_ms;
-use crate::store::{NewSchedule, RunRow, ScheduleFire};
+use crate::store::{NewSchedule, RunRow, ScheduleFire, StoreError, StoreResult};
 use rusqlite::params;
 use std::collections::HashMap;
 
 impl SqliteStore {
-    pub async fn schedule_next(&self, key: &str) -> anyhow::Result<Option<i64>> {
+    pub async fn schedule_next(&self, key: &str) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT next_fire_at FROM schedules WHERE key = ?")
             .bind(key)
             .fetch_optional(&self.pool)
             .await?)
     }
 
-    pub async fn schedules(&self) -> anyhow::Result<HashMap<String, i64>> {
+    pub async fn schedules(&self) -> StoreResult<HashMap<String, i64>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT key, next_fire_at FROM schedules").fetch_all(&self.pool).await?;
         Ok(rows.into_iter().collect())
     }
 
-    pub async fn init_schedules(&self, new: Vec<NewSchedule>) -> anyhow::Result<HashMap<String, i64>> {
+    pub async fn init_schedules(&self, new: Vec<NewSchedule>) -> StoreResult<HashMap<String, i64>> {
         self.writer
             .write(move |db| {
                 let mut insert = db.prepare_cached(
@@ -40,7 +40,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn forget_schedules(&self, keep: &std::collections::BTreeSet<String>) -> anyhow::Result<Vec<String>> {
+    pub async fn forget_schedules(&self, keep: &std::collections::BTreeSet<String>) -> StoreResult<Vec<String>> {
         let keep = keep.clone();
         self.writer
             .write(move |db| {
@@ -59,10 +59,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn fire_schedules(
-        &self,
-        fires: Vec<ScheduleFire>,
-    ) -> anyhow::Result<Vec<anyhow::Result<Option<Vec<RunRow>>>>> {
+    pub async fn fire_schedules(&self, fires: Vec<ScheduleFire>) -> StoreResult<Vec<StoreResult<Option<Vec<RunRow>>>>> {
         self.writer
             .write(move |db| {
                 let mut out = Vec::with_capacity(fires.len());
@@ -72,7 +69,9 @@ impl SqliteStore {
                     // Some errors (a full disk) make SQLite roll back the
                     // whole transaction: every fire of it is lost.
                     if db.is_autocommit() {
-                        return Err(result.err().unwrap_or_else(|| anyhow::anyhow!("the transaction was rolled back")));
+                        return Err(result.err().unwrap_or_else(|| {
+                            StoreError::Backend(anyhow::anyhow!("the transaction was rolled back"))
+                        }));
                     }
                     if result.is_err() {
                         db.execute_batch("ROLLBACK TO fire; RELEASE fire")?;
@@ -88,7 +87,7 @@ impl SqliteStore {
 }
 
 /// Fires one schedule (see [`Store::fire_schedules`]).
-fn fire_schedule(db: &rusqlite::Connection, fire: &ScheduleFire) -> anyhow::Result<Option<Vec<RunRow>>> {
+fn fire_schedule(db: &rusqlite::Connection, fire: &ScheduleFire) -> StoreResult<Option<Vec<RunRow>>> {
     let now = now_ms();
     let moved = db
         .prepare_cached("UPDATE schedules SET next_fire_at = ?, last_fire_at = ? WHERE key = ? AND next_fire_at = ?")?

@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::SessionRow;
+use crate::store::{SessionRow, StoreResult};
 use rusqlite::params;
 use sqlx::Row;
 
@@ -13,7 +13,7 @@ impl SqliteStore {
         token_sha256: &str,
         token_name: &str,
         expires_at: i64,
-    ) -> anyhow::Result<()> {
+    ) -> StoreResult<()> {
         let (id, token, name) = (id_sha256.to_string(), token_sha256.to_string(), token_name.to_string());
         self.writer
             .write(move |db| {
@@ -29,7 +29,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn session(&self, id_sha256: &str, now: i64) -> anyhow::Result<Option<SessionRow>> {
+    pub async fn session(&self, id_sha256: &str, now: i64) -> StoreResult<Option<SessionRow>> {
         let row = sqlx::query(
             "SELECT token_sha256, token_name, expires_at FROM web_sessions WHERE id_sha256 = ? AND expires_at > ?",
         )
@@ -40,7 +40,7 @@ impl SqliteStore {
         Ok(row.map(|r| SessionRow { token_sha256: r.get(0), token_name: r.get(1), expires_at: r.get(2) }))
     }
 
-    pub async fn close_session(&self, id_sha256: &str) -> anyhow::Result<()> {
+    pub async fn close_session(&self, id_sha256: &str) -> StoreResult<()> {
         let id = id_sha256.to_string();
         self.writer
             .write(move |db| {

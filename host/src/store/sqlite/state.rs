@@ -2,10 +2,11 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
+use crate::store::StoreResult;
 use rusqlite::params;
 
 impl SqliteStore {
-    pub async fn state_get(&self, runbook: &str, key: &str) -> anyhow::Result<Option<String>> {
+    pub async fn state_get(&self, runbook: &str, key: &str) -> StoreResult<Option<String>> {
         Ok(sqlx::query_scalar("SELECT value FROM plugin_state WHERE runbook = ? AND key = ?")
             .bind(runbook)
             .bind(key)
@@ -13,7 +14,7 @@ impl SqliteStore {
             .await?)
     }
 
-    pub async fn state_set(&self, runbook: &str, key: &str, value: &str) -> anyhow::Result<()> {
+    pub async fn state_set(&self, runbook: &str, key: &str, value: &str) -> StoreResult<()> {
         let (runbook, key, value) = (runbook.to_string(), key.to_string(), value.to_string());
         self.writer
             .write(move |db| {
@@ -27,7 +28,7 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn state_delete(&self, runbook: &str, key: &str) -> anyhow::Result<()> {
+    pub async fn state_delete(&self, runbook: &str, key: &str) -> StoreResult<()> {
         let (runbook, key) = (runbook.to_string(), key.to_string());
         self.writer
             .write(move |db| {
