@@ -29,7 +29,9 @@ use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step};
 use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, LogLevel, LogLine, Metric, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
-use crate::store::{AttemptEnd, AttemptStart, NewEscalation, NewRun, RunStatus, Store};
+use crate::store::{
+    ApprovalStatus, AttemptEnd, AttemptStart, AttemptStatus, NewEscalation, NewRun, RunStatus, Store, TriggerKind,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -81,8 +83,7 @@ pub enum Event {
         step: String,
         iteration: u32,
         attempt: u32,
-        /// succeeded | failed | skipped
-        status: String,
+        status: AttemptStatus,
         outcome: String,
         duration_ms: f64,
         error: Option<String>,
@@ -103,7 +104,7 @@ pub enum Event {
     ApprovalDecided {
         run_id: String,
         step: String,
-        status: String,
+        status: ApprovalStatus,
         by: Option<String>,
     },
     IterationFinished {
@@ -145,8 +146,7 @@ impl Default for EngineOptions {
 /// What started a run.
 #[derive(Debug, Clone)]
 pub struct TriggerInfo {
-    /// cli | http | cron | alert
-    pub kind: String,
+    pub kind: TriggerKind,
     /// Who or what, e.g. `ann@web-1`.
     pub source: Option<String>,
 }
@@ -277,7 +277,7 @@ impl Engine {
             .create_run(&NewRun {
                 runbook: rb.name.clone(),
                 runbook_hash: rb.hash.clone(),
-                trigger_kind: trigger.kind.clone(),
+                trigger_kind: trigger.kind,
                 trigger_source: trigger.source.clone(),
                 params: Value::Object(params),
             })
@@ -533,10 +533,10 @@ impl Engine {
     /// the scope instead of running it again. False when it must run.
     fn restored(&self, st: &mut RunState, step: &Step) -> bool {
         let Some(a) = st.restore.get(&step.id) else { return false };
-        let status = match a.status.as_str() {
-            "succeeded" => StepStatus::Succeeded,
-            "skipped" => StepStatus::Skipped,
-            "failed" if step.on_failure == OnFailure::Continue => StepStatus::Failed,
+        let status = match a.status {
+            AttemptStatus::Succeeded => StepStatus::Succeeded,
+            AttemptStatus::Skipped => StepStatus::Skipped,
+            AttemptStatus::Failed if step.on_failure == OnFailure::Continue => StepStatus::Failed,
             _ => return false,
         };
         let value = step_view(status, a.output.as_ref(), &a.metrics, &a.findings, a.error.as_deref());
@@ -643,11 +643,10 @@ impl Engine {
                         .map_err(Stop::unrecorded)?;
                     set_step(&mut st.scope, &step.id, step_view(StepStatus::Skipped, None, &[], &[], None));
                     let end = AttemptEnd {
-                        status: "skipped".into(),
                         outcome: Some("skipped".into()),
                         error: Some(reason),
                         duration_ms: Some(0.0),
-                        ..AttemptEnd::default()
+                        ..AttemptEnd::new(AttemptStatus::Skipped)
                     };
                     self.emit_finished(st, step, 0, &end);
                     return Ok(None);
@@ -733,15 +732,14 @@ impl Engine {
                 Ok(record) => attempt_end(record),
                 Err(e) => (
                     AttemptEnd {
-                        status: "failed".into(),
                         outcome: Some("error".into()),
                         error: Some(st.redactor.string(&format!("{e:#}"))),
-                        ..AttemptEnd::default()
+                        ..AttemptEnd::new(AttemptStatus::Failed)
                     },
                     None,
                 ),
             };
-            if end.status == "succeeded" {
+            if end.status == AttemptStatus::Succeeded {
                 end.logs.extend(unmeasured.iter().map(|m| LogLine {
                     level: LogLevel::Info,
                     message: format!(
@@ -826,11 +824,10 @@ impl Engine {
         };
         let row = self.store.start_attempt(&start).await.map_err(Stop::unrecorded)?;
         let end = AttemptEnd {
-            status: "failed".into(),
             outcome: Some(outcome.into()),
             error: Some(why.clone()),
             duration_ms: Some(0.0),
-            ..AttemptEnd::default()
+            ..AttemptEnd::new(AttemptStatus::Failed)
         };
         self.store.finish_attempt(row, &end).await.map_err(Stop::unrecorded)?;
         set_step(&mut st.scope, &step.id, step_view(StepStatus::Failed, None, &[], &[], Some(&why)));
@@ -845,7 +842,7 @@ impl Engine {
             step: step.id.clone(),
             iteration: st.scope.iteration,
             attempt,
-            status: end.status.clone(),
+            status: end.status,
             outcome: end.outcome.clone().unwrap_or_default(),
             duration_ms: end.duration_ms.unwrap_or(0.0),
             error: end.error.clone(),
@@ -872,11 +869,12 @@ impl Engine {
         });
         let decided = loop {
             let row = self.store.approval(id).await?.ok_or_else(|| anyhow::anyhow!("approval {id} vanished"))?;
-            if row.status != "pending" {
+            if row.status != ApprovalStatus::Pending {
                 break row;
             }
             if self.clock.now_ms() >= expires {
-                let status = if approval.approve_on_timeout { "approved" } else { "timed_out" };
+                let status =
+                    if approval.approve_on_timeout { ApprovalStatus::Approved } else { ApprovalStatus::TimedOut };
                 match self
                     .store
                     .decide_approval(&st.run_id, status, "tend", Some("no decision before the timeout"))
@@ -893,12 +891,12 @@ impl Engine {
         self.emit(Event::ApprovalDecided {
             run_id: st.run_id.clone(),
             step: step.id.clone(),
-            status: decided.status.clone(),
+            status: decided.status,
             by: decided.decided_by.clone(),
         });
-        Ok(match decided.status.as_str() {
-            "approved" => Ok(()),
-            "timed_out" => Err(format!(
+        Ok(match decided.status {
+            ApprovalStatus::Approved => Ok(()),
+            ApprovalStatus::TimedOut => Err(format!(
                 "approval timed out after {} without a decision",
                 crate::units::format_duration(approval.timeout)
             )),
@@ -1078,18 +1076,18 @@ fn set_step(scope: &mut Scope, id: &str, value: Value) {
 /// it was (None for success and for failures never retried).
 fn attempt_end(record: &StepRecord) -> (AttemptEnd, Option<RetryOn>) {
     let (status, kind) = match &record.outcome {
-        Outcome::Ok => ("succeeded", None),
-        Outcome::PluginError { kind: ErrorKind::Retryable, .. } => ("failed", Some(RetryOn::Retryable)),
-        Outcome::PluginError { kind: ErrorKind::Failed, .. } => ("failed", Some(RetryOn::Failed)),
-        Outcome::PluginError { kind: ErrorKind::InvalidConfig, .. } => ("failed", None),
-        Outcome::Trap { trap: TrapKind::Timeout { .. } } => ("failed", Some(RetryOn::Timeout)),
-        Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => ("failed", None),
-        Outcome::Trap { .. } => ("failed", Some(RetryOn::Trap)),
+        Outcome::Ok => (AttemptStatus::Succeeded, None),
+        Outcome::PluginError { kind: ErrorKind::Retryable, .. } => (AttemptStatus::Failed, Some(RetryOn::Retryable)),
+        Outcome::PluginError { kind: ErrorKind::Failed, .. } => (AttemptStatus::Failed, Some(RetryOn::Failed)),
+        Outcome::PluginError { kind: ErrorKind::InvalidConfig, .. } => (AttemptStatus::Failed, None),
+        Outcome::Trap { trap: TrapKind::Timeout { .. } } => (AttemptStatus::Failed, Some(RetryOn::Timeout)),
+        Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => (AttemptStatus::Failed, None),
+        Outcome::Trap { .. } => (AttemptStatus::Failed, Some(RetryOn::Trap)),
     };
     let error = (!record.outcome.is_ok()).then(|| record.outcome.to_string());
     let output = record.output.as_ref();
     let end = AttemptEnd {
-        status: status.into(),
+        status,
         outcome: Some(record.outcome.name().into()),
         error,
         plugin_digest: Some(record.plugin_digest.clone()),

@@ -20,7 +20,7 @@
 
 use crate::clock::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
-use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store, StoreError};
+use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store, StoreError, TriggerKind};
 use jiff::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -414,7 +414,7 @@ impl Scheduler {
             let run = NewRun {
                 runbook: rb.name.clone(),
                 runbook_hash: rb.hash.clone(),
-                trigger_kind: "cron".into(),
+                trigger_kind: TriggerKind::Cron,
                 trigger_source: Some(format!("{} ({}) at {at}", c.expr, c.timezone)),
                 params: e.params.clone(),
             };

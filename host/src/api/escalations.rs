@@ -5,7 +5,7 @@
 //! [`crate::notifier`]).
 
 use super::{ApiError, AppState, CanAdmin, CanRead, ErrorBody, body, parse_body, path, query};
-use crate::store::EscalationRow;
+use crate::store::{EscalationRow, EscalationStatus};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -54,13 +54,15 @@ async fn list_escalations(
     q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EscalationList>, ApiError> {
     let q = query(q)?;
-    if let Some(st) = &q.status
-        && !["open", "acknowledged", "resolved"].contains(&st.as_str())
-    {
-        return Err(ApiError::BadRequest(format!("status {st:?} is not open, acknowledged or resolved")));
-    }
+    let status = match &q.status {
+        Some(st) => Some(
+            st.parse::<EscalationStatus>()
+                .map_err(|_| ApiError::BadRequest(format!("status {st:?} is not open, acknowledged or resolved")))?,
+        ),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let list = s.service.store.list_escalations(q.status.as_deref(), q.run.as_deref(), limit).await?;
+    let list = s.service.store.list_escalations(status, q.run.as_deref(), limit).await?;
     Ok(Json(EscalationList { escalations: list }))
 }
 

@@ -13,7 +13,7 @@ use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewEscalation, NewRun, RunRow, RunStatus, Store, StoreError};
+use crate::store::{AttemptStatus, NewEscalation, NewRun, RunRow, RunStatus, Store, StoreError, TriggerKind};
 pub use config::ServeConfig;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -241,7 +241,7 @@ impl Service {
         let run = NewRun {
             runbook: rb.name.clone(),
             runbook_hash: rb.hash.clone(),
-            trigger_kind: trigger.kind.clone(),
+            trigger_kind: trigger.kind,
             trigger_source: trigger.source.clone(),
             params: Value::Object(params),
         };
@@ -345,7 +345,7 @@ impl Service {
         if attempts.iter().any(|a| a.iteration > 0) {
             return Ok(Err("it was inside a repeat loop".into()));
         }
-        for a in attempts.iter().filter(|a| a.status == "running") {
+        for a in attempts.iter().filter(|a| a.status == AttemptStatus::Running) {
             match rb.step(&a.step_id) {
                 Some(step) if step.idempotent => {}
                 _ => return Ok(Err(format!("step {:?} was running and is not declared idempotent", a.step_id))),
@@ -434,7 +434,7 @@ impl Service {
         };
         // A scheduled run whose trigger does not allow overlap waits for the
         // runs before it, whatever the runbook's own concurrency cap.
-        let serial = run.trigger_kind == "cron"
+        let serial = run.trigger_kind == TriggerKind::Cron
             && rb
                 .triggers
                 .iter()
@@ -479,7 +479,7 @@ mod tests {
             ..Overrides::default()
         };
         let service = Service::start(ServeConfig::resolve(None, &overrides).unwrap()).await.unwrap();
-        let trigger = TriggerInfo { kind: "http".into(), source: None };
+        let trigger = TriggerInfo { kind: TriggerKind::Http, source: None };
         // What a client that hangs up does to its handler: the future is
         // polled until it waits on the database, then dropped.
         let params = Map::new();

@@ -5,13 +5,20 @@ use super::{Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
 
+str_enum! {
+    /// Whether an Alertmanager alert instance still fires.
+    pub enum AlertStatus("alert status") {
+        Firing = "firing",
+        Resolved = "resolved",
+    }
+}
+
 /// An Alertmanager alert instance.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
     pub fingerprint: String,
     pub starts_at: String,
-    /// firing | resolved
-    pub status: String,
+    pub status: AlertStatus,
     pub labels: Value,
     pub annotations: Value,
     pub ends_at: Option<String>,

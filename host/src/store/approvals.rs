@@ -1,8 +1,23 @@
 //! Approval requests of steps that wait for a person: requested, then
 //! decided once (approved, rejected or timed out). Backend-neutral.
 
+#[cfg(doc)]
+use super::StoreError;
 use super::{Store, StoreResult};
 use serde::Serialize;
+
+str_enum! {
+    /// Where an approval request stands.
+    pub enum ApprovalStatus("approval status") {
+        /// Waiting for a decision.
+        Pending = "pending",
+        Approved = "approved",
+        /// Rejected by a person, or withdrawn by tend when the run ended.
+        Rejected = "rejected",
+        /// Nobody decided before its timeout (without `on_timeout: approve`).
+        TimedOut = "timed_out",
+    }
+}
 
 /// An approval request.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -12,8 +27,7 @@ pub struct ApprovalRow {
     pub step_id: String,
     pub iteration: u32,
     pub message: String,
-    /// pending | approved | rejected | timed_out
-    pub status: String,
+    pub status: ApprovalStatus,
     #[serde(serialize_with = "crate::units::rfc3339_field")]
     #[schema(value_type = String, format = DateTime)]
     pub requested_at: i64,
@@ -50,12 +64,14 @@ impl Store {
         dispatch!(self, approvals(run_id))
     }
 
-    /// Decides the pending approval of a run: `approved` or `rejected` (or
-    /// `timed_out`, by the engine). Errors name the run and what is wrong.
+    /// Decides the pending approval of a run: approved or rejected (or
+    /// timed out, by the engine). Errors name the run and what is wrong:
+    /// [`StoreError::NotFound`] for no such run, [`StoreError::Conflict`]
+    /// when it waits for no approval (a second decision).
     pub async fn decide_approval(
         &self,
         run_id: &str,
-        status: &str,
+        status: ApprovalStatus,
         by: &str,
         reason: Option<&str>,
     ) -> StoreResult<ApprovalRow> {

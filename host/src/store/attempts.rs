@@ -7,6 +7,25 @@ use crate::runtime::record::{Finding, LogLine, Metric};
 use serde::Serialize;
 use serde_json::Value;
 
+str_enum! {
+    /// Where an attempt of a step stands.
+    pub enum AttemptStatus("attempt status") {
+        /// The plugin is running.
+        Running = "running",
+        Succeeded = "succeeded",
+        /// The plugin failed, trapped, or could not be called.
+        Failed = "failed",
+        /// The run was cancelled during the attempt.
+        Cancelled = "cancelled",
+        /// The run passed its timeout during the attempt.
+        TimedOut = "timed_out",
+        /// The process running it died, or the run stopped during it.
+        Interrupted = "interrupted",
+        /// The step did not run (`when` was false): attempt 0.
+        Skipped = "skipped",
+    }
+}
+
 /// One attempt of one step (or a skipped step, with attempt 0).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
@@ -19,7 +38,7 @@ pub struct AttemptRow {
     pub plugin_digest: Option<String>,
     pub config: Option<Value>,
     pub input: Option<Value>,
-    pub status: String,
+    pub status: AttemptStatus,
     pub outcome: Option<String>,
     pub error: Option<String>,
     pub output: Option<Value>,
@@ -49,10 +68,9 @@ pub struct AttemptStart<'a> {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AttemptEnd {
-    /// succeeded | failed | cancelled
-    pub status: String,
+    pub status: AttemptStatus,
     pub outcome: Option<String>,
     pub error: Option<String>,
     pub plugin_digest: Option<String>,
@@ -61,6 +79,23 @@ pub struct AttemptEnd {
     pub logs: Vec<LogLine>,
     pub duration_ms: Option<f64>,
     pub peak_memory_bytes: Option<u64>,
+}
+
+impl AttemptEnd {
+    /// An end with `status` and nothing else recorded yet.
+    pub fn new(status: AttemptStatus) -> AttemptEnd {
+        AttemptEnd {
+            status,
+            outcome: None,
+            error: None,
+            plugin_digest: None,
+            output: None,
+            findings: Vec::new(),
+            logs: Vec::new(),
+            duration_ms: None,
+            peak_memory_bytes: None,
+        }
+    }
 }
 
 impl Store {

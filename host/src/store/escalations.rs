@@ -9,6 +9,18 @@ use crate::runtime::record::Severity;
 use serde::Serialize;
 use std::time::Duration;
 
+str_enum! {
+    /// Where an escalation stands.
+    pub enum EscalationStatus("escalation status") {
+        /// Raised; nobody has answered it yet.
+        Open = "open",
+        /// Someone is on it; still counts occurrences.
+        Acknowledged = "acknowledged",
+        /// Over: by a person, or by tend when its condition stopped holding.
+        Resolved = "resolved",
+    }
+}
+
 /// An escalation as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EscalationRow {
@@ -20,7 +32,7 @@ pub struct EscalationRow {
     pub severity: Severity,
     pub message: String,
     pub dedup_key: String,
-    pub status: String,
+    pub status: EscalationStatus,
     pub occurrences: i64,
     #[serde(serialize_with = "crate::units::rfc3339_field")]
     #[schema(value_type = String, format = DateTime)]
@@ -96,11 +108,11 @@ impl Store {
         dispatch!(self, record_notification(escalation_id, event, sink, result))
     }
 
-    /// Escalations, newest first, optionally only those with `status`
-    /// (open | acknowledged | resolved) or of one run.
+    /// Escalations, newest first, optionally only those with `status` or
+    /// of one run.
     pub async fn list_escalations(
         &self,
-        status: Option<&str>,
+        status: Option<EscalationStatus>,
         run_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<EscalationRow>> {

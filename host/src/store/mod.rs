@@ -20,6 +20,57 @@
 //! web or cli); it may implement the traits of capabilities it backs
 //! ([`crate::runtime::caps::state::StateStore`]).
 
+/// An enum stored and shown as fixed strings, e.g. a status: `ALL`,
+/// `as_str`, `FromStr` (whose error names `$what`, quotes the value and
+/// lists the choices), `Display`, and serde and the API schema with the
+/// same spellings. The strings are what the database holds: never change
+/// one without a migration.
+macro_rules! str_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $( $(#[$vmeta:meta])* $variant:ident = $s:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+        )]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $s)] $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: [$name; [$($s),+].len()] = [$($name::$variant),+];
+
+            /// The spelling stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $s, )+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{} {s:?} is not one of {}", $what, names.join(", "))
+                })
+            }
+        }
+
+        /// The spelling, padded to the width asked (`{:<10}` in tables).
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+    };
+}
+
 /// Calls the backend's method of the same name and arguments.
 macro_rules! dispatch {
     ($store:expr, $method:ident($($arg:expr),* $(,)?)) => {
@@ -48,17 +99,19 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use alerts::AlertRow;
-pub use approvals::ApprovalRow;
-pub use attempts::{AttemptEnd, AttemptRow, AttemptStart};
+pub use alerts::{AlertRow, AlertStatus};
+pub use approvals::{ApprovalRow, ApprovalStatus};
+pub use attempts::{AttemptEnd, AttemptRow, AttemptStart, AttemptStatus};
 pub use error::{StoreError, StoreResult};
-pub use escalations::{EscalationRow, NewEscalation, NotificationRow, Raised};
+pub use escalations::{EscalationRow, EscalationStatus, NewEscalation, NotificationRow, Raised};
 pub use metrics::{MetricHistory, MetricPoint};
 pub use optimization::{MeasuredBy, OptimizationResult};
 pub use pages::PendingApproval;
 pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
-pub use runs::{ActiveRuns, Lease, NewRun, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus};
+pub use runs::{
+    ActiveRuns, Lease, NewRun, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
+};
 pub use schedules::{NewSchedule, ScheduleFire};
 pub use sessions::SessionRow;
 

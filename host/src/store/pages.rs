@@ -3,7 +3,7 @@
 //! A page must cost the same with 100 or 100,000 runs: each backend walks
 //! an index newest first and stops at the page size. Backend-neutral.
 
-use super::{ApprovalRow, EscalationRow, RunFilter, RunRow, RunStatus, Store, StoreResult};
+use super::{ApprovalRow, EscalationRow, EscalationStatus, RunFilter, RunRow, RunStatus, Store, StoreResult};
 
 /// An approval request waiting for a decision, with its run's runbook.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -29,12 +29,11 @@ impl Store {
         dispatch!(self, pending_approvals(limit))
     }
 
-    /// Escalations with `status` (open, acknowledged or resolved), newest
-    /// first, older than the id `before`, at most `limit`; without their
+    /// Escalations with `status`, newest first, older than the id `before`, at most `limit`; without their
     /// notifications (`notifications` is empty).
     pub async fn escalation_page(
         &self,
-        status: &str,
+        status: EscalationStatus,
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<EscalationRow>> {
@@ -42,7 +41,7 @@ impl Store {
     }
 
     /// How many escalations have `status`.
-    pub async fn count_escalations(&self, status: &str) -> StoreResult<i64> {
+    pub async fn count_escalations(&self, status: EscalationStatus) -> StoreResult<i64> {
         dispatch!(self, count_escalations(status))
     }
 

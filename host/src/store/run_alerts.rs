@@ -4,7 +4,7 @@
 //!
 //! Backend-neutral; the alerts themselves are recorded by [`Store::record_alert`].
 
-use super::{Store, StoreResult};
+use super::{AlertStatus, Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -15,8 +15,7 @@ pub struct RunAlert {
     pub alertname: Option<String>,
     pub fingerprint: String,
     pub labels: Value,
-    /// firing | resolved
-    pub status: String,
+    pub status: AlertStatus,
     /// As Alertmanager sent it (RFC 3339).
     pub starts_at: String,
     /// As Alertmanager sent it (RFC 3339); null while firing.

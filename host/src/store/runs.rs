@@ -6,83 +6,54 @@
 
 use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store, StoreResult};
 use crate::clock::now_ms;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
-/// Where a run stands. Final statuses: succeeded, failed, cancelled,
-/// timed_out, interrupted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Recorded, waiting for a slot (the runbook's `concurrency` cap) or a worker.
-    Queued,
-    /// Steps are running.
-    Running,
-    /// Paused at a step until a person approves or rejects it.
-    WaitingApproval,
-    /// Every step that ran succeeded or was allowed to fail (`on_failure: continue`).
-    Succeeded,
-    /// A step failed (after its retries and handlers), or an expression or a loop failed the run.
-    Failed,
-    /// Someone cancelled it.
-    Cancelled,
-    /// It ran past the runbook's `timeout`.
-    TimedOut,
-    /// The process running it died; found at the next start of tend.
-    Interrupted,
-    /// A scheduled fire not run because of the trigger's overlap policy.
-    Skipped,
+str_enum! {
+    /// Where a run stands. Final statuses: succeeded, failed, cancelled,
+    /// timed_out, interrupted, skipped.
+    pub enum RunStatus("run status") {
+        /// Recorded, waiting for a slot (the runbook's `concurrency` cap) or a worker.
+        Queued = "queued",
+        /// Steps are running.
+        Running = "running",
+        /// Paused at a step until a person approves or rejects it.
+        WaitingApproval = "waiting_approval",
+        /// Every step that ran succeeded or was allowed to fail (`on_failure: continue`).
+        Succeeded = "succeeded",
+        /// A step failed (after its retries and handlers), or an expression or a loop failed the run.
+        Failed = "failed",
+        /// Someone cancelled it.
+        Cancelled = "cancelled",
+        /// It ran past the runbook's `timeout`.
+        TimedOut = "timed_out",
+        /// The process running it died; found at the next start of tend.
+        Interrupted = "interrupted",
+        /// A scheduled fire not run because of the trigger's overlap policy.
+        Skipped = "skipped",
+    }
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 9] = [
-        RunStatus::Queued,
-        RunStatus::Running,
-        RunStatus::WaitingApproval,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-        RunStatus::TimedOut,
-        RunStatus::Interrupted,
-        RunStatus::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::WaitingApproval => "waiting_approval",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Cancelled => "cancelled",
-            RunStatus::TimedOut => "timed_out",
-            RunStatus::Interrupted => "interrupted",
-            RunStatus::Skipped => "skipped",
-        }
-    }
-
     /// Whether the run is over.
     pub fn is_final(self) -> bool {
         !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval)
     }
 }
 
-impl FromStr for RunStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-            format!("run status {s:?} is not one of {}", names.join(", "))
-        })
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+str_enum! {
+    /// What started a run.
+    pub enum TriggerKind("trigger kind") {
+        /// `tend run` (or `tend demo`).
+        Cli = "cli",
+        /// The HTTP API or the web view.
+        Http = "http",
+        /// An Alertmanager alert (`POST /v1/alerts`).
+        Alert = "alert",
+        /// A cron trigger, fired by the scheduler.
+        Cron = "cron",
     }
 }
 
@@ -92,7 +63,7 @@ pub struct RunRow {
     pub id: String,
     pub runbook: String,
     pub runbook_hash: String,
-    pub trigger_kind: String,
+    pub trigger_kind: TriggerKind,
     pub trigger_source: Option<String>,
     pub params: Value,
     pub status: RunStatus,
@@ -130,7 +101,7 @@ pub const RUN_RECORD_MAX_ESCALATIONS: u32 = 1000;
 pub struct NewRun {
     pub runbook: String,
     pub runbook_hash: String,
-    pub trigger_kind: String,
+    pub trigger_kind: TriggerKind,
     pub trigger_source: Option<String>,
     pub params: Value,
 }

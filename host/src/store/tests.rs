@@ -15,7 +15,7 @@ fn new_run(runbook: &str) -> NewRun {
     NewRun {
         runbook: runbook.into(),
         runbook_hash: "h".into(),
-        trigger_kind: "cli".into(),
+        trigger_kind: TriggerKind::Cli,
         trigger_source: None,
         params: serde_json::json!({"a": 1}),
     }
@@ -81,7 +81,7 @@ async fn an_alert_instance_is_one_row_from_firing_to_resolved() {
     let mut a = AlertRow {
         fingerprint: "c0ffee".into(),
         starts_at: "2026-11-24T10:00:00Z".into(),
-        status: "firing".into(),
+        status: AlertStatus::Firing,
         labels: serde_json::json!({"alertname": "HostDown"}),
         annotations: serde_json::json!({}),
         ends_at: None,
@@ -89,7 +89,7 @@ async fn an_alert_instance_is_one_row_from_firing_to_resolved() {
     };
     s.record_alert(&a).await.unwrap();
     s.record_alert(&a).await.unwrap();
-    a.status = "resolved".into();
+    a.status = AlertStatus::Resolved;
     a.ends_at = Some("2026-11-24T10:05:00Z".into());
     s.record_alert(&a).await.unwrap();
     assert_eq!(s.alerts(10).await.unwrap(), vec![a]);
@@ -175,12 +175,12 @@ async fn escalations_with_one_key_group_inside_the_window() {
 async fn approvals_are_decided_once() {
     let s = store().await;
     let run = s.create_run(&new_run("rb")).await.unwrap().id;
-    let err = s.decide_approval(&run, "approved", "ann", None).await.unwrap_err();
+    let err = s.decide_approval(&run, ApprovalStatus::Approved, "ann", None).await.unwrap_err();
     assert_eq!(err.to_string(), format!("run {run} is not waiting for an approval (it is queued)"));
     let id = s.request_approval(&run, "restart", 0, "Restart?", now_ms() + 1000).await.unwrap();
-    let row = s.decide_approval(&run, "approved", "ann", Some("go")).await.unwrap();
+    let row = s.decide_approval(&run, ApprovalStatus::Approved, "ann", Some("go")).await.unwrap();
     assert_eq!((row.id, row.status.as_str(), row.decided_by.as_deref()), (id, "approved", Some("ann")));
-    assert!(s.decide_approval(&run, "rejected", "bob", None).await.is_err());
+    assert!(s.decide_approval(&run, ApprovalStatus::Rejected, "bob", None).await.is_err());
 }
 
 #[tokio::test]
@@ -262,7 +262,7 @@ async fn runs_of_a_dead_owner_are_interrupted() {
     let run = s.get_run(&id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Interrupted);
     assert!(run.error.unwrap().contains("exited mid-run"));
-    assert_eq!(s.attempts(&id).await.unwrap()[0].status, "interrupted");
+    assert_eq!(s.attempts(&id).await.unwrap()[0].status, AttemptStatus::Interrupted);
     assert_eq!(s.get_run(&live).await.unwrap().unwrap().status, RunStatus::Running);
 }
 
@@ -273,7 +273,7 @@ async fn a_comparison_keeps_its_first_after() {
         .create_run(&NewRun {
             runbook: "rb".into(),
             runbook_hash: "h".into(),
-            trigger_kind: "cli".into(),
+            trigger_kind: TriggerKind::Cli,
             trigger_source: None,
             params: serde_json::json!({}),
         })

@@ -9,7 +9,8 @@ use super::{Frame, PAGE_SIZE, WebError, bad_path, bad_query, given, render, see_
 use crate::api::{ApiError, AppState};
 use crate::serve::config::Scope;
 use crate::store::{
-    ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, RunFilter, RunRow, RunStatus,
+    ApprovalRow, ApprovalStatus, AttemptRow, AttemptStatus, EscalationRow, EscalationStatus, OptimizationResult,
+    RunAlert, RunFilter, RunRow, RunStatus,
 };
 use axum::Router;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
@@ -111,7 +112,7 @@ async fn list(
         next,
         first,
         waiting: s.service.store.count_runs(RunStatus::WaitingApproval).await?,
-        open_escalations: s.service.store.count_escalations("open").await?,
+        open_escalations: s.service.store.count_escalations(EscalationStatus::Open).await?,
     };
     render("runs.html", &Frame::new(&session, "runs", "runs"), page)
 }
@@ -178,10 +179,10 @@ async fn show(
     let failures = r
         .steps
         .iter()
-        .filter(|a| a.status == "failed")
+        .filter(|a| a.status == AttemptStatus::Failed)
         .map(|a| (a.step_id.clone(), a.error.clone().unwrap_or_else(|| "failed".into())))
         .collect();
-    let pending = r.approvals.iter().rev().find(|a| a.status == "pending").cloned();
+    let pending = r.approvals.iter().rev().find(|a| a.status == ApprovalStatus::Pending).cloned();
     let page = RunPage {
         took: RunLine::new(r.run.clone()).took,
         is_final: r.run.status.is_final(),

@@ -1,6 +1,6 @@
 //! Alert instances in SQLite: the `alerts` table.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
 use crate::store::{AlertRow, StoreResult};
 use rusqlite::params;
@@ -25,7 +25,7 @@ impl SqliteStore {
                 .execute(params![
                     a.fingerprint,
                     a.starts_at,
-                    a.status,
+                    a.status.as_str(),
                     a.labels.to_string(),
                     a.annotations.to_string(),
                     a.ends_at,
@@ -51,7 +51,7 @@ impl SqliteStore {
                 Ok(AlertRow {
                     fingerprint: r.get(0),
                     starts_at: r.get(1),
-                    status: r.get(2),
+                    status: parsed(r, 2)?,
                     labels: serde_json::from_str(&r.get::<String, _>(3))?,
                     annotations: serde_json::from_str(&r.get::<String, _>(4))?,
                     ends_at: r.get(5),

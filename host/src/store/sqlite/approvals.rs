@@ -1,9 +1,9 @@
 //! Approvals in SQLite: the `approvals` table. A decision is one
 //! conditional UPDATE of the run's pending request, so it happens once.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
-use crate::store::{ApprovalRow, StoreError, StoreResult};
+use crate::store::{ApprovalRow, ApprovalStatus, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 
@@ -39,7 +39,7 @@ impl SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(approval_row))
+        row.as_ref().map(approval_row).transpose()
     }
 
     pub async fn approvals(&self, run_id: &str) -> StoreResult<Vec<ApprovalRow>> {
@@ -50,18 +50,18 @@ impl SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(approval_row).collect())
+        rows.iter().map(approval_row).collect()
     }
 
     pub async fn decide_approval(
         &self,
         run_id: &str,
-        status: &str,
+        status: ApprovalStatus,
         by: &str,
         reason: Option<&str>,
     ) -> StoreResult<ApprovalRow> {
         let (run_id, status, by, reason) =
-            (run_id.to_string(), status.to_string(), by.to_string(), reason.map(str::to_string));
+            (run_id.to_string(), status.as_str(), by.to_string(), reason.map(str::to_string));
         let id = self
             .writer
             .write(move |db| {
@@ -93,18 +93,18 @@ impl SqliteStore {
     }
 }
 
-pub(super) fn approval_row(r: &sqlx::sqlite::SqliteRow) -> ApprovalRow {
-    ApprovalRow {
+pub(super) fn approval_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<ApprovalRow> {
+    Ok(ApprovalRow {
         id: r.get(0),
         run_id: r.get(1),
         step_id: r.get(2),
         iteration: r.get::<i64, _>(3) as u32,
         message: r.get(4),
-        status: r.get(5),
+        status: parsed(r, 5)?,
         requested_at: r.get(6),
         expires_at: r.get(7),
         decided_by: r.get(8),
         decided_at: r.get(9),
         reason: r.get(10),
-    }
+    })
 }

@@ -1,10 +1,10 @@
 //! Step attempts in SQLite: the `step_attempts` table, read with the
 //! `metrics` each successful attempt recorded.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
 use crate::runtime::record::Metric;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, AttemptStatus, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
 use sqlx::Row;
@@ -33,7 +33,7 @@ impl SqliteStore {
         let output = end.output.as_ref().map(Value::to_string);
         let findings = serde_json::to_string(&end.findings)?;
         let logs = serde_json::to_string(&end.logs)?;
-        let (status, outcome, error) = (end.status.clone(), end.outcome.clone(), end.error.clone());
+        let (status, outcome, error) = (end.status.as_str(), end.outcome.clone(), end.error.clone());
         let (digest, duration_ms, peak) =
             (end.plugin_digest.clone(), end.duration_ms, end.peak_memory_bytes.map(|b| b as i64));
         self.writer
@@ -103,11 +103,9 @@ impl SqliteStore {
         for m in metric_rows {
             let (step, iteration): (String, i64) = (m.get(0), m.get(1));
             // Metrics belong to the successful (last) attempt of the step in that iteration.
-            if let Some(a) = out
-                .iter_mut()
-                .rev()
-                .find(|a| a.step_id == step && i64::from(a.iteration) == iteration && a.status == "succeeded")
-            {
+            if let Some(a) = out.iter_mut().rev().find(|a| {
+                a.step_id == step && i64::from(a.iteration) == iteration && a.status == AttemptStatus::Succeeded
+            }) {
                 let labels: Vec<(String, String)> =
                     serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.get::<String, _>(4))?
                         .into_iter()
@@ -135,7 +133,7 @@ fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<AttemptRow> {
         plugin_digest: r.get(6),
         config: json_col(r, 7)?,
         input: json_col(r, 8)?,
-        status: r.get(9),
+        status: parsed(r, 9)?,
         outcome: r.get(10),
         error: r.get(11),
         output: json_col(r, 12)?,

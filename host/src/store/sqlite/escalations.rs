@@ -1,9 +1,9 @@
 //! Escalations in SQLite: the `escalations` and `notifications` tables.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
 use crate::notify::Status;
-use crate::store::{EscalationRow, NewEscalation, NotificationRow, Raised, StoreError, StoreResult};
+use crate::store::{EscalationRow, EscalationStatus, NewEscalation, NotificationRow, Raised, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use serde_json::Value;
 use sqlx::Row;
@@ -76,7 +76,7 @@ impl SqliteStore {
 
     pub async fn list_escalations(
         &self,
-        status: Option<&str>,
+        status: Option<EscalationStatus>,
         run_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<EscalationRow>> {
@@ -87,7 +87,7 @@ impl SqliteStore {
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
              ORDER BY id DESC LIMIT ?3",
         )
-        .bind(status)
+        .bind(status.map(EscalationStatus::as_str))
         .bind(run_id)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -103,7 +103,7 @@ impl SqliteStore {
                      ORDER BY id DESC LIMIT ?3)
                  ORDER BY id",
             )
-            .bind(status)
+            .bind(status.map(EscalationStatus::as_str))
             .bind(run_id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
@@ -197,7 +197,7 @@ pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<Escalat
         severity: serde_json::from_value(Value::String(severity))?,
         message: r.get(6),
         dedup_key: r.get(7),
-        status: r.get(8),
+        status: parsed(r, 8)?,
         occurrences: r.get(9),
         created_at: r.get(10),
         last_seen_at: r.get(11),

@@ -21,8 +21,9 @@ mod sessions;
 mod state;
 mod writer;
 
-use crate::store::StoreError;
-use sqlx::SqlitePool;
+use crate::store::{StoreError, StoreResult};
+use sqlx::{Row as _, SqlitePool};
+use std::str::FromStr;
 
 /// A SQLite store. Cheap to clone (a pool, a channel to the writer).
 #[derive(Debug, Clone)]
@@ -45,4 +46,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Backend(e.into())
     }
+}
+
+/// Column `i` of a row, parsed from the text it is stored as (a status, a
+/// kind). A value no spelling matches is an error naming it.
+pub(super) fn parsed<T: FromStr<Err = String>>(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<T> {
+    Ok(r.try_get::<String, _>(i)?.parse().map_err(anyhow::Error::msg)?)
 }

@@ -7,7 +7,7 @@ use super::SqliteStore;
 use super::approvals::approval_row;
 use super::escalations::escalation_row;
 use super::runs::run_row;
-use crate::store::{EscalationRow, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult};
+use crate::store::{EscalationRow, EscalationStatus, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult};
 use sqlx::Row;
 
 impl SqliteStore {
@@ -39,12 +39,12 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| PendingApproval { approval: approval_row(r), runbook: r.get(11) }).collect())
+        rows.iter().map(|r| Ok(PendingApproval { approval: approval_row(r)?, runbook: r.get(11) })).collect()
     }
 
     pub async fn escalation_page(
         &self,
-        status: &str,
+        status: EscalationStatus,
         before: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<EscalationRow>> {
@@ -53,7 +53,7 @@ impl SqliteStore {
                     created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
              FROM escalations WHERE status = ? AND id < ? ORDER BY id DESC LIMIT ?",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -61,9 +61,9 @@ impl SqliteStore {
         rows.iter().map(escalation_row).collect()
     }
 
-    pub async fn count_escalations(&self, status: &str) -> StoreResult<i64> {
+    pub async fn count_escalations(&self, status: EscalationStatus) -> StoreResult<i64> {
         Ok(sqlx::query_scalar("SELECT count(*) FROM escalations WHERE status = ?")
-            .bind(status)
+            .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?)
     }

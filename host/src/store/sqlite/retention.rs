@@ -49,7 +49,7 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::clock::now_ms;
-    use crate::store::{NewRun, RunStatus};
+    use crate::store::{NewRun, RunStatus, TriggerKind};
 
     async fn store() -> SqliteStore {
         SqliteStore::open(":memory:").await.unwrap()
@@ -61,7 +61,7 @@ mod tests {
         let big = NewRun {
             runbook: "rb".into(),
             runbook_hash: "h".into(),
-            trigger_kind: "cli".into(),
+            trigger_kind: TriggerKind::Cli,
             trigger_source: None,
             params: serde_json::json!({"pad": "x".repeat(8192)}),
         };

@@ -1,6 +1,6 @@
 //! Alerts of runs in SQLite: the `run_alerts` table, joined to `alerts`.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::store::{RunAlert, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
@@ -36,7 +36,7 @@ impl SqliteStore {
                     alertname: labels.get("alertname").and_then(Value::as_str).map(str::to_string),
                     fingerprint: r.get(0),
                     labels,
-                    status: r.get(2),
+                    status: parsed(r, 2)?,
                     starts_at: r.get(3),
                     ends_at: r.get(4),
                     resolved_at: r.get(5),

@@ -2,9 +2,9 @@
 //! `idempotency_keys` tables. A claim is one statement, so two processes
 //! sharing the file never both take a runbook's last slot.
 
-use super::SqliteStore;
+use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult};
+use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -153,9 +153,9 @@ impl SqliteStore {
 
     pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
         let (attempt_status, why) = match status {
-            RunStatus::TimedOut => ("timed_out", "the run passed its timeout during this attempt"),
-            RunStatus::Cancelled => ("cancelled", "the run was cancelled during this attempt"),
-            _ => ("interrupted", "the run stopped during this attempt"),
+            RunStatus::TimedOut => (AttemptStatus::TimedOut, "the run passed its timeout during this attempt"),
+            RunStatus::Cancelled => (AttemptStatus::Cancelled, "the run was cancelled during this attempt"),
+            _ => (AttemptStatus::Interrupted, "the run stopped during this attempt"),
         };
         let run_id = run_id.to_string();
         self.writer
@@ -165,7 +165,13 @@ impl SqliteStore {
                     "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, finished_at = ?
                      WHERE run_id = ? AND status = 'running'",
                 )?
-                .execute(params![attempt_status, attempt_status, why, now, run_id])?;
+                .execute(params![
+                    attempt_status.as_str(),
+                    attempt_status.as_str(),
+                    why,
+                    now,
+                    run_id
+                ])?;
                 db.prepare_cached(
                     "UPDATE approvals SET status = 'rejected', reason = ?, decided_at = ?, decided_by = 'tend'
                      WHERE run_id = ? AND status = 'pending'",
@@ -295,7 +301,7 @@ pub(super) fn insert_run(
         id,
         run.runbook,
         run.runbook_hash,
-        run.trigger_kind,
+        run.trigger_kind.as_str(),
         run.trigger_source,
         run.params.to_string(),
         status.as_str(),
@@ -307,7 +313,7 @@ pub(super) fn insert_run(
         id: id.to_string(),
         runbook: run.runbook.clone(),
         runbook_hash: run.runbook_hash.clone(),
-        trigger_kind: run.trigger_kind.clone(),
+        trigger_kind: run.trigger_kind,
         trigger_source: run.trigger_source.clone(),
         params: run.params.clone(),
         status,
@@ -326,10 +332,10 @@ pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<RunRow> {
         id: r.get(0),
         runbook: r.get(1),
         runbook_hash: r.get(2),
-        trigger_kind: r.get(3),
+        trigger_kind: parsed(r, 3)?,
         trigger_source: r.get(4),
         params: serde_json::from_str(&r.get::<String, _>(5))?,
-        status: r.get::<String, _>(6).parse().map_err(anyhow::Error::msg)?,
+        status: parsed(r, 6)?,
         error: r.get(7),
         created_at: r.get(8),
         started_at: r.get(9),
