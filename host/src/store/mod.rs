@@ -83,6 +83,8 @@ macro_rules! dispatch {
 mod alerts;
 mod approvals;
 mod attempts;
+#[cfg(test)]
+mod conformance;
 mod error;
 mod escalations;
 mod metrics;
@@ -96,8 +98,6 @@ mod schedules;
 mod sessions;
 mod sqlite;
 mod state;
-#[cfg(test)]
-mod tests;
 
 pub use alerts::{AlertRow, AlertStatus};
 pub use approvals::{ApprovalRow, ApprovalStatus};

@@ -53,3 +53,14 @@ impl From<sqlx::Error> for StoreError {
 pub(super) fn parsed<T: FromStr<Err = String>>(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<T> {
     Ok(r.try_get::<String, _>(i)?.parse().map_err(anyhow::Error::msg)?)
 }
+
+/// The store's conformance checks on SQLite, each on a fresh database file
+/// in a temporary directory (what `:memory:` opens).
+#[cfg(test)]
+mod conformance {
+    async fn store() -> crate::store::Store {
+        crate::store::Store::open(":memory:").await.unwrap()
+    }
+
+    crate::store::conformance::conformance_tests!(store());
+}
