@@ -32,7 +32,7 @@
 mod support;
 
 use ::tend::runbook::{Catalog, files_with_metadata, load_dir};
-use ::tend::store::{RunFilter, RunStatus, Store};
+use ::tend::store::{RunFilter, RunStatus, Store, TriggerKind};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -144,7 +144,7 @@ async fn scenario(label: &'static str, bin: &Path, runbooks: usize, triggers: us
     let rows = store.list_runs(&RunFilter { limit: Some(u32::MAX), ..RunFilter::default() }).await.unwrap();
     let mut late = Vec::new();
     let (mut queued, mut skipped) = (0, 0);
-    for r in rows.iter().filter(|r| r.trigger_kind == "cron" && (start..end).contains(&r.created_at)) {
+    for r in rows.iter().filter(|r| r.trigger_kind == TriggerKind::Cron && (start..end).contains(&r.created_at)) {
         let source = r.trigger_source.as_deref().unwrap_or_default();
         let at: jiff::Timestamp = source
             .rsplit(" at ")

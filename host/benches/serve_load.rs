@@ -26,7 +26,7 @@
 
 mod support;
 
-use ::tend::store::{RunFilter, RunStatus, Store};
+use ::tend::store::{AttemptStatus, RunFilter, RunStatus, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -255,7 +255,7 @@ async fn scenario(label: &'static str, bin: &Path, runbook: &str, steps: usize) 
                     last_finished = last_finished.max(r.finished_at.unwrap_or(0));
                 }
                 let attempts = store.attempts(id).await.unwrap();
-                let ok = attempts.iter().filter(|a| a.status == "succeeded").count();
+                let ok = attempts.iter().filter(|a| a.status == AttemptStatus::Succeeded).count();
                 if attempts.len() != steps || ok != steps {
                     bad.push(format!("{id}: {ok} of {} attempts succeeded, {steps} expected", attempts.len()));
                 }

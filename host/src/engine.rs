@@ -18,6 +18,7 @@
 //! failed, those raised by `auto_resolve` rules that no longer hold are
 //! resolved. Notifications go through the [`Notifier`].
 
+use crate::clock::{Clock, SystemClock};
 use crate::notifier::{AUTO_RESOLVER, Notifier};
 use crate::notify::Notification;
 use crate::redact::Redactor;
@@ -28,7 +29,9 @@ use crate::runbook::{Item, OnFailure, Repeat, RetryOn, Runbook, Step};
 use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, LogLevel, LogLine, Metric, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
-use crate::store::{AttemptEnd, AttemptStart, NewEscalation, NewRun, RunStatus, Store};
+use crate::store::{
+    ApprovalStatus, AttemptEnd, AttemptStart, AttemptStatus, NewEscalation, NewRun, RunStatus, Store, TriggerKind,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -56,96 +59,6 @@ impl Executor for Runtime {
     }
 }
 
-/// Time as the engine sees it.
-#[async_trait::async_trait]
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-    /// Waits `d`.
-    async fn sleep(&self, d: Duration);
-    /// A number in [0, 1) for jitter.
-    fn random(&self) -> f64;
-}
-
-/// The machine's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-#[async_trait::async_trait]
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        crate::store::now_ms()
-    }
-    async fn sleep(&self, d: Duration) {
-        tokio::time::sleep(d).await
-    }
-    fn random(&self) -> f64 {
-        rand::random::<f64>()
-    }
-}
-
-/// A clock a test moves: every [`Clock::now_ms`] reads an RFC 3339 instant
-/// (`2026-03-29T00:59:30Z`, or with an offset) from a file, so rewriting
-/// the file moves time. `tend serve` gives it to the scheduler when
-/// `TEND_CLOCK_FILE` is set, to test cron triggers on the real binary.
-/// Sleeping and randomness are the system's. When the file cannot be read
-/// or does not hold an instant, the last good instant stays and an error
-/// naming the file is logged (once, until the file is good again).
-#[derive(Debug)]
-pub struct FileClock {
-    path: std::path::PathBuf,
-    last: std::sync::atomic::AtomicI64,
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl FileClock {
-    /// Reads the file once; an error (naming the file and what it should
-    /// hold) when it does not give an instant.
-    pub fn open(path: impl Into<std::path::PathBuf>) -> anyhow::Result<FileClock> {
-        let path = path.into();
-        let now = Self::read(&path).map_err(anyhow::Error::msg)?;
-        Ok(FileClock { path, last: now.into(), broken: false.into() })
-    }
-
-    fn read(path: &std::path::Path) -> Result<i64, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("clock file {}: {e}", path.display()))?;
-        let text = text.trim();
-        text.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
-            let shown: String = text.chars().take(80).collect();
-            format!(
-                "clock file {}: {shown:?} is not an RFC 3339 instant; expected e.g. 2026-03-29T00:59:30Z ({e})",
-                path.display()
-            )
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl Clock for FileClock {
-    fn now_ms(&self) -> i64 {
-        use std::sync::atomic::Ordering;
-        match Self::read(&self.path) {
-            Ok(now) => {
-                self.last.store(now, Ordering::SeqCst);
-                self.broken.store(false, Ordering::SeqCst);
-                now
-            }
-            Err(e) => {
-                if !self.broken.swap(true, Ordering::SeqCst) {
-                    tracing::error!("{e}; keeping the last time read");
-                }
-                self.last.load(Ordering::SeqCst)
-            }
-        }
-    }
-    async fn sleep(&self, d: Duration) {
-        SystemClock.sleep(d).await
-    }
-    fn random(&self) -> f64 {
-        SystemClock.random()
-    }
-}
-
 /// Live progress of a run, sent after the matching write to the store.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -170,8 +83,7 @@ pub enum Event {
         step: String,
         iteration: u32,
         attempt: u32,
-        /// succeeded | failed | skipped
-        status: String,
+        status: AttemptStatus,
         outcome: String,
         duration_ms: f64,
         error: Option<String>,
@@ -192,7 +104,7 @@ pub enum Event {
     ApprovalDecided {
         run_id: String,
         step: String,
-        status: String,
+        status: ApprovalStatus,
         by: Option<String>,
     },
     IterationFinished {
@@ -234,8 +146,7 @@ impl Default for EngineOptions {
 /// What started a run.
 #[derive(Debug, Clone)]
 pub struct TriggerInfo {
-    /// cli | http | cron | alert
-    pub kind: String,
+    pub kind: TriggerKind,
     /// Who or what, e.g. `ann@web-1`.
     pub source: Option<String>,
 }
@@ -278,6 +189,13 @@ pub struct Engine {
 /// Why a run stopped early.
 struct Stop(String);
 
+impl Stop {
+    /// The store failed, so the run cannot go on unrecorded.
+    fn unrecorded(e: impl std::fmt::Display) -> Stop {
+        Stop(format!("the run could not be recorded: {e:#}"))
+    }
+}
+
 /// The state of one run as it goes.
 struct RunState {
     runbook: Arc<Runbook>,
@@ -307,7 +225,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             secrets,
             events,
-            owner: crate::store::this_owner(),
+            owner: crate::process::this_owner(),
             options: EngineOptions::default(),
         }
     }
@@ -354,16 +272,17 @@ impl Engine {
         trigger: &TriggerInfo,
     ) -> anyhow::Result<String> {
         let params = rb.resolve_params(params).map_err(ParamsError)?;
-        self.store
+        let run = self
+            .store
             .create_run(&NewRun {
                 runbook: rb.name.clone(),
                 runbook_hash: rb.hash.clone(),
-                trigger_kind: trigger.kind.clone(),
+                trigger_kind: trigger.kind,
                 trigger_source: trigger.source.clone(),
                 params: Value::Object(params),
             })
-            .await
-            .map(|run| run.id)
+            .await?;
+        Ok(run.id)
     }
 
     /// Submits and executes a run.
@@ -556,7 +475,7 @@ impl Engine {
         error: Option<String>,
         kind: ReportKind,
     ) -> anyhow::Result<RunOutcome> {
-        let finished_at = crate::store::now_ms();
+        let finished_at = crate::clock::now_ms();
         let rendered = async {
             let mut record = self.store.run_record(run_id).await?.ok_or_else(|| anyhow::anyhow!("run not found"))?;
             (record.run.status, record.run.error, record.run.finished_at) = (status, error.clone(), Some(finished_at));
@@ -614,10 +533,10 @@ impl Engine {
     /// the scope instead of running it again. False when it must run.
     fn restored(&self, st: &mut RunState, step: &Step) -> bool {
         let Some(a) = st.restore.get(&step.id) else { return false };
-        let status = match a.status.as_str() {
-            "succeeded" => StepStatus::Succeeded,
-            "skipped" => StepStatus::Skipped,
-            "failed" if step.on_failure == OnFailure::Continue => StepStatus::Failed,
+        let status = match a.status {
+            AttemptStatus::Succeeded => StepStatus::Succeeded,
+            AttemptStatus::Skipped => StepStatus::Skipped,
+            AttemptStatus::Failed if step.on_failure == OnFailure::Continue => StepStatus::Failed,
             _ => return false,
         };
         let value = step_view(status, a.output.as_ref(), &a.metrics, &a.findings, a.error.as_deref());
@@ -712,7 +631,6 @@ impl Engine {
     /// `Err` only for store failures, which stop the run.
     async fn step_once(&self, st: &mut RunState, step: &Step) -> Result<Option<String>, Stop> {
         let iteration = st.scope.iteration;
-        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
 
         if let Some(when) = &step.when {
             match when.eval_bool(&st.scope) {
@@ -722,14 +640,13 @@ impl Engine {
                     self.store
                         .record_skipped(&st.run_id, &step.id, iteration, &step.plugin, &reason)
                         .await
-                        .map_err(store_err)?;
+                        .map_err(Stop::unrecorded)?;
                     set_step(&mut st.scope, &step.id, step_view(StepStatus::Skipped, None, &[], &[], None));
                     let end = AttemptEnd {
-                        status: "skipped".into(),
                         outcome: Some("skipped".into()),
                         error: Some(reason),
                         duration_ms: Some(0.0),
-                        ..AttemptEnd::default()
+                        ..AttemptEnd::new(AttemptStatus::Skipped)
                     };
                     self.emit_finished(st, step, 0, &end);
                     return Ok(None);
@@ -750,7 +667,7 @@ impl Engine {
                 Some(t) => t.render(&st.scope).unwrap_or_else(|e| format!("approve step {:?}? ({e})", step.id)),
                 None => format!("Approve step {:?} of runbook {:?}?", step.id, st.runbook.name),
             };
-            match self.wait_for_approval(st, step, &message, approval).await.map_err(store_err)? {
+            match self.wait_for_approval(st, step, &message, approval).await.map_err(Stop::unrecorded)? {
                 Ok(()) => {}
                 Err(why) => return self.fail_before_running(st, step, "rejected", why).await,
             }
@@ -784,7 +701,7 @@ impl Engine {
                 config: &shown_config,
                 input: &shown_input,
             };
-            let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+            let row = self.store.start_attempt(&start).await.map_err(Stop::unrecorded)?;
             self.emit(Event::StepStarted {
                 run_id: st.run_id.clone(),
                 step: step.id.clone(),
@@ -815,15 +732,14 @@ impl Engine {
                 Ok(record) => attempt_end(record),
                 Err(e) => (
                     AttemptEnd {
-                        status: "failed".into(),
                         outcome: Some("error".into()),
                         error: Some(st.redactor.string(&format!("{e:#}"))),
-                        ..AttemptEnd::default()
+                        ..AttemptEnd::new(AttemptStatus::Failed)
                     },
                     None,
                 ),
             };
-            if end.status == "succeeded" {
+            if end.status == AttemptStatus::Succeeded {
                 end.logs.extend(unmeasured.iter().map(|m| LogLine {
                     level: LogLevel::Info,
                     message: format!(
@@ -831,7 +747,7 @@ impl Engine {
                     ),
                 }));
             }
-            self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+            self.store.finish_attempt(row, &end).await.map_err(Stop::unrecorded)?;
             if let Some(ms) = end.duration_ms {
                 metrics::histogram!("tend_step_duration_seconds", "runbook" => st.runbook.name.clone(), "plugin" => step.plugin.clone())
                     .record(ms / 1000.0);
@@ -849,13 +765,16 @@ impl Engine {
                 self.store
                     .insert_metrics(&st.run_id, &st.runbook.name, &step.id, iteration, &output.metrics)
                     .await
-                    .map_err(store_err)?;
+                    .map_err(Stop::unrecorded)?;
                 for (id, after) in self.note_measured(st, &step.id, &output.metrics) {
-                    self.store.record_after(id, after, &step.id, iteration).await.map_err(store_err)?;
+                    self.store.record_after(id, after, &step.id, iteration).await.map_err(Stop::unrecorded)?;
                 }
                 if !before.is_empty() {
-                    let ids =
-                        self.store.record_before(&st.run_id, &step.id, iteration, &before).await.map_err(store_err)?;
+                    let ids = self
+                        .store
+                        .record_before(&st.run_id, &step.id, iteration, &before)
+                        .await
+                        .map_err(Stop::unrecorded)?;
                     for (id, (metric, _)) in ids.into_iter().zip(&before) {
                         st.measured.await_after(id, metric);
                     }
@@ -903,16 +822,14 @@ impl Engine {
             config: &Value::Null,
             input: &Value::Null,
         };
-        let store_err = |e: anyhow::Error| Stop(format!("the run could not be recorded: {e:#}"));
-        let row = self.store.start_attempt(&start).await.map_err(store_err)?;
+        let row = self.store.start_attempt(&start).await.map_err(Stop::unrecorded)?;
         let end = AttemptEnd {
-            status: "failed".into(),
             outcome: Some(outcome.into()),
             error: Some(why.clone()),
             duration_ms: Some(0.0),
-            ..AttemptEnd::default()
+            ..AttemptEnd::new(AttemptStatus::Failed)
         };
-        self.store.finish_attempt(row, &end).await.map_err(store_err)?;
+        self.store.finish_attempt(row, &end).await.map_err(Stop::unrecorded)?;
         set_step(&mut st.scope, &step.id, step_view(StepStatus::Failed, None, &[], &[], Some(&why)));
         self.emit_finished(st, step, 1, &end);
         Ok(Some(why))
@@ -925,7 +842,7 @@ impl Engine {
             step: step.id.clone(),
             iteration: st.scope.iteration,
             attempt,
-            status: end.status.clone(),
+            status: end.status,
             outcome: end.outcome.clone().unwrap_or_default(),
             duration_ms: end.duration_ms.unwrap_or(0.0),
             error: end.error.clone(),
@@ -952,11 +869,12 @@ impl Engine {
         });
         let decided = loop {
             let row = self.store.approval(id).await?.ok_or_else(|| anyhow::anyhow!("approval {id} vanished"))?;
-            if row.status != "pending" {
+            if row.status != ApprovalStatus::Pending {
                 break row;
             }
             if self.clock.now_ms() >= expires {
-                let status = if approval.approve_on_timeout { "approved" } else { "timed_out" };
+                let status =
+                    if approval.approve_on_timeout { ApprovalStatus::Approved } else { ApprovalStatus::TimedOut };
                 match self
                     .store
                     .decide_approval(&st.run_id, status, "tend", Some("no decision before the timeout"))
@@ -973,12 +891,12 @@ impl Engine {
         self.emit(Event::ApprovalDecided {
             run_id: st.run_id.clone(),
             step: step.id.clone(),
-            status: decided.status.clone(),
+            status: decided.status,
             by: decided.decided_by.clone(),
         });
-        Ok(match decided.status.as_str() {
-            "approved" => Ok(()),
-            "timed_out" => Err(format!(
+        Ok(match decided.status {
+            ApprovalStatus::Approved => Ok(()),
+            ApprovalStatus::TimedOut => Err(format!(
                 "approval timed out after {} without a decision",
                 crate::units::format_duration(approval.timeout)
             )),
@@ -1158,18 +1076,18 @@ fn set_step(scope: &mut Scope, id: &str, value: Value) {
 /// it was (None for success and for failures never retried).
 fn attempt_end(record: &StepRecord) -> (AttemptEnd, Option<RetryOn>) {
     let (status, kind) = match &record.outcome {
-        Outcome::Ok => ("succeeded", None),
-        Outcome::PluginError { kind: ErrorKind::Retryable, .. } => ("failed", Some(RetryOn::Retryable)),
-        Outcome::PluginError { kind: ErrorKind::Failed, .. } => ("failed", Some(RetryOn::Failed)),
-        Outcome::PluginError { kind: ErrorKind::InvalidConfig, .. } => ("failed", None),
-        Outcome::Trap { trap: TrapKind::Timeout { .. } } => ("failed", Some(RetryOn::Timeout)),
-        Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => ("failed", None),
-        Outcome::Trap { .. } => ("failed", Some(RetryOn::Trap)),
+        Outcome::Ok => (AttemptStatus::Succeeded, None),
+        Outcome::PluginError { kind: ErrorKind::Retryable, .. } => (AttemptStatus::Failed, Some(RetryOn::Retryable)),
+        Outcome::PluginError { kind: ErrorKind::Failed, .. } => (AttemptStatus::Failed, Some(RetryOn::Failed)),
+        Outcome::PluginError { kind: ErrorKind::InvalidConfig, .. } => (AttemptStatus::Failed, None),
+        Outcome::Trap { trap: TrapKind::Timeout { .. } } => (AttemptStatus::Failed, Some(RetryOn::Timeout)),
+        Outcome::Trap { trap: TrapKind::DeniedCapability { .. } } => (AttemptStatus::Failed, None),
+        Outcome::Trap { .. } => (AttemptStatus::Failed, Some(RetryOn::Trap)),
     };
     let error = (!record.outcome.is_ok()).then(|| record.outcome.to_string());
     let output = record.output.as_ref();
     let end = AttemptEnd {
-        status: status.into(),
+        status,
         outcome: Some(record.outcome.name().into()),
         error,
         plugin_digest: Some(record.plugin_digest.clone()),

@@ -6,7 +6,7 @@ use super::*;
 use crate::notify::Status;
 use crate::runbook::{Catalog, check::check};
 use crate::runtime::record::{Metric, StepOutput};
-use crate::store::{RunFilter, RunStatus, Store};
+use crate::store::{EscalationStatus, RunFilter, RunStatus, Store};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -122,7 +122,7 @@ fn runbook(yaml: &str) -> Arc<Runbook> {
 }
 
 fn cli() -> TriggerInfo {
-    TriggerInfo { kind: "cli".into(), source: None }
+    TriggerInfo { kind: TriggerKind::Cli, source: None }
 }
 
 async fn run(s: &Setup, rb: &Arc<Runbook>, params: Value) -> RunOutcome {
@@ -411,7 +411,7 @@ notify:
     // A second run groups into the open escalations instead of adding new ones.
     let second = run(&s, &rb, json!({})).await;
     assert!(s.store.list_escalations(None, Some(&second.run_id), 10).await.unwrap().is_empty());
-    let all = s.store.list_escalations(Some("open"), None, 10).await.unwrap();
+    let all = s.store.list_escalations(Some(EscalationStatus::Open), None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|e| e.occurrences == 2), "{all:#?}");
 }
@@ -451,18 +451,16 @@ escalations:
     let out = run(&s, &rb, json!({})).await;
     assert_eq!(out.status, RunStatus::Succeeded);
     let list = s.store.list_escalations(None, Some(&out.run_id), 10).await.unwrap();
-    let mut got: Vec<(String, String, Option<String>, Option<String>)> = list
-        .iter()
-        .map(|e| (e.dedup_key.clone(), e.status.clone(), e.resolved_by.clone(), e.resolution.clone()))
-        .collect();
+    let mut got: Vec<(String, EscalationStatus, Option<String>, Option<String>)> =
+        list.iter().map(|e| (e.dedup_key.clone(), e.status, e.resolved_by.clone(), e.resolution.clone())).collect();
     got.sort();
     let reason = format!("condition no longer holds at the end of run {}", out.run_id);
     assert_eq!(
         got,
         vec![
-            ("holds".into(), "open".into(), None, None),
-            ("manual".into(), "open".into(), None, None),
-            ("recovered".into(), "resolved".into(), Some("tend".into()), Some(reason)),
+            ("holds".into(), EscalationStatus::Open, None, None),
+            ("manual".into(), EscalationStatus::Open, None, None),
+            ("recovered".into(), EscalationStatus::Resolved, Some("tend".into()), Some(reason)),
         ]
     );
     let recovered = list.iter().find(|e| e.dedup_key == "recovered").unwrap();
@@ -486,7 +484,9 @@ steps:
       timeout: 1h
 "#,
     );
-    for (decision, expected) in [("approved", RunStatus::Succeeded), ("rejected", RunStatus::Failed)] {
+    for (decision, expected) in
+        [(ApprovalStatus::Approved, RunStatus::Succeeded), (ApprovalStatus::Rejected, RunStatus::Failed)]
+    {
         let engine = s.engine.clone();
         let rb2 = rb.clone();
         let handle = tokio::spawn(async move { engine.run(rb2, &Map::new(), &cli()).await.unwrap() });
@@ -506,7 +506,7 @@ steps:
         s.store.decide_approval(&run_id, decision, "ann", Some("change 42")).await.unwrap();
         let out = handle.await.unwrap();
         assert_eq!(out.status, expected);
-        if decision == "rejected" {
+        if decision == ApprovalStatus::Rejected {
             assert_eq!(out.error.as_deref(), Some("step \"restart\" failed: approval rejected by ann: change 42"));
         }
     }
@@ -519,7 +519,7 @@ async fn an_unanswered_approval_times_out_as_rejected() {
     let out = run(&s, &rb, json!({})).await;
     assert_eq!(out.status, RunStatus::Failed);
     assert_eq!(out.error.as_deref(), Some("step \"x\" failed: approval timed out after 2s without a decision"));
-    assert_eq!(s.store.approvals(&out.run_id).await.unwrap()[0].status, "timed_out");
+    assert_eq!(s.store.approvals(&out.run_id).await.unwrap()[0].status, ApprovalStatus::TimedOut);
 }
 
 #[tokio::test]
@@ -535,7 +535,7 @@ async fn cancellation_stops_a_running_step() {
     let out = tokio::time::timeout(Duration::from_secs(5), handle).await.expect("cancelled promptly").unwrap();
     assert_eq!(out.status, RunStatus::Cancelled);
     let attempts = s.store.attempts(&id).await.unwrap();
-    assert_eq!(attempts[0].status, "cancelled");
+    assert_eq!(attempts[0].status, AttemptStatus::Cancelled);
 }
 
 #[tokio::test]
@@ -545,7 +545,7 @@ async fn a_run_past_its_timeout_is_timed_out() {
     let out = tokio::time::timeout(Duration::from_secs(5), run(&s, &rb, json!({}))).await.unwrap();
     assert_eq!(out.status, RunStatus::TimedOut);
     assert_eq!(out.error.as_deref(), Some("the run passed its timeout of 100ms"));
-    assert_eq!(s.store.attempts(&out.run_id).await.unwrap()[0].status, "timed_out");
+    assert_eq!(s.store.attempts(&out.run_id).await.unwrap()[0].status, AttemptStatus::TimedOut);
 }
 
 #[tokio::test]
@@ -616,30 +616,6 @@ async fn a_run_executed_twice_runs_once() {
     assert_eq!(ok.unwrap().status, RunStatus::Succeeded);
     assert!(err.unwrap_err().is::<NotQueued>());
     assert_eq!(script.calls().len(), 1);
-}
-
-#[test]
-fn a_file_clock_reads_the_file_and_keeps_the_last_good_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("now");
-    let err = FileClock::open(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("clock file {}: ", path.display())), "{err}");
-    std::fs::write(&path, "2026-03-29T00:59:30Z\n").unwrap();
-    let clock = FileClock::open(&path).unwrap();
-    assert_eq!(clock.now_ms(), 1_774_745_970_000);
-    std::fs::write(&path, "2026-03-29T03:00:00+02:00").unwrap();
-    assert_eq!(clock.now_ms(), 1_774_746_000_000, "offsets are honoured");
-    std::fs::write(&path, "tomorrow").unwrap();
-    assert_eq!(clock.now_ms(), 1_774_746_000_000, "a bad file keeps the last good time");
-    let err = FileClock::open(&path).unwrap_err().to_string();
-    assert_eq!(
-        err,
-        format!(
-            "clock file {}: \"tomorrow\" is not an RFC 3339 instant; expected e.g. 2026-03-29T00:59:30Z ({})",
-            path.display(),
-            "tomorrow".parse::<jiff::Timestamp>().unwrap_err()
-        )
-    );
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod cron;
 pub mod engine;
 pub mod notifier;
 pub mod notify;
+pub mod process;
 pub mod redact;
 pub mod report;
 pub mod runbook;

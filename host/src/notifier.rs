@@ -12,34 +12,11 @@
 use crate::notify::{self, Format, Notification, RoutingKey, Sink, Status, Webhook, WebhookUrl};
 use crate::runbook::Notify;
 use crate::runtime::caps::secrets::SecretSource;
-use crate::store::{DecisionError, EscalationRow, Store};
+use crate::store::{EscalationRow, Store, StoreError};
 use std::sync::Arc;
 
 /// Who resolves the escalations `auto_resolve` resolves.
 pub const AUTO_RESOLVER: &str = "tend";
-
-/// Why acknowledging or resolving an escalation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DecideError {
-    /// No escalation has this id.
-    #[error("{0} not found")]
-    NotFound(String),
-    /// It is already resolved (or acknowledged, for an acknowledgement).
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(anyhow::Error),
-}
-
-impl From<anyhow::Error> for DecideError {
-    fn from(e: anyhow::Error) -> Self {
-        match e.downcast::<DecisionError>() {
-            Ok(DecisionError::NotFound(what)) => DecideError::NotFound(what),
-            Ok(DecisionError::Conflict(why)) => DecideError::Conflict(why),
-            Err(e) => DecideError::Store(e),
-        }
-    }
-}
 
 /// Sends notifications. Cheap to share behind an `Arc`.
 pub struct Notifier {
@@ -181,7 +158,7 @@ impl Notifier {
         by: &str,
         reason: Option<&str>,
         notify_of: impl FnOnce(&str) -> Option<Notify>,
-    ) -> Result<EscalationRow, DecideError> {
+    ) -> Result<EscalationRow, StoreError> {
         self.store.resolve_escalation(id, by, reason).await?;
         self.announce(id, Status::Resolved, by, reason, notify_of).await
     }
@@ -193,7 +170,7 @@ impl Notifier {
         id: i64,
         by: &str,
         notify_of: impl FnOnce(&str) -> Option<Notify>,
-    ) -> Result<EscalationRow, DecideError> {
+    ) -> Result<EscalationRow, StoreError> {
         self.store.acknowledge_escalation(id, by).await?;
         self.announce(id, Status::Acknowledged, by, None, notify_of).await
     }
@@ -205,12 +182,12 @@ impl Notifier {
         by: &str,
         reason: Option<&str>,
         notify_of: impl FnOnce(&str) -> Option<Notify>,
-    ) -> Result<EscalationRow, DecideError> {
-        let missing = || DecideError::NotFound(format!("escalation {id}"));
-        let e = self.store.get_escalation(id).await.map_err(DecideError::Store)?.ok_or_else(missing)?;
+    ) -> Result<EscalationRow, StoreError> {
+        let missing = || StoreError::NotFound(format!("escalation {id}"));
+        let e = self.store.get_escalation(id).await?.ok_or_else(missing)?;
         let n = self.notification(&e).decided(status, by, reason);
         let notify = notify_of(&e.runbook);
         self.send(&n, notify.as_ref()).await;
-        self.store.get_escalation(id).await.map_err(DecideError::Store)?.ok_or_else(missing)
+        self.store.get_escalation(id).await?.ok_or_else(missing)
     }
 }

@@ -9,7 +9,9 @@
 //! after the run ended).
 
 use crate::runtime::record::Severity;
-use crate::store::{AttemptRow, OptimizationResult, RunRecord, RunRow, RunStatus, StoredReport};
+use crate::store::{
+    AlertStatus, AttemptRow, AttemptStatus, OptimizationResult, RunRecord, RunRow, RunStatus, StoredReport,
+};
 use crate::units::format_duration;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -244,7 +246,7 @@ fn findings(r: &RunRecord) -> impl Iterator<Item = (&AttemptRow, &crate::runtime
 /// a before/after.
 fn actions(r: &RunRecord) -> Vec<String> {
     let mut out = Vec::new();
-    for a in r.steps.iter().filter(|a| a.status == "succeeded") {
+    for a in r.steps.iter().filter(|a| a.status == AttemptStatus::Succeeded) {
         let summary = match a.output.as_ref().and_then(|o| o.get("summary")) {
             Some(Value::String(s)) => inline(s),
             Some(Value::Null) | None => {
@@ -282,7 +284,7 @@ fn timeline(r: &RunRecord) -> Vec<(i64, String)> {
         let labels = if labels.is_empty() { String::new() } else { format!(" ({})", labels.join(", ")) };
         let name = a.alertname.as_deref().map(inline).unwrap_or_else(|| a.fingerprint.clone());
         at(a.received_at, format!("Alert `{name}` firing since {}{labels}", a.starts_at));
-        if let (Some(resolved), "resolved") = (a.resolved_at, a.status.as_str()) {
+        if let (Some(resolved), AlertStatus::Resolved) = (a.resolved_at, a.status) {
             let ended = a.ends_at.as_deref().map(|e| format!(" (ended {e})")).unwrap_or_default();
             at(resolved, format!("Alert `{name}` resolved{ended}"));
         }
@@ -292,7 +294,7 @@ fn timeline(r: &RunRecord) -> Vec<(i64, String)> {
     }
     for a in &r.steps {
         let iteration = if a.iteration > 0 { format!(" (iteration {})", a.iteration) } else { String::new() };
-        if a.status == "skipped" {
+        if a.status == AttemptStatus::Skipped {
             let why = a.error.as_deref().map(|e| format!(": {}", inline(e))).unwrap_or_default();
             at(a.started_at, format!("Step `{}`{iteration} skipped{why}", a.step_id));
             continue;
@@ -303,8 +305,8 @@ fn timeline(r: &RunRecord) -> Vec<(i64, String)> {
                 .duration_ms
                 .map(|d| format!(" in {}", format_duration(Duration::from_secs_f64(d.max(0.0) / 1000.0))))
                 .unwrap_or_default();
-            let why = match (&a.error, a.status.as_str()) {
-                (Some(e), s) if s != "succeeded" => format!(": {}", inline(e)),
+            let why = match (&a.error, a.status) {
+                (Some(e), s) if s != AttemptStatus::Succeeded => format!(": {}", inline(e)),
                 _ => String::new(),
             };
             at(f, format!("Step `{}`{iteration} attempt {} {}{took}{why}", a.step_id, a.attempt, a.status));

@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::runtime::record::Finding;
-use crate::store::{ApprovalRow, EscalationRow, MeasuredBy, RunAlert, RunRow, RunStatus};
+use crate::store::{
+    AlertStatus, ApprovalRow, ApprovalStatus, EscalationRow, EscalationStatus, MeasuredBy, RunAlert, RunRow, RunStatus,
+    TriggerKind,
+};
 use serde_json::json;
 
 /// 2026-12-06 10:00:00.000 UTC plus `s` seconds.
@@ -21,7 +24,7 @@ fn attempt(step: &str, iteration: u32, attempt: u32, status: &str, start: f64, s
         plugin_digest: None,
         config: None,
         input: None,
-        status: status.into(),
+        status: status.parse().unwrap(),
         outcome: Some(if status == "succeeded" { "ok" } else { status }.into()),
         error: None,
         output: None,
@@ -62,7 +65,7 @@ fn incident() -> RunRecord {
             id: "01RUN".into(),
             runbook: "incident-response".into(),
             runbook_hash: "h".into(),
-            trigger_kind: "alert".into(),
+            trigger_kind: TriggerKind::Alert,
             trigger_source: Some("alertmanager:DemoDown:abc123 via token:am".into()),
             params: json!({"severity": "high", "url": "http://127.0.0.1:9000/", "service": "demo"}),
             status: RunStatus::Succeeded,
@@ -81,7 +84,7 @@ fn incident() -> RunRecord {
             severity: Severity::Critical,
             message: "demo is down (score 2)".into(),
             dedup_key: "k".into(),
-            status: "resolved".into(),
+            status: EscalationStatus::Resolved,
             occurrences: 1,
             created_at: t(2.0),
             last_seen_at: t(2.0),
@@ -98,7 +101,7 @@ fn incident() -> RunRecord {
             step_id: "restart".into(),
             iteration: 1,
             message: "Restart demo?".into(),
-            status: "approved".into(),
+            status: ApprovalStatus::Approved,
             requested_at: t(10.0),
             expires_at: t(3610.0),
             decided_by: Some("ann".into()),
@@ -121,7 +124,7 @@ fn incident() -> RunRecord {
             alertname: Some("DemoDown".into()),
             fingerprint: "abc123".into(),
             labels: json!({"alertname": "DemoDown", "instance": "127.0.0.1:9000", "severity": "critical"}),
-            status: "resolved".into(),
+            status: AlertStatus::Resolved,
             starts_at: "2026-12-06T09:59:30Z".into(),
             ends_at: Some("2026-12-06T10:06:00Z".into()),
             resolved_at: Some(t(360.0)),

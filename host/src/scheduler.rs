@@ -18,9 +18,9 @@
 //! a time that happens twice (so `*/15 * * * *` keeps firing every 15 real
 //! minutes).
 
-use crate::engine::Clock;
+use crate::clock::Clock;
 use crate::runbook::{CronTrigger, Missed, Overlap, Runbook, Trigger};
-use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store};
+use crate::store::{ActiveRuns, NewRun, NewSchedule, RunRow, ScheduleFire, Store, StoreError, TriggerKind};
 use jiff::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -318,7 +318,7 @@ impl Scheduler {
             Ok(results) => results,
             Err(e) => {
                 let why = format!("{e:#}");
-                fires.iter().map(|_| Err(anyhow::anyhow!("{why}"))).collect()
+                fires.iter().map(|_| Err(StoreError::Backend(anyhow::anyhow!("{why}")))).collect()
             }
         };
         let done = self.clock.now_ms();
@@ -414,7 +414,7 @@ impl Scheduler {
             let run = NewRun {
                 runbook: rb.name.clone(),
                 runbook_hash: rb.hash.clone(),
-                trigger_kind: "cron".into(),
+                trigger_kind: TriggerKind::Cron,
                 trigger_source: Some(format!("{} ({}) at {at}", c.expr, c.timezone)),
                 params: e.params.clone(),
             };

@@ -13,7 +13,7 @@ use super::{ApiError, AppState, CanTrigger, body, parse_body};
 use crate::engine::TriggerInfo;
 use crate::runbook::Trigger;
 use crate::serve::{Service, TriggerError};
-use crate::store::AlertRow;
+use crate::store::{AlertRow, AlertStatus, TriggerKind};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -95,7 +95,7 @@ pub async fn alertmanager(
             payload.version
         )));
     }
-    if let Some(alert) = payload.alerts.iter().find(|a| !matches!(a.status.as_str(), "firing" | "resolved")) {
+    if let Some(alert) = payload.alerts.iter().find(|a| a.status.parse::<AlertStatus>().is_err()) {
         return Err(ApiError::Unprocessable(format!(
             "alert status {:?} is not \"firing\" or \"resolved\"",
             alert.status
@@ -116,19 +116,21 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
     let mut delivered = Delivered { started: Vec::new(), repeated: 0, resolved: 0 };
     for alert in &payload.alerts {
         let fp = fingerprint(alert);
+        // Checked by the handler before this task started.
+        let status: AlertStatus = alert.status.parse().map_err(ApiError::Unprocessable)?;
         service
             .store
             .record_alert(&AlertRow {
                 fingerprint: fp.clone(),
                 starts_at: alert.starts_at.clone(),
-                status: alert.status.clone(),
+                status,
                 labels: Value::Object(alert.labels.clone()),
                 annotations: Value::Object(alert.annotations.clone()),
                 ends_at: alert.ends_at.clone(),
                 group_key: payload.group_key.clone(),
             })
             .await?;
-        if alert.status == "resolved" {
+        if status == AlertStatus::Resolved {
             delivered.resolved += 1;
             rerender_reports(&service, &fp, &alert.starts_at).await?;
             continue;
@@ -153,7 +155,7 @@ async fn deliver(service: Arc<Service>, payload: Payload, caller: String) -> Res
             }
             let name = alert.labels.get("alertname").and_then(Value::as_str).unwrap_or("?");
             let trigger = TriggerInfo {
-                kind: "alert".into(),
+                kind: TriggerKind::Alert,
                 source: Some(format!("alertmanager:{name}:{fp} via token:{caller}")),
             };
             // One run per runbook and alert instance, however often it is re-sent.

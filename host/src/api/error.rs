@@ -43,6 +43,15 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// A store error a handler passes on with `?` is a 500, as any other
+/// failure; handlers that let a client's mistake through map it with
+/// [`crate::api::decision`] (404, 409).
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

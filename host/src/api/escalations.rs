@@ -5,8 +5,7 @@
 //! [`crate::notifier`]).
 
 use super::{ApiError, AppState, CanAdmin, CanRead, ErrorBody, body, parse_body, path, query};
-use crate::notifier::DecideError;
-use crate::store::EscalationRow;
+use crate::store::{EscalationRow, EscalationStatus};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -48,15 +47,6 @@ pub struct ResolveBody {
     reason: Option<String>,
 }
 
-/// A refused decision as the API answers it (also the web view's).
-pub(crate) fn refused(e: DecideError) -> ApiError {
-    match e {
-        DecideError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
-        DecideError::Conflict(why) => ApiError::Conflict(why),
-        DecideError::Store(e) => ApiError::Internal(e),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/escalations", tag = "escalations", params(EscalationsQuery), responses((status = 200, body = EscalationList), (status = 400, body = ErrorBody)))]
 async fn list_escalations(
     _: CanRead,
@@ -64,13 +54,15 @@ async fn list_escalations(
     q: Result<Query<EscalationsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EscalationList>, ApiError> {
     let q = query(q)?;
-    if let Some(st) = &q.status
-        && !["open", "acknowledged", "resolved"].contains(&st.as_str())
-    {
-        return Err(ApiError::BadRequest(format!("status {st:?} is not open, acknowledged or resolved")));
-    }
+    let status = match &q.status {
+        Some(st) => Some(
+            st.parse::<EscalationStatus>()
+                .map_err(|_| ApiError::BadRequest(format!("status {st:?} is not open, acknowledged or resolved")))?,
+        ),
+        None => None,
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let list = s.service.store.list_escalations(q.status.as_deref(), q.run.as_deref(), limit).await?;
+    let list = s.service.store.list_escalations(status, q.run.as_deref(), limit).await?;
     Ok(Json(EscalationList { escalations: list }))
 }
 
@@ -83,7 +75,7 @@ async fn ack_escalation(
     let id = path(id)?;
     let by = format!("token:{}", caller.name);
     let notify_of = |runbook: &str| s.service.notify_of(runbook);
-    Ok(Json(s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(refused)?))
+    Ok(Json(s.service.engine.notifier().acknowledge(id, &by, notify_of).await.map_err(super::decision)?))
 }
 
 #[utoipa::path(post, path = "/v1/escalations/{id}/resolve", tag = "escalations", params(("id" = i64, Path, description = "Escalation id")), request_body(content = ResolveBody), responses((status = 200, body = EscalationRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -98,5 +90,5 @@ async fn resolve_escalation(
     let by = format!("token:{}", caller.name);
     let notify_of = |runbook: &str| s.service.notify_of(runbook);
     let notifier = s.service.engine.notifier();
-    Ok(Json(notifier.resolve(id, &by, b.reason.as_deref(), notify_of).await.map_err(refused)?))
+    Ok(Json(notifier.resolve(id, &by, b.reason.as_deref(), notify_of).await.map_err(super::decision)?))
 }

@@ -15,7 +15,7 @@ use crate::engine::TriggerInfo;
 use crate::runbook::{Runbook, Trigger};
 use crate::serve::config::Scope;
 use crate::serve::{Service, TriggerError};
-use crate::store::{DecisionError, RunFilter, RunStatus};
+use crate::store::{ApprovalStatus, RunFilter, RunStatus, StoreError, TriggerKind};
 use auth::{Auth, Caller};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
@@ -201,11 +201,11 @@ fn path<T>(p: Result<Path<T>, axum::extract::rejection::PathRejection>) -> Resul
 }
 
 /// Store errors that are the client's fault become 404/409.
-pub(crate) fn decision(e: anyhow::Error) -> ApiError {
-    match e.downcast::<DecisionError>() {
-        Ok(DecisionError::NotFound(what)) => ApiError::NotFound(format!("{what} not found")),
-        Ok(DecisionError::Conflict(m)) => ApiError::Conflict(m),
-        Err(e) => ApiError::Internal(e),
+pub(crate) fn decision(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+        StoreError::Conflict(m) => ApiError::Conflict(m),
+        StoreError::Backend(e) => ApiError::Internal(e),
     }
 }
 
@@ -352,7 +352,7 @@ async fn trigger_run(
             "runbook {name:?} has no http trigger; add `- http: true` to its triggers"
         )));
     }
-    let trigger = TriggerInfo { kind: "http".into(), source: Some(format!("token:{}", caller.name)) };
+    let trigger = TriggerInfo { kind: TriggerKind::Http, source: Some(format!("token:{}", caller.name)) };
     let (id, created) = s.service.trigger(&name, &b.params, &trigger, key.as_deref()).await.map_err(|e| match e {
         TriggerError::UnknownRunbook(_) => ApiError::NotFound(e.to_string()),
         TriggerError::BadParams(_) => ApiError::Unprocessable(e.to_string()),
@@ -446,7 +446,7 @@ async fn decide(
     caller: &Caller,
     id: String,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
-    status: &str,
+    status: ApprovalStatus,
 ) -> Result<Json<Value>, ApiError> {
     let b: DecisionBody = parse_body(&body(raw)?)?;
     let row = s
@@ -465,7 +465,7 @@ async fn approve_run(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&s, &caller, path(id)?, raw, "approved").await
+    decide(&s, &caller, path(id)?, raw, ApprovalStatus::Approved).await
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/reject", tag = "runs", params(("id" = String, Path, description = "Run id")), request_body(content = DecisionBody), responses((status = 200, body = crate::store::ApprovalRow), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -475,7 +475,7 @@ async fn reject_run(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     raw: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&s, &caller, path(id)?, raw, "rejected").await
+    decide(&s, &caller, path(id)?, raw, ApprovalStatus::Rejected).await
 }
 
 // ---- plugins ----------------------------------------------------------------

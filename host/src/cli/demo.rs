@@ -19,7 +19,7 @@ use super::{Cli, EXIT_FAILED, fail};
 use crate::engine::TriggerInfo;
 use crate::runbook::check::check;
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
-use crate::store::RunRecord;
+use crate::store::{AttemptStatus, RunRecord, RunStatus, TriggerKind};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -173,7 +173,7 @@ async fn walkthrough(cli: &Cli, args: &DemoArgs) -> ExitCode {
     params.insert("service_url".into(), Value::String(url.clone()));
     params.insert("interval".into(), Value::String(args.interval.clone()));
     params.insert("settle".into(), Value::String(args.settle.clone()));
-    let trigger = TriggerInfo { kind: "cli".into(), source: Some("tend demo".into()) };
+    let trigger = TriggerInfo { kind: TriggerKind::Cli, source: Some("tend demo".into()) };
     let (code, run_id) = run_here(&store, rt, secrets, &rb, &params, trigger, false).await;
 
     // 4. What happened.
@@ -201,7 +201,8 @@ async fn walkthrough(cli: &Cli, args: &DemoArgs) -> ExitCode {
 /// What a health-cycle run did, a line per phase: detected, remediated,
 /// verified, healthy (or not).
 fn story(record: &RunRecord) -> Vec<String> {
-    let steps = |id: &'static str| record.steps.iter().filter(move |a| a.step_id == id && a.status == "succeeded");
+    let steps =
+        |id: &'static str| record.steps.iter().filter(move |a| a.step_id == id && a.status == AttemptStatus::Succeeded);
     let score_of = |a: &crate::store::AttemptRow| a.output.as_ref().and_then(|o| o["score"].as_f64());
     let mut lines = Vec::new();
     if let Some(first) = steps("score").next() {
@@ -223,7 +224,7 @@ fn story(record: &RunRecord) -> Vec<String> {
     let last = steps("score").next_back();
     let iterations = steps("score").count();
     match last.and_then(|a| a.output.clone()) {
-        Some(o) if record.run.status.as_str() == "succeeded" => lines.push(format!(
+        Some(o) if record.run.status == RunStatus::Succeeded => lines.push(format!(
             "healthy     score {}/10, healthy {} measurements in a row, after {iterations} iteration{}",
             o["score"].as_f64().unwrap_or(f64::NAN),
             o["consecutive_healthy"],

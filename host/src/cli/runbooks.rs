@@ -8,7 +8,9 @@ use crate::notify::Status;
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
 use crate::runtime::Runtime;
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
-use crate::store::{RunFilter, RunRow, RunStatus, Store};
+use crate::store::{
+    ApprovalStatus, AttemptStatus, EscalationStatus, RunFilter, RunRow, RunStatus, Store, StoreError, TriggerKind,
+};
 use crate::units::format_duration;
 use clap::{Args, Subcommand};
 
@@ -131,7 +133,7 @@ pub struct SinkArgs {
 fn who(by: &Option<String>) -> String {
     by.clone().unwrap_or_else(|| {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-        format!("{user}@{}", crate::store::hostname())
+        format!("{user}@{}", crate::process::hostname())
     })
 }
 
@@ -279,7 +281,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> ExitCode {
         Err(errors) => return fail(EXIT_USAGE, errors.join("; ")),
     };
     let secrets: Arc<dyn SecretSource> = Arc::new(EnvSecrets);
-    let trigger = TriggerInfo { kind: "cli".into(), source: Some(who(&None)) };
+    let trigger = TriggerInfo { kind: TriggerKind::Cli, source: Some(who(&None)) };
     run_here(&store, rt, secrets, &rb, &params, trigger, args.json).await.0
 }
 
@@ -387,9 +389,11 @@ async fn print_progress(mut events: tokio::sync::broadcast::Receiver<Event>, run
             {
                 let took = format_duration(Duration::from_secs_f64(duration_ms / 1000.0));
                 let n = if attempt > 1 { format!(" attempt {attempt}") } else { String::new() };
-                match status.as_str() {
-                    "succeeded" => line(format!("  ✓ {step}{}{n} {took}", at(iteration))),
-                    "skipped" => line(format!("  - {step}{} skipped: {}", at(iteration), error.unwrap_or_default())),
+                match status {
+                    AttemptStatus::Succeeded => line(format!("  ✓ {step}{}{n} {took}", at(iteration))),
+                    AttemptStatus::Skipped => {
+                        line(format!("  - {step}{} skipped: {}", at(iteration), error.unwrap_or_default()))
+                    }
                     _ => {
                         line(format!("  ✗ {step}{}{n} {outcome} {took}: {}", at(iteration), error.unwrap_or_default()))
                     }
@@ -565,14 +569,18 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                 }
             }
             RunsCommand::Approve(d) | RunsCommand::Reject(d) => {
-                let status = if matches!(cmd, RunsCommand::Approve(_)) { "approved" } else { "rejected" };
+                let status = if matches!(cmd, RunsCommand::Approve(_)) {
+                    ApprovalStatus::Approved
+                } else {
+                    ApprovalStatus::Rejected
+                };
                 match store.decide_approval(&d.id, status, &who(&d.by), d.reason.as_deref()).await {
                     Ok(row) => {
                         outln!("run {}: step {:?} {status}", d.id, row.step_id);
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
-                    Err(e) => Err(e),
+                    Err(e @ (StoreError::NotFound(_) | StoreError::Conflict(_))) => Ok(fail(EXIT_USAGE, e)),
+                    Err(e) => Err(e.into()),
                 }
             }
             RunsCommand::Cancel { id } => match store.request_cancel(id).await {
@@ -580,8 +588,8 @@ pub async fn runs(cli: &Cli, cmd: &RunsCommand) -> ExitCode {
                     outln!("run {id}: cancellation requested (it was {status})");
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) if e.is::<crate::store::DecisionError>() => Ok(fail(EXIT_USAGE, e)),
-                Err(e) => Err(e),
+                Err(e @ (StoreError::NotFound(_) | StoreError::Conflict(_))) => Ok(fail(EXIT_USAGE, e)),
+                Err(e) => Err(e.into()),
             },
         }
     }
@@ -619,12 +627,16 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
     let result: anyhow::Result<ExitCode> = async {
         match cmd {
             EscalationsCommand::List { status, run, limit, json } => {
-                if let Some(s) = status
-                    && !["open", "acknowledged", "resolved"].contains(&s.as_str())
-                {
-                    return Ok(fail(EXIT_USAGE, format!("--status: {s:?} is not open, acknowledged or resolved")));
-                }
-                let list = store.list_escalations(status.as_deref(), run.as_deref(), *limit).await?;
+                let status = match status {
+                    Some(s) => match s.parse::<EscalationStatus>() {
+                        Ok(status) => Some(status),
+                        Err(_) => {
+                            return Ok(fail(EXIT_USAGE, format!("--status: {s:?} is not open, acknowledged or resolved")));
+                        }
+                    },
+                    None => None,
+                };
+                let list = store.list_escalations(status, run.as_deref(), *limit).await?;
                 if *json {
                     outln!("{}", serde_json::to_string_pretty(&list)?);
                 } else {
@@ -680,7 +692,7 @@ pub async fn escalations(cli: &Cli, cmd: &EscalationsCommand) -> ExitCode {
                         }
                         Ok(ExitCode::SUCCESS)
                     }
-                    Err(crate::notifier::DecideError::Store(e)) => Err(e),
+                    Err(StoreError::Backend(e)) => Err(e),
                     Err(e) => Ok(fail(EXIT_USAGE, e)),
                 }
             }

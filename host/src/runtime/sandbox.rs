@@ -37,8 +37,9 @@ impl WasiView for StepState {
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<StepState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    super::bindings::tend::plugin::host::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
-    super::bindings::tend::plugin::types::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+    // The `host` calls get the capabilities' own state, not the whole store data.
+    super::bindings::tend::plugin::host::add_to_linker::<StepState, HasSelf<Caps>>(&mut linker, |s| &mut s.caps)?;
+    super::bindings::tend::plugin::types::add_to_linker::<StepState, HasSelf<Caps>>(&mut linker, |s| &mut s.caps)?;
     Ok(linker)
 }
 

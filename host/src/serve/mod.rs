@@ -6,13 +6,14 @@
 
 pub mod config;
 
-use crate::engine::{Clock, Engine, FileClock, SystemClock, TriggerInfo};
+use crate::clock::{Clock, FileClock, SystemClock};
+use crate::engine::{Engine, TriggerInfo};
 use crate::notifier::Notifier;
 use crate::runbook::{self, Catalog, Runbook};
 use crate::runtime::caps::secrets::{EnvSecrets, SecretSource};
 use crate::runtime::record::Severity;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewEscalation, NewRun, RunRow, RunStatus, Store};
+use crate::store::{AttemptStatus, NewEscalation, NewRun, RunRow, RunStatus, Store, StoreError, TriggerKind};
 pub use config::ServeConfig;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -240,7 +241,7 @@ impl Service {
         let run = NewRun {
             runbook: rb.name.clone(),
             runbook_hash: rb.hash.clone(),
-            trigger_kind: trigger.kind.clone(),
+            trigger_kind: trigger.kind,
             trigger_source: trigger.source.clone(),
             params: Value::Object(params),
         };
@@ -261,10 +262,9 @@ impl Service {
         let (id, new_run) = recorded
             .await
             .map_err(|e| TriggerError::Internal(anyhow::anyhow!("recording the run stopped: {e}")))?
-            .map_err(|e| match e.downcast::<crate::store::DecisionError>() {
-                Ok(crate::store::DecisionError::Conflict(m)) => TriggerError::Conflict(m),
-                Ok(other) => TriggerError::Internal(other.into()),
-                Err(e) => TriggerError::Internal(e),
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => TriggerError::Conflict(m),
+                other => TriggerError::Internal(other.into()),
             })?;
         Ok((id, new_run.is_some()))
     }
@@ -300,7 +300,7 @@ impl Service {
                         dedup_key: &format!("{}:interrupted:{}", run.runbook, run.id),
                     };
                     let raised =
-                        self.store.raise_escalation(&e, Duration::from_secs(3600), crate::store::now_ms()).await?;
+                        self.store.raise_escalation(&e, Duration::from_secs(3600), crate::clock::now_ms()).await?;
                     if !raised.grouped {
                         let notifier = self.engine.notifier();
                         let n = crate::notify::Notification::new(
@@ -345,7 +345,7 @@ impl Service {
         if attempts.iter().any(|a| a.iteration > 0) {
             return Ok(Err("it was inside a repeat loop".into()));
         }
-        for a in attempts.iter().filter(|a| a.status == "running") {
+        for a in attempts.iter().filter(|a| a.status == AttemptStatus::Running) {
             match rb.step(&a.step_id) {
                 Some(step) if step.idempotent => {}
                 _ => return Ok(Err(format!("step {:?} was running and is not declared idempotent", a.step_id))),
@@ -394,7 +394,7 @@ impl Service {
         let Some(age) = self.config.retention else { return };
         let every = prune_every(age);
         loop {
-            let cutoff = crate::store::now_ms() - age.as_millis() as i64;
+            let cutoff = crate::clock::now_ms() - age.as_millis() as i64;
             match self.store.prune(cutoff, PRUNE_BATCH).await {
                 Ok(0) => {}
                 Ok(n) => {
@@ -434,7 +434,7 @@ impl Service {
         };
         // A scheduled run whose trigger does not allow overlap waits for the
         // runs before it, whatever the runbook's own concurrency cap.
-        let serial = run.trigger_kind == "cron"
+        let serial = run.trigger_kind == TriggerKind::Cron
             && rb
                 .triggers
                 .iter()
@@ -479,7 +479,7 @@ mod tests {
             ..Overrides::default()
         };
         let service = Service::start(ServeConfig::resolve(None, &overrides).unwrap()).await.unwrap();
-        let trigger = TriggerInfo { kind: "http".into(), source: None };
+        let trigger = TriggerInfo { kind: TriggerKind::Http, source: None };
         // What a client that hangs up does to its handler: the future is
         // polled until it waits on the database, then dropped.
         let params = Map::new();

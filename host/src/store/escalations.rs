@@ -1,54 +1,99 @@
 //! Escalations and their notifications: raising (grouped by dedup key
 //! inside a window), acknowledging, resolving, and the record of every
-//! notification sent about them. Knows nothing of sinks or formats: the
-//! notifier decides what is sent and records it here.
+//! notification sent about them. Backend-neutral. Knows nothing of sinks
+//! or formats: the notifier decides what is sent and records it here.
 
-use super::{DecisionError, EscalationRow, NewEscalation, NotificationRow, Raised, Store, now_ms};
+use super::{Store, StoreResult};
 use crate::notify::Status;
-use rusqlite::{OptionalExtension as _, params};
-use serde_json::Value;
-use sqlx::Row;
+use crate::runtime::record::Severity;
+use serde::Serialize;
 use std::time::Duration;
+
+str_enum! {
+    /// Where an escalation stands.
+    pub enum EscalationStatus("escalation status") {
+        /// Raised; nobody has answered it yet.
+        Open = "open",
+        /// Someone is on it; still counts occurrences.
+        Acknowledged = "acknowledged",
+        /// Over: by a person, or by tend when its condition stopped holding.
+        Resolved = "resolved",
+    }
+}
+
+/// An escalation as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EscalationRow {
+    pub id: i64,
+    pub run_id: String,
+    pub runbook: String,
+    pub step_id: Option<String>,
+    pub iteration: u32,
+    pub severity: Severity,
+    pub message: String,
+    pub dedup_key: String,
+    pub status: EscalationStatus,
+    pub occurrences: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen_at: i64,
+    pub acknowledged_by: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub acknowledged_at: Option<i64>,
+    pub resolved_by: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub resolved_at: Option<i64>,
+    /// Why it was resolved, e.g. `condition no longer holds at the end of run 01J...`.
+    pub resolution: Option<String>,
+    pub notifications: Vec<NotificationRow>,
+}
+
+/// A notification sent (or attempted) for an escalation.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct NotificationRow {
+    /// What it announced: `triggered`, `acknowledged` or `resolved`.
+    pub event: crate::notify::Status,
+    /// `log`, `webhook:<host>` (JSON) or `<format>:<host>`, e.g. `pagerduty:events.pagerduty.com`.
+    pub sink: String,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
+    pub sent_at: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// An escalation about to be raised.
+#[derive(Debug, Clone)]
+pub struct NewEscalation<'a> {
+    pub run_id: &'a str,
+    pub runbook: &'a str,
+    pub step_id: Option<&'a str>,
+    pub iteration: u32,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub dedup_key: &'a str,
+}
+
+/// What raising an escalation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raised {
+    pub id: i64,
+    /// True when an open escalation with the same dedup key inside the
+    /// window took it in (no new notification is due).
+    pub grouped: bool,
+}
 
 impl Store {
     /// Raises an escalation. When an escalation with the same dedup key is
     /// open or acknowledged and was last seen within `window` before `now`,
     /// it is grouped into that one (occurrences + 1) instead.
-    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> anyhow::Result<Raised> {
-        let since = now - window.as_millis() as i64;
-        let (run_id, runbook, step_id) = (e.run_id.to_string(), e.runbook.to_string(), e.step_id.map(str::to_string));
-        let (message, dedup_key) = (e.message.to_string(), e.dedup_key.to_string());
-        let (iteration, severity) = (i64::from(e.iteration), e.severity.as_str());
-        self.writer
-            .write(move |db| {
-                let existing: Option<i64> = db
-                    .prepare_cached(
-                        "SELECT id FROM escalations
-                         WHERE dedup_key = ? AND status IN ('open', 'acknowledged') AND last_seen_at >= ?
-                         ORDER BY id DESC LIMIT 1",
-                    )?
-                    .query_row(params![dedup_key, since], |r| r.get(0))
-                    .optional()?;
-                if let Some(id) = existing {
-                    db.prepare_cached(
-                        "UPDATE escalations SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?",
-                    )?
-                    .execute(params![now, id])?;
-                    return Ok(Raised { id, grouped: true });
-                }
-                let id = db
-                    .prepare_cached(
-                        "INSERT INTO escalations (run_id, runbook, step_id, iteration, severity, message, dedup_key,
-                                                  status, created_at, last_seen_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, 'open', ?, ?) RETURNING id",
-                    )?
-                    .query_row(
-                        params![run_id, runbook, step_id, iteration, severity, message, dedup_key, now, now],
-                        |r| r.get(0),
-                    )?;
-                Ok(Raised { id, grouped: false })
-            })
-            .await
+    pub async fn raise_escalation(&self, e: &NewEscalation<'_>, window: Duration, now: i64) -> StoreResult<Raised> {
+        dispatch!(self, raise_escalation(e, window, now))
     }
 
     /// Records a notification attempt for an escalation: which `event` of
@@ -59,175 +104,33 @@ impl Store {
         event: Status,
         sink: &str,
         result: &Result<(), String>,
-    ) -> anyhow::Result<()> {
-        let (sink, error) = (sink.to_string(), result.as_ref().err().cloned());
-        self.writer
-            .write(move |db| {
-                db.prepare_cached(
-                    "INSERT INTO notifications (escalation_id, event, sink, sent_at, ok, error)
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )?
-                .execute(params![
-                    escalation_id,
-                    event.as_str(),
-                    sink,
-                    now_ms(),
-                    error.is_none(),
-                    error
-                ])?;
-                Ok(())
-            })
-            .await
+    ) -> StoreResult<()> {
+        dispatch!(self, record_notification(escalation_id, event, sink, result))
     }
 
-    /// Escalations, newest first, optionally only those with `status`
-    /// (open | acknowledged | resolved) or of one run.
+    /// Escalations, newest first, optionally only those with `status` or
+    /// of one run.
     pub async fn list_escalations(
         &self,
-        status: Option<&str>,
+        status: Option<EscalationStatus>,
         run_id: Option<&str>,
         limit: u32,
-    ) -> anyhow::Result<Vec<EscalationRow>> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
-                    created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
-             FROM escalations
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(status)
-        .bind(run_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<anyhow::Result<_>>()?;
-        // The notifications of all of them in one query, selected by the same filter.
-        if !out.is_empty() {
-            let sent = sqlx::query(
-                "SELECT escalation_id, sink, sent_at, ok, error, event FROM notifications
-                 WHERE escalation_id IN (
-                     SELECT id FROM escalations
-                     WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR run_id = ?2)
-                     ORDER BY id DESC LIMIT ?3)
-                 ORDER BY id",
-            )
-            .bind(status)
-            .bind(run_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
-            for n in &sent {
-                if let Some(&i) = index.get(&n.get::<i64, _>(0)) {
-                    out[i].notifications.push(notification_row(n)?);
-                }
-            }
-        }
-        Ok(out)
+    ) -> StoreResult<Vec<EscalationRow>> {
+        dispatch!(self, list_escalations(status, run_id, limit))
     }
 
     /// One escalation with its notifications, or None when there is no such id.
-    pub async fn get_escalation(&self, id: i64) -> anyhow::Result<Option<EscalationRow>> {
-        let row = sqlx::query(
-            "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
-                    created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
-             FROM escalations WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut e = escalation_row(&row)?;
-        let sent = sqlx::query(
-            "SELECT escalation_id, sink, sent_at, ok, error, event FROM notifications WHERE escalation_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        e.notifications = sent.iter().map(notification_row).collect::<anyhow::Result<_>>()?;
-        Ok(Some(e))
+    pub async fn get_escalation(&self, id: i64) -> StoreResult<Option<EscalationRow>> {
+        dispatch!(self, get_escalation(id))
     }
 
     /// Acknowledges an open escalation.
-    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> anyhow::Result<()> {
-        let by = by.to_string();
-        self.writer
-            .write(move |db| {
-                let done = db
-                    .prepare_cached(
-                        "UPDATE escalations SET status = 'acknowledged', acknowledged_by = ?, acknowledged_at = ?
-                         WHERE id = ? AND status = 'open'",
-                    )?
-                    .execute(params![by, now_ms(), id])?;
-                if done == 0 {
-                    return Err(escalation_refusal(db, id, "acknowledged")?.into());
-                }
-                Ok(())
-            })
-            .await
+    pub async fn acknowledge_escalation(&self, id: i64, by: &str) -> StoreResult<()> {
+        dispatch!(self, acknowledge_escalation(id, by))
     }
 
     /// Resolves an open or acknowledged escalation, with why when given.
-    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> anyhow::Result<()> {
-        let (by, reason) = (by.to_string(), reason.map(str::to_string));
-        self.writer
-            .write(move |db| {
-                let done = db
-                    .prepare_cached(
-                        "UPDATE escalations SET status = 'resolved', resolved_by = ?, resolved_at = ?, resolution = ?
-                         WHERE id = ? AND status IN ('open', 'acknowledged')",
-                    )?
-                    .execute(params![by, now_ms(), reason, id])?;
-                if done == 0 {
-                    return Err(escalation_refusal(db, id, "resolved")?.into());
-                }
-                Ok(())
-            })
-            .await
+    pub async fn resolve_escalation(&self, id: i64, by: &str, reason: Option<&str>) -> StoreResult<()> {
+        dispatch!(self, resolve_escalation(id, by, reason))
     }
-}
-
-/// Why an escalation could not be acknowledged or resolved.
-fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> anyhow::Result<DecisionError> {
-    let status: Option<String> =
-        db.prepare_cached("SELECT status FROM escalations WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?;
-    Ok(match status {
-        None => DecisionError::NotFound(format!("escalation {id}")),
-        Some(s) => DecisionError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
-    })
-}
-
-pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> anyhow::Result<EscalationRow> {
-    let severity: String = r.get(5);
-    Ok(EscalationRow {
-        id: r.get(0),
-        run_id: r.get(1),
-        runbook: r.get(2),
-        step_id: r.get(3),
-        iteration: r.get::<i64, _>(4) as u32,
-        severity: serde_json::from_value(Value::String(severity))?,
-        message: r.get(6),
-        dedup_key: r.get(7),
-        status: r.get(8),
-        occurrences: r.get(9),
-        created_at: r.get(10),
-        last_seen_at: r.get(11),
-        acknowledged_by: r.get(12),
-        acknowledged_at: r.get(13),
-        resolved_by: r.get(14),
-        resolved_at: r.get(15),
-        resolution: r.get(16),
-        notifications: Vec::new(),
-    })
-}
-
-fn notification_row(n: &sqlx::sqlite::SqliteRow) -> anyhow::Result<NotificationRow> {
-    let event: String = n.get(5);
-    Ok(NotificationRow {
-        event: event.parse().map_err(anyhow::Error::msg)?,
-        sink: n.get(1),
-        sent_at: n.get(2),
-        ok: n.get(3),
-        error: n.get(4),
-    })
 }

@@ -2,11 +2,9 @@
 //! `run_reports` table, one report per run, replaced when it is rendered
 //! again (an alert resolved after the run ended).
 //!
-//! SQL only; the Markdown is rendered elsewhere ([`crate::report`]).
+//! Backend-neutral; the Markdown is rendered elsewhere ([`crate::report`]).
 
-use super::{DecisionError, RunStatus, Store, now_ms};
-use rusqlite::{OptionalExtension as _, params};
-use sqlx::Row;
+use super::{RunStatus, Store, StoreResult};
 
 /// A run's stored report.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,9 +18,8 @@ pub struct StoredReport {
 
 impl Store {
     /// Stores (or replaces) the report of a run.
-    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
-        let (run_id, kind, markdown) = (run_id.to_string(), kind.to_string(), markdown.to_string());
-        self.writer.write(move |db| save(db, &run_id, &kind, &markdown)).await
+    pub async fn save_report(&self, run_id: &str, kind: &str, markdown: &str) -> StoreResult<()> {
+        dispatch!(self, save_report(run_id, kind, markdown))
     }
 
     /// Ends a run with a final status at `finished_at` and stores its
@@ -36,49 +33,12 @@ impl Store {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
-    ) -> anyhow::Result<(RunStatus, Option<String>, bool)> {
-        debug_assert!(status.is_final());
-        let (id, error) = (id.to_string(), error.map(str::to_string));
-        let report = report.map(|(k, m)| (k.to_string(), m.to_string()));
-        self.writer
-            .write(move |db| {
-                let ended = db
-                    .prepare_cached(
-                        "UPDATE runs SET status = ?, error = ?, finished_at = ?
-                         WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
-                    )?
-                    .execute(params![status.as_str(), error, finished_at, id])?;
-                let stored = ended == 1 && report.is_some();
-                if let (true, Some((kind, markdown))) = (stored, &report) {
-                    save(db, &id, kind, markdown)?;
-                }
-                let (status, error): (String, Option<String>) = db
-                    .prepare_cached("SELECT status, error FROM runs WHERE id = ?")?
-                    .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?
-                    .ok_or_else(|| DecisionError::NotFound(format!("run {id:?}")))?;
-                Ok((status.parse().map_err(anyhow::Error::msg)?, error, stored))
-            })
-            .await
+    ) -> StoreResult<(RunStatus, Option<String>, bool)> {
+        dispatch!(self, finish_run_reported(id, status, error, finished_at, report))
     }
 
     /// The report of a run, if one was written.
-    pub async fn report(&self, run_id: &str) -> anyhow::Result<Option<StoredReport>> {
-        let row = sqlx::query("SELECT kind, markdown, rendered_at FROM run_reports WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| StoredReport { kind: r.get(0), markdown: r.get(1), rendered_at: r.get(2) }))
+    pub async fn report(&self, run_id: &str) -> StoreResult<Option<StoredReport>> {
+        dispatch!(self, report(run_id))
     }
-}
-
-/// Stores (or replaces) a run's report.
-fn save(db: &rusqlite::Connection, run_id: &str, kind: &str, markdown: &str) -> anyhow::Result<()> {
-    db.prepare_cached(
-        "INSERT INTO run_reports (run_id, kind, markdown, rendered_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (run_id) DO UPDATE SET
-             kind = excluded.kind, markdown = excluded.markdown, rendered_at = excluded.rendered_at",
-    )?
-    .execute(params![run_id, kind, markdown, now_ms()])?;
-    Ok(())
 }

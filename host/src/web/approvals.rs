@@ -6,7 +6,7 @@ use super::session::{CsrfField, Session};
 use super::{Frame, WebError, bad_path, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
-use crate::store::PendingApproval;
+use crate::store::{ApprovalStatus, PendingApproval};
 use axum::Router;
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
@@ -52,7 +52,7 @@ async fn decide(
     s: AppState,
     id: Result<Path<String>, PathRejection>,
     form: Result<Form<DecisionForm>, FormRejection>,
-    status: &str,
+    status: ApprovalStatus,
 ) -> Result<Response, WebError> {
     let Path(id) = id.map_err(bad_path)?;
     let f = session.action(form, Scope::Admin)?;
@@ -70,7 +70,7 @@ async fn approve(
     id: Result<Path<String>, PathRejection>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    decide(session, s, id, form, "approved").await
+    decide(session, s, id, form, ApprovalStatus::Approved).await
 }
 
 async fn reject(
@@ -79,5 +79,5 @@ async fn reject(
     id: Result<Path<String>, PathRejection>,
     form: Result<Form<DecisionForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    decide(session, s, id, form, "rejected").await
+    decide(session, s, id, form, ApprovalStatus::Rejected).await
 }

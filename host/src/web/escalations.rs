@@ -8,7 +8,7 @@ use super::session::{CsrfField, Session};
 use super::{Frame, PAGE_SIZE, WebError, bad_path, bad_query, given, render, see_other};
 use crate::api::AppState;
 use crate::serve::config::Scope;
-use crate::store::EscalationRow;
+use crate::store::{EscalationRow, EscalationStatus};
 use axum::Router;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
@@ -48,12 +48,12 @@ async fn list(
 ) -> Result<Response, WebError> {
     let Query(q) = q.map_err(bad_query)?;
     let store = &s.service.store;
-    let resolved = store.escalation_page("resolved", q.resolved_before, PAGE_SIZE).await?;
+    let resolved = store.escalation_page(EscalationStatus::Resolved, q.resolved_before, PAGE_SIZE).await?;
     let next = (resolved.len() == PAGE_SIZE as usize)
         .then(|| format!("/escalations?resolved_before={}", resolved[resolved.len() - 1].id));
     let page = ListPage {
-        open: store.escalation_page("open", None, MAX_ACTIVE).await?,
-        acknowledged: store.escalation_page("acknowledged", None, MAX_ACTIVE).await?,
+        open: store.escalation_page(EscalationStatus::Open, None, MAX_ACTIVE).await?,
+        acknowledged: store.escalation_page(EscalationStatus::Acknowledged, None, MAX_ACTIVE).await?,
         resolved,
         next,
     };
@@ -104,7 +104,7 @@ async fn decide(
         Decision::Acknowledge => notifier.acknowledge(id, &by, notify_of).await,
         Decision::Resolve => notifier.resolve(id, &by, given(&f.reason), notify_of).await,
     };
-    let e = decided.map_err(crate::api::escalations::refused)?;
+    let e = decided.map_err(crate::api::decision)?;
     Ok(see_other(&back(&f, &e)))
 }
 

@@ -191,6 +191,13 @@ impl From<ApiError> for WebError {
     }
 }
 
+/// A store failure is a 500, as in the API.
+impl From<crate::store::StoreError> for WebError {
+    fn from(e: crate::store::StoreError) -> Self {
+        WebError::Api(e.into())
+    }
+}
+
 impl From<anyhow::Error> for WebError {
     fn from(e: anyhow::Error) -> Self {
         WebError::Api(ApiError::Internal(e))

@@ -12,6 +12,7 @@ use crate::engine::TriggerInfo;
 use crate::runbook::{Param, ParamType, Runbook, Trigger};
 use crate::serve::TriggerError;
 use crate::serve::config::Scope;
+use crate::store::TriggerKind;
 use axum::Router;
 use axum::extract::rejection::{FormRejection, PathRejection};
 use axum::extract::{Form, Path, State};
@@ -178,7 +179,7 @@ async fn start(
             None => errors.push(format!("the form has an unknown field {key:?}")),
         }
     }
-    let trigger = TriggerInfo { kind: "http".into(), source: Some(session.by()) };
+    let trigger = TriggerInfo { kind: TriggerKind::Http, source: Some(session.by()) };
     if errors.is_empty() {
         match s.service.trigger(&name, &params_of(&rb, &sent), &trigger, None).await {
             Ok((id, _)) => return Ok(see_other(&format!("/runs/{id}"))),

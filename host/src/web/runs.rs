@@ -9,7 +9,8 @@ use super::{Frame, PAGE_SIZE, WebError, bad_path, bad_query, given, render, see_
 use crate::api::{ApiError, AppState};
 use crate::serve::config::Scope;
 use crate::store::{
-    ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, RunFilter, RunRow, RunStatus,
+    ApprovalRow, ApprovalStatus, AttemptRow, AttemptStatus, EscalationRow, EscalationStatus, OptimizationResult,
+    RunAlert, RunFilter, RunRow, RunStatus,
 };
 use axum::Router;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
@@ -43,7 +44,7 @@ pub struct RunLine {
 
 impl RunLine {
     pub fn new(run: RunRow) -> RunLine {
-        let took = run.started_at.map(|s| took((run.finished_at.unwrap_or_else(crate::store::now_ms) - s) as f64));
+        let took = run.started_at.map(|s| took((run.finished_at.unwrap_or_else(crate::clock::now_ms) - s) as f64));
         RunLine { run, took }
     }
 }
@@ -111,7 +112,7 @@ async fn list(
         next,
         first,
         waiting: s.service.store.count_runs(RunStatus::WaitingApproval).await?,
-        open_escalations: s.service.store.count_escalations("open").await?,
+        open_escalations: s.service.store.count_escalations(EscalationStatus::Open).await?,
     };
     render("runs.html", &Frame::new(&session, "runs", "runs"), page)
 }
@@ -145,7 +146,7 @@ struct RunPage {
 /// The timeline: each attempt's offset and width in % of the run's span
 /// (from its start to its end, or to now while it runs).
 fn timeline(run: &RunRow, attempts: Vec<AttemptRow>) -> Vec<StepLine> {
-    let now = crate::store::now_ms();
+    let now = crate::clock::now_ms();
     let start = run.started_at.unwrap_or(run.created_at);
     let end = run.finished_at.unwrap_or(now).max(start + 1);
     let span = (end - start) as f64;
@@ -178,10 +179,10 @@ async fn show(
     let failures = r
         .steps
         .iter()
-        .filter(|a| a.status == "failed")
+        .filter(|a| a.status == AttemptStatus::Failed)
         .map(|a| (a.step_id.clone(), a.error.clone().unwrap_or_else(|| "failed".into())))
         .collect();
-    let pending = r.approvals.iter().rev().find(|a| a.status == "pending").cloned();
+    let pending = r.approvals.iter().rev().find(|a| a.status == ApprovalStatus::Pending).cloned();
     let page = RunPage {
         took: RunLine::new(r.run.clone()).took,
         is_final: r.run.status.is_final(),

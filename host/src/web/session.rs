@@ -171,7 +171,7 @@ impl FromRequestParts<AppState> for Session {
             return Err(sign_in());
         };
         let id_sha256 = sha256_hex(&[value.as_bytes()]);
-        let now = crate::store::now_ms();
+        let now = crate::clock::now_ms();
         let Some(row) = state.service.store.session(&id_sha256, now).await? else { return Err(sign_in()) };
         let Some(caller) = state.auth.by_hash(&row.token_sha256) else { return Err(sign_in()) };
         same_origin(parts)?;
@@ -261,7 +261,7 @@ async fn sign_in(
     };
     s.auth.take(&caller.name)?;
     let value = secret()?;
-    let expires = crate::store::now_ms() + SESSION_LIFETIME.as_millis() as i64;
+    let expires = crate::clock::now_ms() + SESSION_LIFETIME.as_millis() as i64;
     s.service.store.open_session(&sha256_hex(&[value.as_bytes()]), &token_sha256, &caller.name, expires).await?;
     tracing::info!(token = %caller.name, "web view: signed in");
     let tls = over_tls(&s, &headers);

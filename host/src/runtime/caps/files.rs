@@ -10,6 +10,7 @@
 //! followed. Reads only metadata; never a file's content.
 
 use super::Denials;
+use crate::runtime::bindings::types;
 use crate::runtime::grants::DirGrant;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -255,6 +256,29 @@ fn io_error(guest: &str, e: &std::io::Error) -> String {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
     tokio::task::spawn_blocking(f).await.map_err(|e| format!("reading file metadata failed: {e}"))?
+}
+
+/// A path's metadata, in the contract's types.
+impl From<Meta> for types::FileMeta {
+    fn from(m: Meta) -> types::FileMeta {
+        types::FileMeta {
+            path: m.path,
+            kind: match m.kind {
+                Kind::File => types::FileKind::File,
+                Kind::Dir => types::FileKind::Dir,
+                Kind::Symlink => types::FileKind::Symlink,
+                Kind::Other => types::FileKind::Other,
+            },
+            size: m.size,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            setuid: m.setuid,
+            setgid: m.setgid,
+            world_writable: m.world_writable,
+            modified: m.modified,
+        }
+    }
 }
 
 #[cfg(test)]

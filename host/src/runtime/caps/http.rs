@@ -6,6 +6,7 @@
 //! request fails with an error naming the host to grant.
 
 use super::Denials;
+use crate::runtime::bindings::types;
 use crate::runtime::grants::HostPattern;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -180,4 +181,30 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .user_agent(concat!("tend/", env!("CARGO_PKG_VERSION")))
         .build()?)
+}
+
+/// `host.http-fetch`'s request, in the contract's types.
+impl From<types::HttpRequest> for Request {
+    fn from(req: types::HttpRequest) -> Request {
+        Request {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+            follow_redirects: req.follow_redirects,
+        }
+    }
+}
+
+impl From<Response> for types::HttpResponse {
+    fn from(resp: Response) -> types::HttpResponse {
+        types::HttpResponse {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
+            truncated: resp.truncated,
+            final_url: resp.final_url,
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `host.log`: lines a plugin writes to its step's log. Always allowed;
 //! bounded in line count and size so a chatty plugin cannot exhaust the host.
 
+use crate::runtime::bindings::types;
 use crate::runtime::record::{LogLevel, LogLine};
 
 /// Most `host.log` lines kept per step.
@@ -45,6 +46,19 @@ pub fn truncate(mut s: String, max: usize) -> String {
         s.push_str(" [truncated]");
     }
     s
+}
+
+/// The contract's log level.
+impl From<types::LogLevel> for LogLevel {
+    fn from(level: types::LogLevel) -> LogLevel {
+        match level {
+            types::LogLevel::Trace => LogLevel::Trace,
+            types::LogLevel::Debug => LogLevel::Debug,
+            types::LogLevel::Info => LogLevel::Info,
+            types::LogLevel::Warn => LogLevel::Warn,
+            types::LogLevel::Error => LogLevel::Error,
+        }
+    }
 }
 
 #[cfg(test)]

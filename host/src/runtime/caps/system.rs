@@ -2,6 +2,7 @@
 //! runs on. Denied unless the step is granted `system-metrics`.
 
 use super::Denials;
+use crate::runtime::bindings::types;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use sysinfo::{Disks, System};
@@ -103,6 +104,33 @@ impl SystemCap {
         tokio::task::spawn_blocking(move || sampler.snapshot())
             .await
             .map_err(|e| format!("reading machine metrics failed: {e}"))
+    }
+}
+
+/// `host.system-metrics`'s answer, in the contract's types.
+impl From<Snapshot> for types::SystemSnapshot {
+    fn from(s: Snapshot) -> types::SystemSnapshot {
+        types::SystemSnapshot {
+            hostname: s.hostname,
+            cpu_count: s.cpu_count,
+            cpu_usage_percent: s.cpu_usage_percent,
+            load_average: s.load_average,
+            memory_total_bytes: s.memory_total_bytes,
+            memory_available_bytes: s.memory_available_bytes,
+            swap_total_bytes: s.swap_total_bytes,
+            swap_used_bytes: s.swap_used_bytes,
+            uptime_seconds: s.uptime_seconds,
+            disks: s
+                .disks
+                .into_iter()
+                .map(|d| types::DiskUsage {
+                    mount_point: d.mount_point,
+                    filesystem: d.filesystem,
+                    total_bytes: d.total_bytes,
+                    available_bytes: d.available_bytes,
+                })
+                .collect(),
+        }
     }
 }
 

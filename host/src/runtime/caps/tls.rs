@@ -18,6 +18,7 @@
 
 use super::Denials;
 use super::http::check_host;
+use crate::runtime::bindings::types;
 use crate::runtime::grants::HostPattern;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -279,6 +280,46 @@ impl ServerCertVerifier for AcceptAny {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `host.tls-inspect`'s request, in the contract's types.
+impl From<types::TlsRequest> for Request {
+    fn from(req: types::TlsRequest) -> Request {
+        Request {
+            host: req.host,
+            port: req.port,
+            server_name: req.server_name,
+            trusted_ca_pem: req.trusted_ca_pem,
+            timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+        }
+    }
+}
+
+impl From<Report> for types::TlsReport {
+    fn from(r: Report) -> types::TlsReport {
+        types::TlsReport {
+            protocol_version: r.protocol_version,
+            cipher_suite: r.cipher_suite,
+            server_name: r.server_name,
+            chain: r
+                .chain
+                .into_iter()
+                .map(|c| types::TlsCertificate {
+                    subject: c.subject,
+                    issuer: c.issuer,
+                    serial: c.serial,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    subject_alt_names: c.subject_alt_names,
+                    self_signed: c.self_signed,
+                    sha256_fingerprint: c.sha256_fingerprint,
+                })
+                .collect(),
+            chain_valid: r.chain_valid,
+            hostname_valid: r.hostname_valid,
+            verify_error: r.verify_error,
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! Each write runs inside its own savepoint: a write that fails is rolled
 //! back alone and answered with its error; the rest of the batch commits.
 
+use crate::store::{StoreError, StoreResult};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -79,47 +80,52 @@ impl Writer {
     /// A write whose caller stops waiting (a dropped future) still happens.
     pub(super) async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+        f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         self.queue(false, move |conn| in_savepoint(conn, f)).await
     }
 
     /// Runs `f` alone, outside any transaction, between two batches.
     pub(super) async fn alone<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+        f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         self.queue(true, f).await
     }
 
     async fn queue<T: Send + 'static>(
         &self,
         alone: bool,
-        f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+        f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let work: Work = Box::new(move |conn| {
             let result = match conn {
                 Ok(conn) => guarded(conn, f),
-                Err(why) => Err(anyhow::anyhow!("{why}")),
+                Err(why) => Err(failed(why)),
             };
             Box::new(move |commit: Result<(), &str>| {
                 let _ = tx.send(match commit {
                     Ok(()) => result,
-                    Err(why) if result.is_ok() => Err(anyhow::anyhow!("{why}")),
+                    Err(why) if result.is_ok() => Err(failed(why)),
                     Err(_) => result,
                 });
             })
         });
-        self.jobs.send(Job { work, alone }).map_err(|_| anyhow::anyhow!("the database writer has stopped"))?;
-        rx.await.map_err(|_| anyhow::anyhow!("the database writer stopped before answering"))?
+        self.jobs.send(Job { work, alone }).map_err(|_| failed("the database writer has stopped"))?;
+        rx.await.map_err(|_| failed("the database writer stopped before answering"))?
     }
+}
+
+/// A write that failed for a reason of the writer's own.
+fn failed(why: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(anyhow::anyhow!("{why}"))
 }
 
 fn in_savepoint<T>(
     conn: &rusqlite::Connection,
-    f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+    f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
     conn.prepare_cached("SAVEPOINT w")?.execute([])?;
     let result = guarded(conn, f);
     // Some errors (a full disk, an I/O error) make SQLite roll back the
@@ -136,18 +142,15 @@ fn in_savepoint<T>(
     // a failed write's) commit with the batch: give up the whole batch.
     if let Err(e) = end {
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(anyhow::anyhow!("ending the write's savepoint: {e}"));
+        return Err(failed(format!("ending the write's savepoint: {e}")));
     }
     result
 }
 
 /// Runs `f`; a panic (a bug in tend) fails this write, not the writer.
-fn guarded<T>(
-    conn: &rusqlite::Connection,
-    f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
+fn guarded<T>(conn: &rusqlite::Connection, f: impl FnOnce(&rusqlite::Connection) -> StoreResult<T>) -> StoreResult<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("a database write panicked (a bug in tend)")))
+        .unwrap_or_else(|_| Err(failed("a database write panicked (a bug in tend)")))
 }
 
 /// The writer thread: takes what is queued (at most [`MAX_BATCH`]), runs it
@@ -246,15 +249,15 @@ mod tests {
         w.write(|c| Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)).await.unwrap()
     }
 
-    type Write = Box<dyn FnOnce(&rusqlite::Connection) -> anyhow::Result<usize> + Send>;
+    type Write = Box<dyn FnOnce(&rusqlite::Connection) -> StoreResult<usize> + Send>;
 
     /// Runs `writes` in one batch, in order: the writer is held in a batch
     /// of its own until all of them are queued.
-    async fn in_one_batch(w: &Writer, writes: Vec<Write>) -> Vec<anyhow::Result<usize>> {
+    async fn in_one_batch(w: &Writer, writes: Vec<Write>) -> Vec<StoreResult<usize>> {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = tokio::spawn({
             let w = w.clone();
-            async move { w.write(move |_| Ok(hold.recv()?)).await }
+            async move { w.write(move |_| Ok(hold.recv().map_err(anyhow::Error::from)?)).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let mut queued = Vec::new();

@@ -1,0 +1,30 @@
+//! The store's error: what a caller must tell apart (a thing that does not
+//! exist, a request that contradicts the record) and the backend's own
+//! failures, which callers only report.
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The run, approval or escalation named does not exist; holds what
+    /// was looked for, e.g. `run "01J..."` or `escalation 7`.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request contradicts what is recorded, and says how: an
+    /// approval or escalation already decided, a run already over, an
+    /// idempotency key first used for another runbook.
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed: the driver's error, with context.
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+/// The result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A JSON column that does not parse (or a value that does not serialize).
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
+}

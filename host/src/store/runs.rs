@@ -1,0 +1,290 @@
+//! Runs, the queue and leases: recording runs (once per idempotency key),
+//! claiming them under a runbook's concurrency cap, heartbeats and
+//! cancellation requests, final statuses, and taking over the runs of a
+//! process that died. Backend-neutral: the types, and the [`Store`]
+//! methods that dispatch to the backend or combine its answers.
+
+use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store, StoreResult};
+use crate::clock::now_ms;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+
+str_enum! {
+    /// Where a run stands. Final statuses: succeeded, failed, cancelled,
+    /// timed_out, interrupted, skipped.
+    pub enum RunStatus("run status") {
+        /// Recorded, waiting for a slot (the runbook's `concurrency` cap) or a worker.
+        Queued = "queued",
+        /// Steps are running.
+        Running = "running",
+        /// Paused at a step until a person approves or rejects it.
+        WaitingApproval = "waiting_approval",
+        /// Every step that ran succeeded or was allowed to fail (`on_failure: continue`).
+        Succeeded = "succeeded",
+        /// A step failed (after its retries and handlers), or an expression or a loop failed the run.
+        Failed = "failed",
+        /// Someone cancelled it.
+        Cancelled = "cancelled",
+        /// It ran past the runbook's `timeout`.
+        TimedOut = "timed_out",
+        /// The process running it died; found at the next start of tend.
+        Interrupted = "interrupted",
+        /// A scheduled fire not run because of the trigger's overlap policy.
+        Skipped = "skipped",
+    }
+}
+
+impl RunStatus {
+    /// Whether the run is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running | RunStatus::WaitingApproval)
+    }
+}
+
+str_enum! {
+    /// What started a run.
+    pub enum TriggerKind("trigger kind") {
+        /// `tend run` (or `tend demo`).
+        Cli = "cli",
+        /// The HTTP API or the web view.
+        Http = "http",
+        /// An Alertmanager alert (`POST /v1/alerts`).
+        Alert = "alert",
+        /// A cron trigger, fired by the scheduler.
+        Cron = "cron",
+    }
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunRow {
+    pub id: String,
+    pub runbook: String,
+    pub runbook_hash: String,
+    pub trigger_kind: TriggerKind,
+    pub trigger_source: Option<String>,
+    pub params: Value,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    #[serde(serialize_with = "crate::units::rfc3339_field")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::units::rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<i64>,
+}
+
+/// A run with everything recorded about it: what `GET /v1/runs/{id}` and
+/// `tend runs show --json` print.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    pub run: RunRow,
+    pub steps: Vec<AttemptRow>,
+    pub escalations: Vec<EscalationRow>,
+    pub approvals: Vec<ApprovalRow>,
+    /// Before/after of the steps with `compare`, in the order recorded.
+    pub optimization_results: Vec<OptimizationResult>,
+    /// The Alertmanager alerts that started the run, as they are now.
+    pub alerts: Vec<RunAlert>,
+}
+
+/// Most escalations a [`RunRecord`] lists: 1,000.
+pub const RUN_RECORD_MAX_ESCALATIONS: u32 = 1000;
+
+/// A run about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub runbook: String,
+    pub runbook_hash: String,
+    pub trigger_kind: TriggerKind,
+    pub trigger_source: Option<String>,
+    pub params: Value,
+}
+
+/// The unfinished runs of a runbook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActiveRuns {
+    /// Accepted and not started.
+    pub queued: i64,
+    /// Running, or waiting for an approval.
+    pub running: i64,
+}
+
+/// Filters of [`Store::list_runs`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub runbook: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs older than this run id (ids sort by creation time), for paging.
+    pub before: Option<String>,
+    /// Most rows; by default 50.
+    pub limit: Option<u32>,
+}
+
+/// A run's owner and its last sign of life (see [`Store::orphaned_runs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: String,
+    /// `pid@hostname` of the process running it.
+    pub owner: String,
+    /// ms since the epoch; None before the first.
+    pub heartbeat_at: Option<i64>,
+}
+
+impl Store {
+    /// Records a new run as queued and returns it.
+    pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
+        dispatch!(self, create_run(run))
+    }
+
+    /// Records a new queued run under an idempotency key, in one
+    /// transaction: returns the run's id and the new run, or, for a key seen
+    /// before, the id of the run it created then and `None`. A key first
+    /// used for another runbook is a conflict.
+    pub async fn create_run_once(&self, run: &NewRun, key: &str) -> StoreResult<(String, Option<RunRow>)> {
+        dispatch!(self, create_run_once(run, key))
+    }
+
+    /// Runs still queued, oldest first: accepted triggers a worker must run.
+    pub async fn queued_runs(&self) -> StoreResult<Vec<RunRow>> {
+        dispatch!(self, queued_runs())
+    }
+
+    /// The runs of each runbook that are queued, and those running or
+    /// waiting for an approval, in one read; runbooks with none are left
+    /// out.
+    pub async fn active_runs(&self) -> StoreResult<HashMap<String, ActiveRuns>> {
+        dispatch!(self, active_runs())
+    }
+
+    /// Fails a run that is still queued (it was never started), with why.
+    /// Returns false when it was no longer queued.
+    pub async fn fail_queued(&self, id: &str, why: &str) -> StoreResult<bool> {
+        dispatch!(self, fail_queued(id, why))
+    }
+
+    /// Moves a queued run to running for `owner` when fewer than `cap` runs
+    /// of its runbook are running (no cap when `None`). Returns whether it
+    /// did; one statement, so two processes never both take the last slot.
+    pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> StoreResult<bool> {
+        dispatch!(self, claim_run(id, owner, cap))
+    }
+
+    /// Sets a run's status (not a final one: see [`Store::finish_run`]).
+    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
+        dispatch!(self, set_run_status(id, status))
+    }
+
+    /// Records the owner's sign of life and returns whether cancellation
+    /// was requested.
+    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
+        dispatch!(self, heartbeat(id))
+    }
+
+    /// Ends a run with a final status. A run already final keeps its status.
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> StoreResult<(RunStatus, Option<String>)> {
+        dispatch!(self, finish_run(id, status, error))
+    }
+
+    /// Closes what a run left open when it stopped early: attempts still
+    /// running become `cancelled` (or `timed_out`), pending approvals are
+    /// withdrawn. Nothing happens for a run that ended normally.
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
+        dispatch!(self, close_open_attempts(run_id, status))
+    }
+
+    /// Asks the process running a run to cancel it. Returns the run's
+    /// status, or an error when the run does not exist or is over.
+    pub async fn request_cancel(&self, id: &str) -> StoreResult<RunStatus> {
+        dispatch!(self, request_cancel(id))
+    }
+
+    /// One run.
+    pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
+        dispatch!(self, get_run(id))
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
+        dispatch!(self, list_runs(filter))
+    }
+
+    /// Marks an orphaned run interrupted, with the attempt that was running
+    /// and any pending approval. Returns false when the run was not
+    /// running any more (someone else dealt with it).
+    pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
+        dispatch!(self, interrupt(id, why))
+    }
+
+    /// Puts an orphaned run back in the queue to resume it: the attempt
+    /// that was running is kept as interrupted; completed ones stay. Returns
+    /// false when the run was not running any more.
+    pub async fn requeue(&self, id: &str) -> StoreResult<bool> {
+        dispatch!(self, requeue(id))
+    }
+
+    /// The runs running or waiting for an approval that have an owner, with
+    /// the owner's last sign of life: what [`Store::orphaned_runs`] judges.
+    pub async fn leases(&self) -> StoreResult<Vec<Lease>> {
+        dispatch!(self, leases())
+    }
+
+    /// One run with its attempts, escalations and approvals.
+    pub async fn run_record(&self, id: &str) -> StoreResult<Option<RunRecord>> {
+        let Some(run) = self.get_run(id).await? else { return Ok(None) };
+        let steps = self.attempts(id).await?;
+        let escalations = self.list_escalations(None, Some(id), RUN_RECORD_MAX_ESCALATIONS).await?;
+        let approvals = self.approvals(id).await?;
+        let optimization_results = self.optimization_results(id).await?;
+        let alerts = self.run_alerts(id).await?;
+        Ok(Some(RunRecord { run, steps, escalations, approvals, optimization_results, alerts }))
+    }
+
+    /// Runs whose owner is gone: owners on this host whose process no
+    /// longer exists, and any owner silent for longer than `stale_after`.
+    /// Returns each with why it is orphaned.
+    pub async fn orphaned_runs(&self, stale_after: Duration) -> StoreResult<Vec<(RunRow, String)>> {
+        let leases = self.leases().await?;
+        let now = now_ms();
+        let host = crate::process::hostname();
+        let mut out = Vec::new();
+        for Lease { run_id, owner, heartbeat_at } in leases {
+            let stale = heartbeat_at.is_none_or(|h| now - h > stale_after.as_millis() as i64);
+            let dead = crate::process::owner_is_dead(&owner, &host);
+            if !(stale || dead) {
+                continue;
+            }
+            let why = if dead {
+                format!("the tend process running it ({owner}) exited mid-run")
+            } else {
+                format!("no sign of life from its owner ({owner}) for over {}s", stale_after.as_secs())
+            };
+            if let Some(run) = self.get_run(&run_id).await? {
+                out.push((run, why));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks runs whose owner is gone as interrupted (see
+    /// [`Store::orphaned_runs`]); returns their ids.
+    pub async fn reap_interrupted(&self, stale_after: Duration) -> StoreResult<Vec<String>> {
+        let mut reaped = Vec::new();
+        for (run, why) in self.orphaned_runs(stale_after).await? {
+            if self.interrupt(&run.id, &why).await? {
+                reaped.push(run.id);
+            }
+        }
+        Ok(reaped)
+    }
+}

@@ -1,0 +1,148 @@
+//! Step attempts in SQLite: the `step_attempts` table, read with the
+//! `metrics` each successful attempt recorded.
+
+use super::{SqliteStore, parsed};
+use crate::clock::now_ms;
+use crate::runtime::record::Metric;
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, AttemptStatus, StoreResult};
+use rusqlite::params;
+use serde_json::Value;
+use sqlx::Row;
+
+impl SqliteStore {
+    pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
+        let (run_id, step_id, plugin) = (a.run_id.to_string(), a.step_id.to_string(), a.plugin.to_string());
+        let (iteration, attempt) = (i64::from(a.iteration), i64::from(a.attempt));
+        let (config, input) = (a.config.to_string(), a.input.to_string());
+        self.writer
+            .write(move |db| {
+                Ok(db
+                    .prepare_cached(
+                        "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status,
+                                                    started_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?) RETURNING id",
+                    )?
+                    .query_row(params![run_id, step_id, iteration, attempt, plugin, config, input, now_ms()], |r| {
+                        r.get(0)
+                    })?)
+            })
+            .await
+    }
+
+    pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> StoreResult<()> {
+        let output = end.output.as_ref().map(Value::to_string);
+        let findings = serde_json::to_string(&end.findings)?;
+        let logs = serde_json::to_string(&end.logs)?;
+        let (status, outcome, error) = (end.status.as_str(), end.outcome.clone(), end.error.clone());
+        let (digest, duration_ms, peak) =
+            (end.plugin_digest.clone(), end.duration_ms, end.peak_memory_bytes.map(|b| b as i64));
+        self.writer
+            .write(move |db| {
+                db.prepare_cached(
+                    "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, plugin_digest = ?, output = ?,
+                            findings = ?, logs = ?, duration_ms = ?, peak_memory_bytes = ?, finished_at = ?
+                     WHERE id = ?",
+                )?
+                .execute(params![
+                    status,
+                    outcome,
+                    error,
+                    digest,
+                    output,
+                    findings,
+                    logs,
+                    duration_ms,
+                    peak,
+                    now_ms(),
+                    id
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn record_skipped(
+        &self,
+        run_id: &str,
+        step_id: &str,
+        iteration: u32,
+        plugin: &str,
+        reason: &str,
+    ) -> StoreResult<()> {
+        let (run_id, step_id, plugin, reason) =
+            (run_id.to_string(), step_id.to_string(), plugin.to_string(), reason.to_string());
+        self.writer
+            .write(move |db| {
+                let now = now_ms();
+                db.prepare_cached(
+                    "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, status, outcome, error,
+                                                started_at, finished_at, duration_ms)
+                     VALUES (?, ?, ?, 0, ?, 'skipped', 'skipped', ?, ?, ?, 0)",
+                )?
+                .execute(params![run_id, step_id, i64::from(iteration), plugin, reason, now, now])?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn attempts(&self, run_id: &str) -> StoreResult<Vec<AttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, step_id, iteration, attempt, plugin, plugin_digest, config, input, status, outcome,
+                    error, output, findings, logs, duration_ms, peak_memory_bytes, started_at, finished_at
+             FROM step_attempts WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let metric_rows =
+            sqlx::query("SELECT step_id, iteration, name, value, labels FROM metrics WHERE run_id = ? ORDER BY id")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<StoreResult<_>>()?;
+        for m in metric_rows {
+            let (step, iteration): (String, i64) = (m.get(0), m.get(1));
+            // Metrics belong to the successful (last) attempt of the step in that iteration.
+            if let Some(a) = out.iter_mut().rev().find(|a| {
+                a.step_id == step && i64::from(a.iteration) == iteration && a.status == AttemptStatus::Succeeded
+            }) {
+                let labels: Vec<(String, String)> =
+                    serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.get::<String, _>(4))?
+                        .into_iter()
+                        .collect();
+                a.metrics.push(Metric { name: m.get(2), value: m.get(3), labels });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn json_col(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<Option<Value>> {
+    r.get::<Option<String>, _>(i).map(|s| serde_json::from_str(&s)).transpose().map_err(Into::into)
+}
+
+fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<AttemptRow> {
+    let list = |i: usize| -> StoreResult<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
+    Ok(AttemptRow {
+        id: r.get(0),
+        run_id: r.get(1),
+        step_id: r.get(2),
+        iteration: r.get::<i64, _>(3) as u32,
+        attempt: r.get::<i64, _>(4) as u32,
+        plugin: r.get(5),
+        plugin_digest: r.get(6),
+        config: json_col(r, 7)?,
+        input: json_col(r, 8)?,
+        status: parsed(r, 9)?,
+        outcome: r.get(10),
+        error: r.get(11),
+        output: json_col(r, 12)?,
+        findings: serde_json::from_value(list(13)?)?,
+        logs: serde_json::from_value(list(14)?)?,
+        metrics: Vec::new(),
+        duration_ms: r.get(15),
+        peak_memory_bytes: r.get(16),
+        started_at: r.get(17),
+        finished_at: r.get(18),
+    })
+}
