@@ -1,4 +1,4 @@
-//! The reads behind the web view's lists: runs by runbook and/or status,
+//! The paged lists (the API's and the web view's): runs by runbook and/or status,
 //! pending approvals, escalations by status, and the counts in its header.
 //! A page must cost the same with 100 or 100,000 runs: each backend walks
 //! an index newest first and stops at the page size. Backend-neutral.
@@ -14,9 +14,10 @@ pub struct PendingApproval {
 
 impl Store {
     /// A page of runs, newest first: the filter's runbook and status, older
-    /// than `before`, at most `limit` (by default 50).
-    pub async fn run_page(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
-        dispatch!(self, run_page(filter))
+    /// than `before`, at most `limit` (by default 50). Reads only the page,
+    /// walking an index, however many runs are recorded.
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
+        dispatch!(self, list_runs(filter))
     }
 
     /// How many runs have `status`.
@@ -47,7 +48,7 @@ impl Store {
 
     /// The database's plan for a page of runs with this filter, one step a line
     /// (tests check that it walks an index and sorts nothing).
-    pub async fn run_page_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
-        dispatch!(self, run_page_plan(filter))
+    pub async fn list_runs_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
+        dispatch!(self, list_runs_plan(filter))
     }
 }

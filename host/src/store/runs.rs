@@ -115,7 +115,7 @@ pub struct ActiveRuns {
     pub running: i64,
 }
 
-/// Filters of [`Store::list_runs`].
+/// Filters of [`Store::list_runs`] (a page of runs).
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub runbook: Option<String>,
@@ -212,11 +212,6 @@ impl Store {
     /// One run.
     pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
         dispatch!(self, get_run(id))
-    }
-
-    /// Runs, newest first.
-    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
-        dispatch!(self, list_runs(filter))
     }
 
     /// Marks an orphaned run interrupted, with the attempt that was running

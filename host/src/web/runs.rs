@@ -94,7 +94,7 @@ async fn list(
         before: before.map(str::to_string),
         limit: Some(PAGE_SIZE),
     };
-    let runs = s.service.store.run_page(&filter).await?;
+    let runs = s.service.store.list_runs(&filter).await?;
     let next = (runs.len() == PAGE_SIZE as usize).then(|| runs_url(runbook, status, Some(&runs[runs.len() - 1].id)));
     let first = before.map(|_| runs_url(runbook, status, None));
     let mut runbooks: Vec<String> = s.service.runbooks().iter().map(|rb| rb.name.clone()).collect();

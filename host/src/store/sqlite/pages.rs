@@ -11,8 +11,8 @@ use crate::store::{EscalationRow, EscalationStatus, PendingApproval, RunFilter, 
 use sqlx::Row;
 
 impl SqliteStore {
-    pub async fn run_page(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
-        let (sql, binds) = run_page_sql(filter);
+    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
+        let (sql, binds) = list_runs_sql(filter);
         // Audited: the text is made of fixed clauses; every value is bound.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for b in &binds {
@@ -68,8 +68,8 @@ impl SqliteStore {
             .await?)
     }
 
-    pub async fn run_page_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
-        let (sql, binds) = run_page_sql(filter);
+    pub async fn list_runs_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
+        let (sql, binds) = list_runs_sql(filter);
         let mut q =
             sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
         for b in &binds {
@@ -83,9 +83,9 @@ impl SqliteStore {
 const RUN_COLUMNS: &str = "id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                            created_at, started_at, finished_at";
 
-/// The query of [`Store::run_page`] (its last `?` is the limit) and the
+/// The query of [`Store::list_runs`] (its last `?` is the limit) and the
 /// values of its other parameters, in order.
-fn run_page_sql(filter: &RunFilter) -> (String, Vec<String>) {
+fn list_runs_sql(filter: &RunFilter) -> (String, Vec<String>) {
     let mut clauses = Vec::new();
     let mut binds = Vec::new();
     if let Some(r) = &filter.runbook {
@@ -121,7 +121,7 @@ mod tests {
             (None, None, before.clone()),
         ] {
             let filter = RunFilter { runbook, status, before, limit: None };
-            let plan = store.run_page_plan(&filter).await.unwrap().join("; ");
+            let plan = store.list_runs_plan(&filter).await.unwrap().join("; ");
             assert!(plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"), "{filter:?}: {plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts: {plan}");
         }

@@ -4,7 +4,7 @@
 
 use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult};
+use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -204,23 +204,6 @@ impl SqliteStore {
     pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
         let row = sqlx::query(RUN_SELECT_BY_ID).bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| run_row(&r)).transpose()
-    }
-
-    pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
-        let rows = sqlx::query(
-            "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
-                    created_at, started_at, finished_at
-             FROM runs
-             WHERE (?1 IS NULL OR runbook = ?1) AND (?2 IS NULL OR status = ?2) AND (?4 IS NULL OR id < ?4)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .bind(&filter.runbook)
-        .bind(filter.status.map(|s| s.as_str()))
-        .bind(i64::from(filter.limit.unwrap_or(50)))
-        .bind(&filter.before)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_row).collect()
     }
 
     pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
