@@ -168,10 +168,33 @@ pub struct NotQueued {
     pub status: RunStatus,
 }
 
-/// Why params were refused.
+/// Why [`Engine::submit`] recorded no run.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("; "))]
-pub struct ParamsError(pub Vec<String>);
+pub enum SubmitError {
+    /// The params do not fit the runbook's `params:`; every problem.
+    #[error("{}", .0.join("; "))]
+    Params(Vec<String>),
+    /// The store could not record the run.
+    #[error("recording the run: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Why [`Engine::execute`] did not take a run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Someone else has the run (or it ended): nothing was done.
+    #[error(transparent)]
+    NotQueued(#[from] NotQueued),
+    /// The run could not be executed or recorded.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl From<crate::store::StoreError> for ExecuteError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ExecuteError::Failed(e.into())
+    }
+}
 
 /// Runs runbooks. Cheap to share behind an `Arc`.
 pub struct Engine {
@@ -270,8 +293,8 @@ impl Engine {
         rb: &Runbook,
         params: &Map<String, Value>,
         trigger: &TriggerInfo,
-    ) -> anyhow::Result<String> {
-        let params = rb.resolve_params(params).map_err(ParamsError)?;
+    ) -> Result<String, SubmitError> {
+        let params = rb.resolve_params(params).map_err(SubmitError::Params)?;
         let run = self
             .store
             .create_run(&NewRun {
@@ -293,12 +316,12 @@ impl Engine {
         trigger: &TriggerInfo,
     ) -> anyhow::Result<RunOutcome> {
         let id = self.submit(&rb, params, trigger).await?;
-        self.execute(rb, &id).await
+        Ok(self.execute(rb, &id).await?)
     }
 
     /// Executes a queued run to its end: waits for a slot under the
     /// concurrency cap, runs the steps, records the final status.
-    pub async fn execute(&self, rb: Arc<Runbook>, run_id: &str) -> anyhow::Result<RunOutcome> {
+    pub async fn execute(&self, rb: Arc<Runbook>, run_id: &str) -> Result<RunOutcome, ExecuteError> {
         let run = self.store.get_run(run_id).await?.ok_or_else(|| anyhow::anyhow!("run {run_id} not found"))?;
         let cap = rb.concurrency;
         self.execute_capped(rb, run, cap).await
@@ -312,7 +335,7 @@ impl Engine {
         rb: Arc<Runbook>,
         run: crate::store::RunRow,
         cap: Option<u32>,
-    ) -> anyhow::Result<RunOutcome> {
+    ) -> Result<RunOutcome, ExecuteError> {
         let runbook_name = run.runbook.clone();
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
         let heartbeat = self.spawn_heartbeat(&run.id, cancel_tx);
@@ -353,7 +376,7 @@ impl Engine {
         run: crate::store::RunRow,
         cap: Option<u32>,
         cancel: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<RunOutcome> {
+    ) -> Result<RunOutcome, ExecuteError> {
         let run_id = run.id.clone();
         let finish = |status: RunStatus, error: Option<String>| {
             let (run_id, report) = (run_id.clone(), rb.report);
@@ -374,7 +397,7 @@ impl Engine {
         let mut announced = false;
         loop {
             if *cancel.borrow() {
-                return finish(RunStatus::Cancelled, Some("cancelled while queued".into())).await;
+                return Ok(finish(RunStatus::Cancelled, Some("cancelled while queued".into())).await?);
             }
             if self.store.claim_run(&run_id, &self.owner, cap).await? {
                 break;
@@ -460,7 +483,7 @@ impl Engine {
         if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
             self.auto_resolve(&state).await;
         }
-        finish(status, error).await
+        Ok(finish(status, error).await?)
     }
 
     /// Ends a run whose runbook asks for a report: the report, rendered for

@@ -614,7 +614,7 @@ async fn a_run_executed_twice_runs_once() {
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     let (ok, err) = if a.is_ok() { (a, b) } else { (b, a) };
     assert_eq!(ok.unwrap().status, RunStatus::Succeeded);
-    assert!(err.unwrap_err().is::<NotQueued>());
+    assert!(matches!(err.unwrap_err(), ExecuteError::NotQueued(_)));
     assert_eq!(script.calls().len(), 1);
 }
 

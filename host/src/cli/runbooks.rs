@@ -3,7 +3,7 @@
 //! the work is done by the runbook checker, the engine and the store.
 
 use super::{Cli, EXIT_FAILED, EXIT_USAGE, fail};
-use crate::engine::{Engine, Event, TriggerInfo};
+use crate::engine::{Engine, Event, SubmitError, TriggerInfo};
 use crate::notify::Status;
 use crate::runbook::{self, Catalog, FileDiagnostic, Runbook};
 use crate::runtime::Runtime;
@@ -308,8 +308,8 @@ pub(crate) async fn run_here(
     let engine = Arc::new(Engine::new(store.clone(), rt, secrets).with_notifier(notifier));
     let run_id = match engine.submit(rb, params, &trigger).await {
         Ok(id) => id,
-        Err(e) if e.is::<crate::engine::ParamsError>() => return (fail(EXIT_USAGE, format!("{e}")), None),
-        Err(e) => return (fail(EXIT_FAILED, format!("{e:#}")), None),
+        Err(e @ SubmitError::Params(_)) => return (fail(EXIT_USAGE, e.to_string()), None),
+        Err(e @ SubmitError::Store(_)) => return (fail(EXIT_FAILED, format!("{:#}", anyhow::Error::from(e))), None),
     };
 
     let events = engine.subscribe();

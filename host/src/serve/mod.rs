@@ -443,8 +443,8 @@ impl Service {
         let runbook = run.runbook.clone();
         match self.engine.execute_capped(rb, run, cap).await {
             Ok(o) => tracing::info!(run_id = id, runbook = %runbook, status = %o.status, "run finished"),
-            Err(e) if e.is::<crate::engine::NotQueued>() => tracing::debug!(run_id = id, "{e}"),
-            Err(e) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
+            Err(crate::engine::ExecuteError::NotQueued(e)) => tracing::debug!(run_id = id, "{e}"),
+            Err(crate::engine::ExecuteError::Failed(e)) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
         }
     }
 
