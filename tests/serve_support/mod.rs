@@ -129,6 +129,12 @@ impl Server {
     /// at that time: every fire due by then is recorded.
     pub async fn clock_to(&self, at: &str) {
         self.set_clock(at);
+        self.scheduler_reached(at).await;
+    }
+
+    /// Waits until the scheduler has made a whole pass at `at` or later
+    /// (its clock may be a file another harness sets).
+    pub async fn scheduler_reached(&self, at: &str) {
         let wanted = at.parse::<jiff::Timestamp>().unwrap().as_millisecond() as f64 / 1000.0;
         let start = Instant::now();
         loop {

@@ -16,7 +16,7 @@ use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{AttemptStatus, NewEscalation, NewRun, RunRow, RunStatus, Store, StoreError, TriggerKind};
 pub use config::ServeConfig;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
@@ -56,6 +56,22 @@ pub const PRUNE_EVERY_MIN: Duration = Duration::from_secs(1);
 /// Runs deleted per transaction by a retention pass: 500.
 pub const PRUNE_BATCH: u32 = 500;
 
+/// How often a serving process looks for runs whose owner is gone (and
+/// takes them over) and for queued runs nobody is executing: by default
+/// every second.
+pub const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
+/// An owner silent this long is taken for gone and its runs are taken
+/// over (a run's owner writes a heartbeat every second; an owner on this
+/// host whose process has exited is gone at once): by default 5 seconds.
+/// With [`TAKEOVER_EVERY`], the runs of a host that died are taken over
+/// within about 6 seconds.
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A queued run no process of this database is executing (its host died
+/// between recording and starting it) is picked up by another once it is
+/// this old; until then the process that recorded it has it: by default 5
+/// seconds.
+pub const QUEUED_PICKUP_AFTER: Duration = Duration::from_secs(5);
+
 /// How often retention runs for a retention age: a quarter of the age,
 /// between [`PRUNE_EVERY_MIN`] and [`PRUNE_EVERY_MAX`] (so every minute
 /// for any age of 4 minutes or more). A run is then deleted at most a
@@ -75,6 +91,32 @@ pub enum TriggerError {
     Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Hands runs to the dispatcher, each once while this process holds it:
+/// the runs it is executing or waiting to execute.
+#[derive(Clone)]
+struct Dispatch {
+    tx: mpsc::UnboundedSender<RunRow>,
+    held: Arc<std::sync::Mutex<HashSet<String>>>,
+}
+
+impl Dispatch {
+    /// Hands `run` over unless this process holds it already.
+    fn send(&self, run: RunRow) {
+        if self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id.clone()) {
+            let _ = self.tx.send(run);
+        }
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).contains(id)
+    }
+
+    /// The dispatcher is done with a run.
+    fn release(&self, id: &str) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
 }
 
 /// A loaded set of runbooks.
@@ -99,7 +141,7 @@ pub struct Service {
     /// Held by the reload under way.
     reloading: tokio::sync::Mutex<()>,
     /// Accepted runs for the dispatcher, as recorded.
-    dispatch: mpsc::UnboundedSender<RunRow>,
+    dispatch: Dispatch,
     /// Bounds the runs executing at once.
     slots: Arc<Semaphore>,
     /// Renders `/metrics`; None when another recorder was installed first.
@@ -152,12 +194,13 @@ impl Service {
             loaded: RwLock::default(),
             reloads: tokio::sync::watch::Sender::new(0),
             reloading: tokio::sync::Mutex::new(()),
-            dispatch,
+            dispatch: Dispatch { tx: dispatch, held: Arc::default() },
             clock,
         });
         service.reload().await;
         service.recover().await?;
         tokio::spawn(service.clone().dispatcher(rx));
+        tokio::spawn(service.clone().take_over());
         tokio::spawn(service.clone().schedule());
         tokio::spawn(service.clone().retain());
         Ok(service)
@@ -255,7 +298,7 @@ impl Service {
                 None => store.create_run(&run).await.map(|row| (row.id.clone(), Some(row))),
             };
             if let Ok((_, Some(row))) = &recorded {
-                let _ = dispatch.send(row.clone());
+                dispatch.send(row.clone());
             }
             recorded
         });
@@ -274,17 +317,58 @@ impl Service {
     /// are otherwise marked interrupted and escalated; runs accepted but
     /// never started are dispatched.
     async fn recover(&self) -> anyhow::Result<()> {
-        // Another live tend may share the database: only runs whose owner
-        // is dead (same host) or silent for 30 seconds are taken over.
-        for (run, why) in self.store.orphaned_runs(Duration::from_secs(30)).await? {
+        self.take_over_orphans().await?;
+        for run in self.store.queued_runs().await? {
+            self.dispatch.send(run);
+        }
+        Ok(())
+    }
+
+    /// While serving, every [`TAKEOVER_EVERY`]: takes over the runs of
+    /// owners gone (another process sharing the database that died) and
+    /// picks up queued runs nobody executes (see [`QUEUED_PICKUP_AFTER`]).
+    /// Several processes may do this at once: a run is taken over from
+    /// the owner that held it only once, and claimed by one process only.
+    async fn take_over(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(TAKEOVER_EVERY).await;
+            if let Err(e) = self.take_over_orphans().await {
+                tracing::error!("taking over runs whose owner is gone: {e:#}");
+            }
+            match self.store.queued_runs().await {
+                Ok(queued) => {
+                    let old_enough = crate::clock::now_ms() - QUEUED_PICKUP_AFTER.as_millis() as i64;
+                    for run in queued.into_iter().filter(|r| r.created_at <= old_enough && !self.dispatch.holds(&r.id))
+                    {
+                        tracing::info!(run_id = %run.id, runbook = %run.runbook, "picking up a queued run nobody executes");
+                        self.dispatch.send(run);
+                    }
+                }
+                Err(e) => tracing::error!("reading the queue: {e:#}"),
+            }
+        }
+    }
+
+    /// Runs whose owner is gone (its process exited, or silent for
+    /// [`LEASE_TIMEOUT`]) resume when that is safe and are otherwise
+    /// marked interrupted and escalated. This process's own runs are
+    /// never taken for orphans.
+    async fn take_over_orphans(&self) -> anyhow::Result<()> {
+        let me = crate::process::this_owner();
+        for orphan in self.store.orphaned_runs(LEASE_TIMEOUT).await? {
+            if orphan.owner == me {
+                continue;
+            }
+            let crate::store::Orphan { run, owner, why } = orphan;
             match self.resumable(&run).await? {
                 Ok(()) => {
-                    if self.store.requeue(&run.id).await? {
+                    if self.store.requeue(&run.id, &owner).await? {
                         tracing::warn!(run_id = %run.id, runbook = %run.runbook, "resuming a run after a crash: {why}");
+                        self.dispatch.send(run);
                     }
                 }
                 Err(not) => {
-                    if !self.store.interrupt(&run.id, &why).await? {
+                    if !self.store.interrupt(&run.id, &owner, &why).await? {
                         continue;
                     }
                     tracing::warn!(run_id = %run.id, runbook = %run.runbook, "run interrupted by a crash ({why}); not resumed: {not}");
@@ -320,9 +404,6 @@ impl Service {
                     }
                 }
             }
-        }
-        for run in self.store.queued_runs().await? {
-            let _ = self.dispatch.send(run);
         }
         Ok(())
     }
@@ -378,7 +459,7 @@ impl Service {
                 to_forget = None;
             }
             for run in scheduler.tick().await {
-                let _ = self.dispatch.send(run);
+                self.dispatch.send(run);
             }
             tokio::select! {
                 _ = tokio::time::sleep(scheduler.until_next_pass()) => {}
@@ -413,7 +494,9 @@ impl Service {
             let service = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let id = run.id.clone();
                 service.execute(run).await;
+                service.dispatch.release(&id);
             });
         }
     }

@@ -384,10 +384,12 @@ pub async fn a_silent_owners_run_is_taken_over_and_requeued_keeping_its_complete
     tokio::time::sleep(Duration::from_millis(5)).await;
     let orphaned = s.orphaned_runs(Duration::ZERO).await.unwrap();
     assert_eq!(orphaned.len(), 1);
-    assert_eq!(orphaned[0].0.id, id);
-    assert_eq!(orphaned[0].1, "no sign of life from its owner (1@elsewhere) for over 0s");
-    assert!(s.requeue(&id).await.unwrap());
-    assert!(!s.requeue(&id).await.unwrap(), "taken over once");
+    assert_eq!(orphaned[0].run.id, id);
+    assert_eq!(orphaned[0].owner, "1@elsewhere");
+    assert_eq!(orphaned[0].why, "no sign of life from its owner (1@elsewhere) for over 0s");
+    assert!(!s.requeue(&id, "2@h").await.unwrap(), "only from the owner that holds it");
+    assert!(s.requeue(&id, "1@elsewhere").await.unwrap());
+    assert!(!s.requeue(&id, "1@elsewhere").await.unwrap(), "taken over once");
     let run = s.get_run(&id).await.unwrap().unwrap();
     assert_eq!(run.status, RunStatus::Queued);
     let statuses: Vec<_> = s.attempts(&id).await.unwrap().iter().map(|a| (a.step_id.clone(), a.status)).collect();
@@ -397,6 +399,14 @@ pub async fn a_silent_owners_run_is_taken_over_and_requeued_keeping_its_complete
     );
     assert!(s.leases().await.unwrap().is_empty(), "a requeued run has no owner");
     assert!(s.claim_run(&id, "2@h", None).await.unwrap(), "another process resumes it");
+    s.start_attempt(&AttemptStart { attempt: 2, ..first_attempt(&id, "second") }).await.unwrap();
+    // A second process that judged the first owner dead at the same time
+    // acts on what it saw: the run is someone else's now, and stays so.
+    assert!(!s.requeue(&id, "1@elsewhere").await.unwrap());
+    assert!(!s.interrupt(&id, "1@elsewhere", "stale view").await.unwrap());
+    assert_eq!(s.get_run(&id).await.unwrap().unwrap().status, RunStatus::Running);
+    let statuses: Vec<_> = s.attempts(&id).await.unwrap().iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [AttemptStatus::Succeeded, AttemptStatus::Interrupted, AttemptStatus::Running]);
 }
 
 pub async fn a_schedule_fires_once_per_fire_time(s: Store) {

@@ -110,7 +110,7 @@ pub use pages::PendingApproval;
 pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
 pub use runs::{
-    ActiveRuns, Lease, NewRun, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
+    ActiveRuns, Lease, NewRun, Orphan, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
 };
 pub use schedules::{NewSchedule, ScheduleFire};
 pub use sessions::SessionRow;

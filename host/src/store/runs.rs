@@ -126,6 +126,16 @@ pub struct RunFilter {
     pub limit: Option<u32>,
 }
 
+/// A run whose owner is gone (see [`Store::orphaned_runs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub run: RunRow,
+    /// The owner that held it, e.g. `4242@host-a`.
+    pub owner: String,
+    /// Why it is taken for gone, e.g. "the tend process running it (4242@host-a) exited mid-run".
+    pub why: String,
+}
+
 /// A run's owner and its last sign of life (see [`Store::orphaned_runs`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -215,17 +225,19 @@ impl Store {
     }
 
     /// Marks an orphaned run interrupted, with the attempt that was running
-    /// and any pending approval. Returns false when the run was not
-    /// running any more (someone else dealt with it).
-    pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
-        dispatch!(self, interrupt(id, why))
+    /// and any pending approval, if `owner` still holds it. Returns false
+    /// when it does not (another process dealt with the run, or took it
+    /// over and is running it again) or the run is over.
+    pub async fn interrupt(&self, id: &str, owner: &str, why: &str) -> StoreResult<bool> {
+        dispatch!(self, interrupt(id, owner, why))
     }
 
-    /// Puts an orphaned run back in the queue to resume it: the attempt
-    /// that was running is kept as interrupted; completed ones stay. Returns
-    /// false when the run was not running any more.
-    pub async fn requeue(&self, id: &str) -> StoreResult<bool> {
-        dispatch!(self, requeue(id))
+    /// Puts an orphaned run back in the queue to resume it, if `owner`
+    /// still holds it: the attempt that was running is kept as
+    /// interrupted; completed ones stay. Returns false when `owner` no
+    /// longer holds the run or it is not running.
+    pub async fn requeue(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        dispatch!(self, requeue(id, owner))
     }
 
     /// The runs running or waiting for an approval that have an owner, with
@@ -247,8 +259,9 @@ impl Store {
 
     /// Runs whose owner is gone: owners on this host whose process no
     /// longer exists, and any owner silent for longer than `stale_after`.
-    /// Returns each with why it is orphaned.
-    pub async fn orphaned_runs(&self, stale_after: Duration) -> StoreResult<Vec<(RunRow, String)>> {
+    /// Each comes with its owner (to take it over from exactly that owner)
+    /// and why it is orphaned.
+    pub async fn orphaned_runs(&self, stale_after: Duration) -> StoreResult<Vec<Orphan>> {
         let leases = self.leases().await?;
         let now = now_ms();
         let host = crate::process::hostname();
@@ -265,7 +278,7 @@ impl Store {
                 format!("no sign of life from its owner ({owner}) for over {}s", stale_after.as_secs())
             };
             if let Some(run) = self.get_run(&run_id).await? {
-                out.push((run, why));
+                out.push(Orphan { run, owner, why });
             }
         }
         Ok(out)
@@ -275,8 +288,8 @@ impl Store {
     /// [`Store::orphaned_runs`]); returns their ids.
     pub async fn reap_interrupted(&self, stale_after: Duration) -> StoreResult<Vec<String>> {
         let mut reaped = Vec::new();
-        for (run, why) in self.orphaned_runs(stale_after).await? {
-            if self.interrupt(&run.id, &why).await? {
+        for Orphan { run, owner, why } in self.orphaned_runs(stale_after).await? {
+            if self.interrupt(&run.id, &owner, &why).await? {
                 reaped.push(run.id);
             }
         }

@@ -206,17 +206,20 @@ impl SqliteStore {
         row.map(|r| run_row(&r)).transpose()
     }
 
-    pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
-        let (id, why) = (id.to_string(), why.to_string());
+    pub async fn interrupt(&self, id: &str, owner: &str, why: &str) -> StoreResult<bool> {
+        let (id, owner, why) = (id.to_string(), owner.to_string(), why.to_string());
         self.writer
             .write(move |db| {
                 let now = now_ms();
                 let done = db
                     .prepare_cached(
                         "UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?
-                         WHERE id = ? AND status IN ('running', 'waiting_approval')",
+                         WHERE id = ? AND owner = ? AND status IN ('running', 'waiting_approval')",
                     )?
-                    .execute(params![format!("interrupted: {why}"), now, id])?;
+                    .execute(params![format!("interrupted: {why}"), now, id, owner])?;
+                if done == 0 {
+                    return Ok(false);
+                }
                 close_running_attempts(db, &id, now)?;
                 db.prepare_cached(
                     "UPDATE approvals SET status = 'rejected', reason = 'run interrupted', decided_at = ?
@@ -228,16 +231,19 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn requeue(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_string();
+    pub async fn requeue(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let (id, owner) = (id.to_string(), owner.to_string());
         self.writer
             .write(move |db| {
                 let done = db
                     .prepare_cached(
                         "UPDATE runs SET status = 'queued', owner = NULL, heartbeat_at = NULL
-                         WHERE id = ? AND status = 'running'",
+                         WHERE id = ? AND owner = ? AND status = 'running'",
                     )?
-                    .execute([&id])?;
+                    .execute([&id, &owner])?;
+                if done == 0 {
+                    return Ok(false);
+                }
                 close_running_attempts(db, &id, now_ms())?;
                 Ok(done == 1)
             })
