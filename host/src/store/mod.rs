@@ -109,6 +109,7 @@ pub use optimization::{MeasuredBy, OptimizationResult};
 pub use pages::PendingApproval;
 pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
+use runs::new_run_id;
 pub use runs::{
     ActiveRuns, Lease, NewRun, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
 };

@@ -288,3 +288,12 @@ impl Store {
         Ok(reaped)
     }
 }
+
+/// A new run id: a ULID, monotonic within this process so ids sort in
+/// creation order even within one millisecond.
+pub(super) fn new_run_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = g.get_or_insert_with(ulid::Generator::new);
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+}

@@ -4,7 +4,9 @@
 
 use super::{SqliteStore, parsed};
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult};
+use crate::store::{
+    ActiveRuns, AttemptStatus, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult, new_run_id,
+};
 use rusqlite::{OptionalExtension as _, params};
 use sqlx::Row;
 use std::collections::HashMap;
@@ -341,13 +343,4 @@ pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<RunRow> {
         started_at: r.get(9),
         finished_at: r.get(10),
     })
-}
-
-/// A new run id: a ULID, monotonic within this process so ids sort in
-/// creation order even within one millisecond.
-pub(super) fn new_run_id() -> String {
-    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
-    let mut g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let generator = g.get_or_insert_with(ulid::Generator::new);
-    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
