@@ -1,0 +1,106 @@
+//! The web view's pages in PostgreSQL. Each query walks an index newest
+//! first and stops at the page size; the WHERE clause names only the
+//! filters given, so the planner picks the index that matches them.
+
+use super::PgStore;
+use super::approvals::approval_row;
+use super::escalations::escalation_row;
+use super::runs::run_row;
+use crate::store::{EscalationRow, EscalationStatus, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult};
+use sqlx::Row;
+
+impl PgStore {
+    pub async fn run_page(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
+        let (sql, binds) = run_page_sql(filter);
+        // Audited: the text is made of fixed clauses; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(i64::from(filter.limit.unwrap_or(50))).fetch_all(&self.pool).await?;
+        rows.iter().map(run_row).collect()
+    }
+
+    pub async fn count_runs(&self, status: RunStatus) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn pending_approvals(&self, limit: u32) -> StoreResult<Vec<PendingApproval>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.run_id, a.step_id, a.iteration, a.message, a.status, a.requested_at, a.expires_at,
+                    a.decided_by, a.decided_at, a.reason, r.runbook
+             FROM approvals a JOIN runs r ON r.id = a.run_id
+             WHERE a.status = 'pending' ORDER BY a.id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(PendingApproval { approval: approval_row(r)?, runbook: r.try_get(11)? })).collect()
+    }
+
+    pub async fn escalation_page(
+        &self,
+        status: EscalationStatus,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EscalationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, runbook, step_id, iteration, severity, message, dedup_key, status, occurrences,
+                    created_at, last_seen_at, acknowledged_by, acknowledged_at, resolved_by, resolved_at, resolution
+             FROM escalations WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(status.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(escalation_row).collect()
+    }
+
+    pub async fn count_escalations(&self, status: EscalationStatus) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM escalations WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn run_page_plan(&self, filter: &RunFilter) -> StoreResult<Vec<String>> {
+        let (sql, binds) = run_page_sql(filter);
+        // Audited: as in `run_page`.
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!("EXPLAIN (COSTS OFF) {sql}")));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        Ok(q.bind(50i64).fetch_all(&self.pool).await?)
+    }
+}
+
+/// The columns of [`run_row`].
+const RUN_COLUMNS: &str = "id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
+                           created_at, started_at, finished_at";
+
+/// The query of [`PgStore::run_page`] (its last parameter is the limit)
+/// and the values of its other parameters, in order.
+fn run_page_sql(filter: &RunFilter) -> (String, Vec<String>) {
+    let mut clauses = Vec::new();
+    let mut binds = Vec::new();
+    let mut filter_on = |column: &str, value: String| {
+        binds.push(value);
+        clauses.push(format!("{column} ${}", binds.len()));
+    };
+    if let Some(r) = &filter.runbook {
+        filter_on("runbook =", r.clone());
+    }
+    if let Some(s) = filter.status {
+        filter_on("status =", s.as_str().to_string());
+    }
+    if let Some(b) = &filter.before {
+        filter_on("id <", b.clone());
+    }
+    let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let limit = binds.len() + 1;
+    (format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ${limit}"), binds)
+}

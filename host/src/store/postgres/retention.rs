@@ -1,0 +1,49 @@
+//! Retention in PostgreSQL: deletes old finished runs in batches by
+//! primary key (`id = ANY(ARRAY(SELECT ... LIMIT n))`, each batch its own
+//! statement, so row locks are held briefly; foreign keys cascade to what
+//! a run owns), and the fire records of schedules as old (by `ctid`, the
+//! row's address: they have a two-column key). Autovacuum
+//! reclaims the space; there is no vacuum step as on SQLite.
+
+use super::PgStore;
+use crate::store::StoreResult;
+
+impl PgStore {
+    pub async fn prune(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
+        let batch = i64::from(batch.max(1));
+        let mut deleted = 0;
+        loop {
+            // Ids are ULIDs: the primary key walks oldest first.
+            let done = sqlx::query(
+                "DELETE FROM runs WHERE id = ANY(ARRAY(
+                     SELECT id FROM runs
+                     WHERE created_at < $1 AND status NOT IN ('queued', 'running', 'waiting_approval')
+                     ORDER BY id LIMIT $2))",
+            )
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            deleted += done;
+            if done < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM schedule_fires WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM schedule_fires WHERE fired_at < $1 LIMIT $2))",
+            )
+            .bind(cutoff)
+            .bind(batch)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if done < batch as u64 {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+}
