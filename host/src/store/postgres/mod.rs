@@ -69,3 +69,33 @@ async fn lock_xact(tx: &mut sqlx::PgConnection, space: LockSpace, name: &str) ->
 fn parsed<T: FromStr<Err = String>>(r: &sqlx::postgres::PgRow, i: usize) -> StoreResult<T> {
     Ok(r.try_get::<String, _>(i)?.parse().map_err(anyhow::Error::msg)?)
 }
+
+/// The throw-away PostgreSQL clusters of the tests (one copy, shared with
+/// the integration tests).
+#[cfg(test)]
+#[path = "../../../tests/support/postgres.rs"]
+mod harness;
+
+/// The store's conformance checks on PostgreSQL: one throw-away cluster
+/// per test process (started on first use, stopped by the harness's
+/// watchdog when the process exits), a fresh database per check.
+#[cfg(test)]
+mod conformance {
+    use super::harness;
+
+    static CLUSTER: std::sync::LazyLock<harness::Postgres> = std::sync::LazyLock::new(|| {
+        harness::Postgres::start().unwrap_or_else(|e| panic!("starting a PostgreSQL cluster for the tests: {e}"))
+    });
+
+    /// A store on a new, empty database of the shared cluster.
+    pub(crate) async fn store() -> crate::store::Store {
+        let url = tokio::task::spawn_blocking(|| CLUSTER.unique_database("conformance"))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("creating a test database: {e}"))
+            .1;
+        crate::store::Store::open(&url).await.unwrap()
+    }
+
+    crate::store::conformance::conformance_tests!(store());
+}
