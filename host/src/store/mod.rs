@@ -85,6 +85,7 @@ macro_rules! dispatch {
 mod alerts;
 mod approvals;
 mod attempts;
+mod columns;
 #[cfg(test)]
 mod conformance;
 mod error;

@@ -4,6 +4,7 @@
 //! process that died. Backend-neutral: the types, and the [`Store`]
 //! methods that dispatch to the backend or combine its answers.
 
+use super::columns::Columns;
 use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store, StoreResult};
 use crate::clock::now_ms;
 use serde::Serialize;
@@ -134,6 +135,27 @@ pub struct Lease {
     pub owner: String,
     /// ms since the epoch; None before the first.
     pub heartbeat_at: Option<i64>,
+}
+
+impl RunRow {
+    /// A run from a row with the columns id, runbook, runbook_hash,
+    /// trigger_kind, trigger_source, params, status, error, created_at,
+    /// started_at, finished_at, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<RunRow> {
+        Ok(RunRow {
+            id: r.text(0)?,
+            runbook: r.text(1)?,
+            runbook_hash: r.text(2)?,
+            trigger_kind: r.parsed(3)?,
+            trigger_source: r.opt_text(4)?,
+            params: r.json(5)?,
+            status: r.parsed(6)?,
+            error: r.opt_text(7)?,
+            created_at: r.int(8)?,
+            started_at: r.opt_int(9)?,
+            finished_at: r.opt_int(10)?,
+        })
+    }
 }
 
 impl Store {

@@ -120,10 +120,7 @@ impl Postgres {
 
     /// CREATE DATABASE `name` (letters, digits, `_` only); returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, String> {
-        if name.is_empty()
-            || name.len() > 63
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("bad database name {name:?}: use [A-Za-z0-9_], at most 63 chars"));
         }
         // template0 + FILE_COPY: no WAL-logging of the copy (PG15 default is WAL_LOG; slower).
@@ -210,10 +207,7 @@ impl Postgres {
     }
 
     fn major_version(&self) -> u32 {
-        fs::read_to_string(self.data.join("PG_VERSION"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+        fs::read_to_string(self.data.join("PG_VERSION")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
 
     fn initdb(&self) -> Result<(), String> {
@@ -247,19 +241,12 @@ impl Postgres {
             .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = self.server_cmd("postgres");
-        cmd.arg("-D")
-            .arg(&self.data)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-            .arg(&self.dir);
+        cmd.arg("-D").arg(&self.data).args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"]).arg(&self.dir);
         for s in SERVER_SETTINGS {
             cmd.args(["-c", s]);
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("spawning postgres: {e}"))?;
+        let child =
+            cmd.stdin(Stdio::null()).stdout(log).stderr(log2).spawn().map_err(|e| format!("spawning postgres: {e}"))?;
         self.port = port;
         self.child = Some(child);
 
@@ -344,8 +331,20 @@ impl Drop for Postgres {
 
 fn clean_env(c: &mut Command) {
     for v in [
-        "PGDATA", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD",
-        "PGPASSFILE", "PGOPTIONS", "PGSERVICE", "PGSERVICEFILE", "PGSSLMODE", "PGTZ", "PGCLIENTENCODING",
+        "PGDATA",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGOPTIONS",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSSLMODE",
+        "PGTZ",
+        "PGCLIENTENCODING",
     ] {
         c.env_remove(v);
     }
@@ -369,7 +368,7 @@ fn find_bindir() -> Result<PathBuf, String> {
         for e in rd.flatten() {
             let Some(ver) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
             let bin = e.path().join("bin");
-            if has_all(&bin) && best.as_ref().map_or(true, |(v, _)| ver > *v) {
+            if has_all(&bin) && best.as_ref().is_none_or(|(v, _)| ver > *v) {
                 best = Some((ver, bin));
             }
         }
@@ -407,10 +406,11 @@ fn nobody_ids() -> (u32, u32) {
     if let Ok(s) = fs::read_to_string("/etc/passwd") {
         for line in s.lines() {
             let f: Vec<&str> = line.split(':').collect();
-            if f.len() > 3 && f[0] == "nobody" {
-                if let (Ok(u), Ok(g)) = (f[2].parse(), f[3].parse()) {
-                    return (u, g);
-                }
+            if f.len() > 3
+                && f[0] == "nobody"
+                && let (Ok(u), Ok(g)) = (f[2].parse(), f[3].parse())
+            {
+                return (u, g);
             }
         }
     }
@@ -433,22 +433,19 @@ fn make_temp_dir(run_as: Option<(u32, u32)>) -> Result<PathBuf, String> {
         base = PathBuf::from("/tmp"); // e.g. TMPDIR=/root/tmp: nobody could not reach the data dir
     }
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let dir = base.join(format!(
-        "tend-pg-{}-{}-{nanos:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir =
+        base.join(format!("tend-pg-{}-{}-{nanos:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     // The unix socket path must stay under ~107 bytes: "<dir>/.s.PGSQL.<port>".
     if dir.as_os_str().len() > 90 {
         return Err(format!("temp dir path too long for a unix socket: {} (set TEND_PG_TMPDIR)", dir.display()));
     }
     fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
-    if let Some((uid, gid)) = run_as {
-        if let Err(e) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(format!("chown {} to {uid}:{gid}: {e}", dir.display()));
-        }
+    if let Some((uid, gid)) = run_as
+        && let Err(e) = std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+    {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(format!("chown {} to {uid}:{gid}: {e}", dir.display()));
     }
     Ok(dir)
 }
@@ -456,9 +453,8 @@ fn make_temp_dir(run_as: Option<(u32, u32)>) -> Result<PathBuf, String> {
 /// /dev/shm is a world-writable tmpfs of at least 1 GiB (Docker's default 64 MiB is too small:
 /// a fresh cluster is ~40 MB and postgres also puts its dynamic shared memory there).
 fn dev_shm_usable() -> bool {
-    let sticky_world_writable = fs::metadata("/dev/shm")
-        .map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777)
-        .unwrap_or(false);
+    let sticky_world_writable =
+        fs::metadata("/dev/shm").map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777).unwrap_or(false);
     if !sticky_world_writable {
         return false;
     }

@@ -2,10 +2,9 @@
 //! single upsert on its key (fingerprint, start), so hosts receiving the
 //! same alert at once keep one row.
 
-use super::{PgStore, parsed};
+use super::PgStore;
 use crate::clock::now_ms;
 use crate::store::{AlertRow, StoreResult};
-use sqlx::Row;
 
 impl PgStore {
     pub async fn record_alert(&self, a: &AlertRow) -> StoreResult<()> {
@@ -40,18 +39,6 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AlertRow {
-                    fingerprint: r.try_get(0)?,
-                    starts_at: r.try_get(1)?,
-                    status: parsed(r, 2)?,
-                    labels: serde_json::from_str(&r.try_get::<String, _>(3)?)?,
-                    annotations: serde_json::from_str(&r.try_get::<String, _>(4)?)?,
-                    ends_at: r.try_get(5)?,
-                    group_key: r.try_get(6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(AlertRow::from_row).collect()
     }
 }

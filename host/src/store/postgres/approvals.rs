@@ -3,10 +3,9 @@
 //! `status = 'pending'` on the row it locked, so of two hosts deciding at
 //! once, one decides and the other finds it decided.
 
-use super::{PgStore, parsed};
+use super::PgStore;
 use crate::clock::now_ms;
 use crate::store::{ApprovalRow, ApprovalStatus, StoreError, StoreResult};
-use sqlx::Row;
 
 impl PgStore {
     pub async fn request_approval(
@@ -39,7 +38,7 @@ impl PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(approval_row).transpose()
+        row.as_ref().map(ApprovalRow::from_row).transpose()
     }
 
     pub async fn approvals(&self, run_id: &str) -> StoreResult<Vec<ApprovalRow>> {
@@ -50,7 +49,7 @@ impl PgStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(approval_row).collect()
+        rows.iter().map(ApprovalRow::from_row).collect()
     }
 
     pub async fn decide_approval(
@@ -78,29 +77,15 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = decided {
-            return approval_row(&row);
+            return ApprovalRow::from_row(&row);
         }
         let run: Option<String> =
             sqlx::query_scalar("SELECT status FROM runs WHERE id = $1").bind(run_id).fetch_optional(&self.pool).await?;
         Err(match run {
             None => StoreError::NotFound(format!("run {run_id:?}")),
-            Some(status) => StoreError::Conflict(format!("run {run_id} is not waiting for an approval (it is {status})")),
+            Some(status) => {
+                StoreError::Conflict(format!("run {run_id} is not waiting for an approval (it is {status})"))
+            }
         })
     }
-}
-
-pub(super) fn approval_row(r: &sqlx::postgres::PgRow) -> StoreResult<ApprovalRow> {
-    Ok(ApprovalRow {
-        id: r.try_get(0)?,
-        run_id: r.try_get(1)?,
-        step_id: r.try_get(2)?,
-        iteration: r.try_get::<i64, _>(3)? as u32,
-        message: r.try_get(4)?,
-        status: parsed(r, 5)?,
-        requested_at: r.try_get(6)?,
-        expires_at: r.try_get(7)?,
-        decided_by: r.try_get(8)?,
-        decided_at: r.try_get(9)?,
-        reason: r.try_get(10)?,
-    })
 }

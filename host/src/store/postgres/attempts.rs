@@ -1,12 +1,11 @@
 //! Step attempts in PostgreSQL: the `step_attempts` table, read with the
 //! `metrics` each successful attempt recorded.
 
-use super::{PgStore, parsed};
+use super::PgStore;
 use crate::clock::now_ms;
-use crate::runtime::record::Metric;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart, AttemptStatus, StoreResult};
+use crate::store::attempts::attach_metrics;
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
 use serde_json::Value;
-use sqlx::Row;
 
 impl PgStore {
     pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
@@ -86,50 +85,8 @@ impl PgStore {
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<StoreResult<_>>()?;
-        for m in metric_rows {
-            let (step, iteration): (String, i64) = (m.try_get(0)?, m.try_get(1)?);
-            // Metrics belong to the successful (last) attempt of the step in that iteration.
-            if let Some(a) = out.iter_mut().rev().find(|a| {
-                a.step_id == step && i64::from(a.iteration) == iteration && a.status == AttemptStatus::Succeeded
-            }) {
-                let labels: Vec<(String, String)> =
-                    serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.try_get::<String, _>(4)?)?
-                        .into_iter()
-                        .collect();
-                a.metrics.push(Metric { name: m.try_get(2)?, value: m.try_get(3)?, labels });
-            }
-        }
+        let mut out: Vec<AttemptRow> = rows.iter().map(AttemptRow::from_row).collect::<StoreResult<_>>()?;
+        attach_metrics(&mut out, &metric_rows)?;
         Ok(out)
     }
-}
-
-fn json_col(r: &sqlx::postgres::PgRow, i: usize) -> StoreResult<Option<Value>> {
-    r.try_get::<Option<String>, _>(i)?.map(|s| serde_json::from_str(&s)).transpose().map_err(Into::into)
-}
-
-fn attempt_row(r: &sqlx::postgres::PgRow) -> StoreResult<AttemptRow> {
-    let list = |i: usize| -> StoreResult<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
-    Ok(AttemptRow {
-        id: r.try_get(0)?,
-        run_id: r.try_get(1)?,
-        step_id: r.try_get(2)?,
-        iteration: r.try_get::<i64, _>(3)? as u32,
-        attempt: r.try_get::<i64, _>(4)? as u32,
-        plugin: r.try_get(5)?,
-        plugin_digest: r.try_get(6)?,
-        config: json_col(r, 7)?,
-        input: json_col(r, 8)?,
-        status: parsed(r, 9)?,
-        outcome: r.try_get(10)?,
-        error: r.try_get(11)?,
-        output: json_col(r, 12)?,
-        findings: serde_json::from_value(list(13)?)?,
-        logs: serde_json::from_value(list(14)?)?,
-        metrics: Vec::new(),
-        duration_ms: r.try_get(15)?,
-        peak_memory_bytes: r.try_get(16)?,
-        started_at: r.try_get(17)?,
-        finished_at: r.try_get(18)?,
-    })
 }

@@ -2,11 +2,10 @@
 //! tables. Raising one with a dedup key holds that key's advisory
 //! transaction lock, so two hosts raising it at once group into one row.
 
-use super::{LockSpace, PgStore, lock_xact, parsed};
+use super::{LockSpace, PgStore, lock_xact};
 use crate::clock::now_ms;
 use crate::notify::Status;
 use crate::store::{EscalationRow, EscalationStatus, NewEscalation, NotificationRow, Raised, StoreError, StoreResult};
-use serde_json::Value;
 use sqlx::{PgConnection, Row};
 use std::time::Duration;
 
@@ -92,7 +91,7 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<StoreResult<_>>()?;
+        let mut out: Vec<EscalationRow> = rows.iter().map(EscalationRow::from_row).collect::<StoreResult<_>>()?;
         // The notifications of all of them in one query, by their ids.
         if !out.is_empty() {
             let ids: Vec<i64> = out.iter().map(|e| e.id).collect();
@@ -106,7 +105,7 @@ impl PgStore {
             let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
             for n in &sent {
                 if let Some(&i) = index.get(&n.try_get::<i64, _>(0)?) {
-                    out[i].notifications.push(notification_row(n)?);
+                    out[i].notifications.push(NotificationRow::from_row(n)?);
                 }
             }
         }
@@ -123,14 +122,14 @@ impl PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut e = escalation_row(&row)?;
+        let mut e = EscalationRow::from_row(&row)?;
         let sent = sqlx::query(
             "SELECT escalation_id, sink, sent_at, ok, error, event FROM notifications WHERE escalation_id = $1 ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        e.notifications = sent.iter().map(notification_row).collect::<StoreResult<_>>()?;
+        e.notifications = sent.iter().map(NotificationRow::from_row).collect::<StoreResult<_>>()?;
         Ok(Some(e))
     }
 
@@ -181,40 +180,5 @@ async fn escalation_refusal(db: &mut PgConnection, id: i64, verb: &str) -> Store
     Ok(match status {
         None => StoreError::NotFound(format!("escalation {id}")),
         Some(s) => StoreError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
-    })
-}
-
-pub(super) fn escalation_row(r: &sqlx::postgres::PgRow) -> StoreResult<EscalationRow> {
-    let severity: String = r.try_get(5)?;
-    Ok(EscalationRow {
-        id: r.try_get(0)?,
-        run_id: r.try_get(1)?,
-        runbook: r.try_get(2)?,
-        step_id: r.try_get(3)?,
-        iteration: r.try_get::<i64, _>(4)? as u32,
-        severity: serde_json::from_value(Value::String(severity))?,
-        message: r.try_get(6)?,
-        dedup_key: r.try_get(7)?,
-        status: parsed(r, 8)?,
-        occurrences: r.try_get(9)?,
-        created_at: r.try_get(10)?,
-        last_seen_at: r.try_get(11)?,
-        acknowledged_by: r.try_get(12)?,
-        acknowledged_at: r.try_get(13)?,
-        resolved_by: r.try_get(14)?,
-        resolved_at: r.try_get(15)?,
-        resolution: r.try_get(16)?,
-        notifications: Vec::new(),
-    })
-}
-
-fn notification_row(n: &sqlx::postgres::PgRow) -> StoreResult<NotificationRow> {
-    let event: String = n.try_get(5)?;
-    Ok(NotificationRow {
-        event: event.parse().map_err(anyhow::Error::msg)?,
-        sink: n.try_get(1)?,
-        sent_at: n.try_get(2)?,
-        ok: n.try_get(3)?,
-        error: n.try_get(4)?,
     })
 }

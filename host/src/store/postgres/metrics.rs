@@ -60,18 +60,7 @@ impl PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MetricPoint {
-                    run_id: r.try_get(0)?,
-                    step_id: r.try_get(1)?,
-                    iteration: r.try_get::<i64, _>(2)? as u32,
-                    value: r.try_get(3)?,
-                    labels: serde_json::from_str(&r.try_get::<String, _>(4)?)?,
-                    recorded_at: r.try_get(5)?,
-                })
-            })
-            .collect()
+        rows.iter().map(MetricPoint::from_row).collect()
     }
 
     pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> StoreResult<MetricHistory> {

@@ -27,8 +27,7 @@ mod sessions;
 mod state;
 
 use crate::store::StoreResult;
-use sqlx::{PgPool, Row as _};
-use std::str::FromStr;
+use sqlx::PgPool;
 
 /// A PostgreSQL store. Cheap to clone (a pool).
 #[derive(Debug, Clone)]
@@ -62,12 +61,6 @@ async fn lock_xact(tx: &mut sqlx::PgConnection, space: LockSpace, name: &str) ->
         .execute(tx)
         .await?;
     Ok(())
-}
-
-/// Column `i` of a row, parsed from the text it is stored as (a status, a
-/// kind). A value no spelling matches is an error naming it.
-fn parsed<T: FromStr<Err = String>>(r: &sqlx::postgres::PgRow, i: usize) -> StoreResult<T> {
-    Ok(r.try_get::<String, _>(i)?.parse().map_err(anyhow::Error::msg)?)
 }
 
 /// The throw-away PostgreSQL clusters of the tests (one copy, shared with

@@ -121,7 +121,10 @@ mod tests {
     async fn a_malformed_url_is_an_error_naming_it_without_its_password() {
         let err = PgStore::open("postgres://tend:s3cret@db:notaport/tend").await.unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.starts_with("database \"postgres://tend:***@db:notaport/tend\" is not a valid PostgreSQL URL"), "{msg}");
+        assert!(
+            msg.starts_with("database \"postgres://tend:***@db:notaport/tend\" is not a valid PostgreSQL URL"),
+            "{msg}"
+        );
         assert!(!msg.contains("s3cret"), "{msg}");
     }
 }

@@ -2,8 +2,7 @@
 
 use super::PgStore;
 use crate::clock::now_ms;
-use crate::store::{MeasuredBy, OptimizationResult, StoreResult};
-use sqlx::Row;
+use crate::store::{OptimizationResult, StoreResult};
 
 impl PgStore {
     pub async fn record_before(
@@ -58,19 +57,6 @@ impl PgStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let by: Option<String> = r.try_get(5)?;
-                let by_iteration: Option<i64> = r.try_get(6)?;
-                Ok(OptimizationResult::new(
-                    r.try_get(0)?,
-                    r.try_get::<i64, _>(1)? as u32,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    by.map(|step_id| MeasuredBy { step_id, iteration: by_iteration.unwrap_or(0) as u32 }),
-                ))
-            })
-            .collect()
+        rows.iter().map(OptimizationResult::from_row).collect()
     }
 }

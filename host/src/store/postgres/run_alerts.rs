@@ -1,18 +1,18 @@
 //! Alerts of runs in PostgreSQL: the `run_alerts` table, joined to `alerts`.
 
-use super::{PgStore, parsed};
+use super::PgStore;
 use crate::store::{RunAlert, StoreResult};
-use serde_json::Value;
-use sqlx::Row;
 
 impl PgStore {
     pub async fn link_alert(&self, run_id: &str, fingerprint: &str, starts_at: &str) -> StoreResult<()> {
-        sqlx::query("INSERT INTO run_alerts (run_id, fingerprint, starts_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(run_id)
-            .bind(fingerprint)
-            .bind(starts_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO run_alerts (run_id, fingerprint, starts_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(fingerprint)
+        .bind(starts_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -25,21 +25,7 @@ impl PgStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let labels: Value = serde_json::from_str(&r.try_get::<String, _>(1)?)?;
-                Ok(RunAlert {
-                    alertname: labels.get("alertname").and_then(Value::as_str).map(str::to_string),
-                    fingerprint: r.try_get(0)?,
-                    labels,
-                    status: parsed(r, 2)?,
-                    starts_at: r.try_get(3)?,
-                    ends_at: r.try_get(4)?,
-                    resolved_at: r.try_get(5)?,
-                    received_at: r.try_get(6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(RunAlert::from_row).collect()
     }
 
     pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> StoreResult<Vec<String>> {

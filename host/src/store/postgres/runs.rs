@@ -4,12 +4,12 @@
 //! transaction lock; an idempotency key is claimed by its unique key
 //! (`ON CONFLICT DO NOTHING`), never by a read first.
 
-use super::{LockSpace, PgStore, lock_xact, parsed};
+use super::{LockSpace, PgStore, lock_xact};
 use crate::clock::now_ms;
 use crate::store::{
     ActiveRuns, AttemptStatus, Lease, NewRun, RunFilter, RunRow, RunStatus, StoreError, StoreResult, new_run_id,
 };
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use std::collections::HashMap;
 
 /// How many times `create_run_once` starts over when the run a key names
@@ -72,7 +72,7 @@ impl PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_row).collect()
+        rows.iter().map(RunRow::from_row).collect()
     }
 
     pub async fn active_runs(&self) -> StoreResult<HashMap<String, ActiveRuns>> {
@@ -106,10 +106,8 @@ impl PgStore {
             // commits, so its count below sees their claims (each statement
             // of a READ COMMITTED transaction reads what was committed
             // before it began).
-            let runbook: Option<String> = sqlx::query_scalar("SELECT runbook FROM runs WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let runbook: Option<String> =
+                sqlx::query_scalar("SELECT runbook FROM runs WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
             let Some(runbook) = runbook else { return Ok(false) };
             lock_xact(&mut tx, LockSpace::RunbookClaims, &runbook).await?;
         }
@@ -205,10 +203,8 @@ impl PgStore {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        let status: RunStatus = status
-            .ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?
-            .parse()
-            .map_err(anyhow::Error::msg)?;
+        let status: RunStatus =
+            status.ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?.parse().map_err(anyhow::Error::msg)?;
         if status.is_final() {
             return Err(StoreError::Conflict(format!("run {id} is already {status}")));
         }
@@ -225,7 +221,7 @@ impl PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| run_row(&r)).transpose()
+        row.map(|r| RunRow::from_row(&r)).transpose()
     }
 
     pub async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRow>> {
@@ -243,7 +239,7 @@ impl PgStore {
         .bind(&filter.before)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_row).collect()
+        rows.iter().map(RunRow::from_row).collect()
     }
 
     pub async fn interrupt(&self, id: &str, why: &str) -> StoreResult<bool> {
@@ -334,10 +330,8 @@ pub(super) async fn end_run(
 
 /// A run's status and error; an error naming it when there is no such run.
 pub(super) async fn status_of(db: &mut PgConnection, id: &str) -> StoreResult<(RunStatus, Option<String>)> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as("SELECT status, error FROM runs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT status, error FROM runs WHERE id = $1").bind(id).fetch_optional(db).await?;
     let (status, error) = row.ok_or_else(|| StoreError::NotFound(format!("run {id:?}")))?;
     Ok((status.parse().map_err(anyhow::Error::msg)?, error))
 }
@@ -382,21 +376,5 @@ pub(super) async fn insert_run(
         created_at: now,
         started_at: None,
         finished_at: finished,
-    })
-}
-
-pub(super) fn run_row(r: &sqlx::postgres::PgRow) -> StoreResult<RunRow> {
-    Ok(RunRow {
-        id: r.try_get(0)?,
-        runbook: r.try_get(1)?,
-        runbook_hash: r.try_get(2)?,
-        trigger_kind: parsed(r, 3)?,
-        trigger_source: r.try_get(4)?,
-        params: serde_json::from_str(&r.try_get::<String, _>(5)?)?,
-        status: parsed(r, 6)?,
-        error: r.try_get(7)?,
-        created_at: r.try_get(8)?,
-        started_at: r.try_get(9)?,
-        finished_at: r.try_get(10)?,
     })
 }

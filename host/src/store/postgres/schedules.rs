@@ -94,16 +94,15 @@ async fn fire_schedule(db: &mut PgConnection, fire: &ScheduleFire) -> StoreResul
     if claimed != 1 {
         return Ok(None);
     }
-    let moved = sqlx::query(
-        "UPDATE schedules SET next_fire_at = $1, last_fire_at = $2 WHERE key = $3 AND next_fire_at = $4",
-    )
-    .bind(fire.next)
-    .bind(now)
-    .bind(&fire.key)
-    .bind(fire.expected)
-    .execute(&mut *db)
-    .await?
-    .rows_affected();
+    let moved =
+        sqlx::query("UPDATE schedules SET next_fire_at = $1, last_fire_at = $2 WHERE key = $3 AND next_fire_at = $4")
+            .bind(fire.next)
+            .bind(now)
+            .bind(&fire.key)
+            .bind(fire.expected)
+            .execute(&mut *db)
+            .await?
+            .rows_affected();
     if moved != 1 {
         return Ok(None);
     }

@@ -39,8 +39,10 @@ impl PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok(SessionRow { token_sha256: r.try_get(0)?, token_name: r.try_get(1)?, expires_at: r.try_get(2)? }))
-            .transpose()
+        row.map(|r| {
+            Ok(SessionRow { token_sha256: r.try_get(0)?, token_name: r.try_get(1)?, expires_at: r.try_get(2)? })
+        })
+        .transpose()
     }
 
     pub async fn close_session(&self, id_sha256: &str) -> StoreResult<()> {
