@@ -78,7 +78,8 @@ pub struct Cli {
     pub cache_dir: Option<PathBuf>,
 
     /// The database that records runs, escalations and plugin state: a SQLite file path or sqlite: URL, or a postgres:// URL [default: tend.db].
-    #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH|URL")]
+    // The value is hidden from `--help`: a URL may hold a password.
+    #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH|URL", hide_env_values = true)]
     pub db_path: Option<String>,
 
     /// Directory of runbooks (where `tend run NAME` looks) [default: runbooks].
