@@ -69,8 +69,8 @@ async fn lock_xact(tx: &mut sqlx::PgConnection, space: LockSpace, name: &str) ->
 #[path = "../../../tests/support/postgres.rs"]
 mod harness;
 
-/// The store's conformance checks on PostgreSQL: one throw-away cluster
-/// per test process (started on first use, stopped by the harness's
+/// The store's conformance checks on PostgreSQL (and the databases of the
+/// backend's own tests): one throw-away cluster per test process (started on first use, stopped by the harness's
 /// watchdog when the process exits), a fresh database per check.
 #[cfg(test)]
 mod conformance {
@@ -80,14 +80,18 @@ mod conformance {
         harness::Postgres::start().unwrap_or_else(|e| panic!("starting a PostgreSQL cluster for the tests: {e}"))
     });
 
-    /// A store on a new, empty database of the shared cluster.
-    pub(crate) async fn store() -> crate::store::Store {
-        let url = tokio::task::spawn_blocking(|| CLUSTER.unique_database("conformance"))
+    /// The URL of a new, empty database of the shared cluster.
+    pub(in crate::store::postgres) async fn database_url() -> String {
+        tokio::task::spawn_blocking(|| CLUSTER.unique_database("tend"))
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("creating a test database: {e}"))
-            .1;
-        crate::store::Store::open(&url).await.unwrap()
+            .1
+    }
+
+    /// A store on a new, empty database of the shared cluster.
+    async fn store() -> crate::store::Store {
+        crate::store::Store::open(&database_url().await).await.unwrap()
     }
 
     crate::store::conformance::conformance_tests!(store());

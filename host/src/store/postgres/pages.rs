@@ -105,3 +105,39 @@ fn run_page_sql(filter: &RunFilter) -> (String, Vec<String>) {
     let limit = binds.len() + 1;
     (format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ${limit}"), binds)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_filter_of_the_runs_page_walks_an_index_and_sorts_nothing() {
+        let store = PgStore::open(&super::super::conformance::database_url().await).await.unwrap();
+        // Enough runs, with statistics, that the planner weighs real costs.
+        sqlx::query(
+            "INSERT INTO runs (id, runbook, runbook_hash, trigger_kind, params, status, created_at)
+             SELECT lpad(n::text, 26, '0'), 'rb' || (n % 20), 'h', 'cli', '{}',
+                    (ARRAY['succeeded', 'failed', 'queued'])[n % 3 + 1], n
+             FROM generate_series(1, 20000) AS n",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE runs").execute(&store.pool).await.unwrap();
+        let (rb, st, before) =
+            (Some("rb7".to_string()), Some(RunStatus::Failed), Some("00000000000000000000010000".to_string()));
+        for (runbook, status, before) in [
+            (None, None, None),
+            (rb.clone(), None, None),
+            (None, st, None),
+            (rb.clone(), st, None),
+            (rb.clone(), st, before.clone()),
+            (None, None, before.clone()),
+        ] {
+            let filter = RunFilter { runbook, status, before, limit: None };
+            let plan = store.run_page_plan(&filter).await.unwrap().join("; ");
+            assert!(plan.contains("Index Scan Backward"), "{filter:?}: {plan}");
+            assert!(!plan.contains("Sort"), "{filter:?} sorts: {plan}");
+        }
+    }
+}
