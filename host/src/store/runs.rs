@@ -192,7 +192,8 @@ impl Store {
 
     /// Moves a queued run to running for `owner` when fewer than `cap` runs
     /// of its runbook are running (no cap when `None`). Returns whether it
-    /// did; one statement, so two processes never both take the last slot.
+    /// did; atomic, so two processes (or hosts) sharing the database never
+    /// both take the last slot nor both claim one run.
     pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> StoreResult<bool> {
         dispatch!(self, claim_run(id, owner, cap))
     }

@@ -3,7 +3,7 @@
 //! the URL with its password hidden.
 
 use super::PgStore;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 use anyhow::Context as _;
 use sqlx::ConnectOptions as _;
 use sqlx::Connection as _;
@@ -48,8 +48,18 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// Whether the server answers and takes writes: a hot standby (or a
+    /// session forced read-only) answers reads only, and is an error.
     pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let writable: bool =
+            sqlx::query_scalar("SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'")
+                .fetch_one(&self.pool)
+                .await?;
+        if !writable {
+            return Err(StoreError::Backend(anyhow::anyhow!(
+                "the database answers but is read-only (a standby, or default_transaction_read_only is on); expected a primary that takes writes"
+            )));
+        }
         Ok(())
     }
 }
@@ -115,6 +125,22 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.starts_with("connecting to database \"postgres://tend:***@127.0.0.1:1/tend\": "), "{msg}");
         assert!(!msg.contains("s3cret"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_fails_the_ping() {
+        let url = super::super::conformance::database_url().await;
+        let store = PgStore::open(&url).await.unwrap();
+        store.ping().await.unwrap();
+        let db = url.rsplit('/').next().unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {db} SET default_transaction_read_only = on")))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        // New sessions start read-only.
+        let read_only = PgStore { pool: sqlx::PgPool::connect(&url).await.unwrap() };
+        let err = read_only.ping().await.unwrap_err().to_string();
+        assert!(err.starts_with("the database answers but is read-only"), "{err}");
     }
 
     #[tokio::test]
