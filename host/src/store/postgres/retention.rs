@@ -47,3 +47,35 @@ impl PgStore {
         Ok(deleted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::now_ms;
+    use crate::store::{NewRun, NewSchedule, ScheduleFire, TriggerKind};
+
+    #[tokio::test]
+    async fn pruning_deletes_the_fire_records_of_schedules_past_the_cutoff() {
+        let s = PgStore::open(&super::super::conformance::database_url().await).await.unwrap();
+        let run = NewRun {
+            runbook: "rb".into(),
+            runbook_hash: "h".into(),
+            trigger_kind: TriggerKind::Cron,
+            trigger_source: None,
+            params: serde_json::json!({}),
+        };
+        s.init_schedules(vec![NewSchedule { key: "a".into(), runbook: "rb".into(), next_fire_at: 1_000 }])
+            .await
+            .unwrap();
+        let fire = ScheduleFire { key: "a".into(), expected: 1_000, next: 2_000, runs: vec![(run, None)] };
+        assert!(s.fire_schedules(vec![fire]).await.unwrap()[0].as_ref().unwrap().is_some());
+        let fires = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM schedule_fires").fetch_one(&s.pool).await.unwrap()
+        };
+        assert_eq!(fires().await, 1);
+        s.prune(now_ms() - 60_000, 10).await.unwrap();
+        assert_eq!(fires().await, 1, "a recent fire is kept");
+        s.prune(now_ms() + 1, 10).await.unwrap();
+        assert_eq!(fires().await, 0);
+    }
+}
