@@ -4,14 +4,64 @@
 //! sees it first, and the runs of a process killed with SIGKILL are taken
 //! over by the others within 10 seconds (resumed when the step they were
 //! in is idempotent, otherwise interrupted and escalated; queued ones are
-//! picked up and run). The database is a SQLite file the processes share.
+//! picked up and run). Every check runs twice: on a SQLite file the
+//! processes share (`sqlite::`) and on a database of a throw-away
+//! PostgreSQL cluster (`postgres::`, Debian's server on a free loopback
+//! port, see `tests/support/postgres.rs`).
 
 mod serve_support;
+#[path = "support/postgres.rs"]
+mod support_postgres;
 
 use serde_json::Value;
 use serve_support::{READER, Server, TRIGGER};
 use std::path::Path;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+/// Where the processes keep their shared record.
+#[derive(Debug, Clone, Copy)]
+enum Db {
+    /// `tend.db` in the test's shared directory.
+    Sqlite,
+    /// A new database of this test process's PostgreSQL cluster.
+    Postgres,
+}
+
+/// One cluster per test process (nextest runs each test in its own),
+/// stopped by the harness's watchdog when the process exits.
+static CLUSTER: LazyLock<support_postgres::Postgres> = LazyLock::new(|| {
+    support_postgres::Postgres::start().unwrap_or_else(|e| panic!("starting a PostgreSQL cluster for the test: {e}"))
+});
+
+impl Db {
+    /// The `TEND_DB` of the processes sharing `dir`.
+    fn url(self, dir: &Path) -> String {
+        match self {
+            Db::Sqlite => dir.join("tend.db").to_str().unwrap().to_string(),
+            Db::Postgres => CLUSTER.unique_database("hosts").unwrap_or_else(|e| panic!("creating a database: {e}")).1,
+        }
+    }
+}
+
+/// Each check as a test on each backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_each_backend {
+    ($($check:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $check() { super::$check(super::Db::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $check() { super::$check(super::Db::Postgres).await } )*
+        }
+    };
+}
+
+on_each_backend!(
+    triggers_spread_over_three_processes_each_run_once,
+    the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_seconds,
+    the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale,
+    three_schedulers_on_one_database_record_each_cron_fire_once,
+);
 
 /// Most time from a process's death to its runs being taken over.
 const TAKEOVER_BOUND: Duration = Duration::from_secs(10);
@@ -52,10 +102,10 @@ fn runbooks() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `n` processes sharing the database (and the scheduler's clock file)
-/// in `shared`, each with the same runbooks and tokens.
-fn hosts(n: usize, shared: &Path, clock: Option<&str>) -> Vec<Server> {
-    let db = shared.join("tend.db");
+/// `n` processes sharing the database `db` (and the scheduler's clock file
+/// in `shared`), each with the same runbooks and tokens.
+fn hosts(n: usize, db: Db, shared: &Path, clock: Option<&str>) -> Vec<Server> {
+    let db = db.url(shared);
     let clock_file = shared.join("clock");
     if let Some(at) = clock {
         std::fs::write(&clock_file, at).unwrap();
@@ -66,7 +116,7 @@ fn hosts(n: usize, shared: &Path, clock: Option<&str>) -> Vec<Server> {
             for (name, yaml) in runbooks() {
                 s.runbook(name, &yaml);
             }
-            s.env("TEND_DB", db.to_str().unwrap());
+            s.env("TEND_DB", &db);
             if clock.is_some() {
                 s.env("TEND_CLOCK_FILE", clock_file.to_str().unwrap());
             }
@@ -120,10 +170,9 @@ fn steps(body: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn triggers_spread_over_three_processes_each_run_once() {
+async fn triggers_spread_over_three_processes_each_run_once(db: Db) {
     let shared = tempfile::tempdir().unwrap();
-    let hosts = hosts(3, shared.path(), None);
+    let hosts = hosts(3, db, shared.path(), None);
     let mut ids = Vec::new();
     for i in 0..30 {
         ids.push(trigger(&hosts[i % 3], "hello").await);
@@ -138,10 +187,9 @@ async fn triggers_spread_over_three_processes_each_run_once() {
     assert_eq!(list["runs"].as_array().unwrap().len(), 30, "{list}");
 }
 
-#[tokio::test]
-async fn the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_seconds() {
+async fn the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_seconds(db: Db) {
     let shared = tempfile::tempdir().unwrap();
-    let mut hosts = hosts(3, shared.path(), None);
+    let mut hosts = hosts(3, db, shared.path(), None);
     let (slow, resumable) = (trigger(&hosts[0], "slow").await, trigger(&hosts[0], "resumable").await);
     let serial = trigger(&hosts[0], "serial").await;
     let behind = trigger(&hosts[0], "serial").await;
@@ -184,10 +232,9 @@ async fn the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_sec
     assert_eq!(body["steps"][3]["output"], "one");
 }
 
-#[tokio::test]
-async fn the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale() {
+async fn the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale(db: Db) {
     let shared = tempfile::tempdir().unwrap();
-    let hosts = hosts(2, shared.path(), None);
+    let hosts = hosts(2, db, shared.path(), None);
     let slow = trigger(&hosts[0], "slow").await;
     until(&hosts[1], &slow, Instant::now(), Duration::from_secs(20), |r| step_running(r, "wait")).await;
 
@@ -204,10 +251,9 @@ async fn the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale()
     // The harness kills the frozen process (SIGKILL ends a stopped one).
 }
 
-#[tokio::test]
-async fn three_schedulers_on_one_database_record_each_cron_fire_once() {
+async fn three_schedulers_on_one_database_record_each_cron_fire_once(db: Db) {
     let shared = tempfile::tempdir().unwrap();
-    let hosts = hosts(3, shared.path(), Some("2026-10-24T12:00:00Z"));
+    let hosts = hosts(3, db, shared.path(), Some("2026-10-24T12:00:00Z"));
     let clock = shared.path().join("clock");
     let mut expected = Vec::new();
     for i in 1..=12 {

@@ -77,8 +77,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "TEND_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// The SQLite database that records runs, escalations and plugin state: a path or a sqlite: URL [default: tend.db].
-    #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH")]
+    /// The database that records runs, escalations and plugin state: a SQLite file path or sqlite: URL, or a postgres:// URL [default: tend.db].
+    // The value is hidden from `--help`: a URL may hold a password.
+    #[arg(long = "db", global = true, env = "TEND_DB", value_name = "PATH|URL", hide_env_values = true)]
     pub db_path: Option<String>,
 
     /// Directory of runbooks (where `tend run NAME` looks) [default: runbooks].
@@ -117,7 +118,8 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The database path: `--db`, `TEND_DB`, else `tend.db`.
+    /// The database setting (a path or a URL, given to `Store::open` as
+    /// is): `--db`, `TEND_DB`, else `tend.db`.
     pub fn db(&self) -> &str {
         self.db_path.as_deref().unwrap_or("tend.db")
     }

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct FileConfig {
     /// Address the API listens on, e.g. `"0.0.0.0:8800"`. By default `127.0.0.1:8800`.
     pub listen: Option<String>,
-    /// SQLite database: a file path or a `sqlite:` URL, e.g. `"/var/lib/tend/tend.db"` or
-    /// `"sqlite:///var/lib/tend/tend.db"`. By default `tend.db`.
+    /// The database: a SQLite file path or `sqlite:` URL, e.g. `"/var/lib/tend/tend.db"` or
+    /// `"sqlite:///var/lib/tend/tend.db"`, or a PostgreSQL URL that several `tend serve` may
+    /// share, e.g. `"postgres://tend:PASSWORD@db.example:5432/tend"`. By default `tend.db`.
     pub database: Option<String>,
     /// Directory of runbooks, e.g. `"/etc/tend/runbooks"`. By default `runbooks`.
     pub runbooks: Option<PathBuf>,

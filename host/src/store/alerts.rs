@@ -1,6 +1,7 @@
 //! Alertmanager alert instances as received: one row per instance
 //! (fingerprint and start), from firing to resolved. Backend-neutral.
 
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
@@ -23,6 +24,23 @@ pub struct AlertRow {
     pub annotations: Value,
     pub ends_at: Option<String>,
     pub group_key: Option<String>,
+}
+
+impl AlertRow {
+    /// An alert instance from a row with the columns fingerprint,
+    /// starts_at, status, labels, annotations, ends_at, group_key, in that
+    /// order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<AlertRow> {
+        Ok(AlertRow {
+            fingerprint: r.text(0)?,
+            starts_at: r.text(1)?,
+            status: r.parsed(2)?,
+            labels: r.json(3)?,
+            annotations: r.json(4)?,
+            ends_at: r.opt_text(5)?,
+            group_key: r.opt_text(6)?,
+        })
+    }
 }
 
 impl Store {

@@ -3,6 +3,7 @@
 
 #[cfg(doc)]
 use super::StoreError;
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use serde::Serialize;
 
@@ -39,6 +40,27 @@ pub struct ApprovalRow {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at: Option<i64>,
     pub reason: Option<String>,
+}
+
+impl ApprovalRow {
+    /// An approval request from a row with the columns id, run_id,
+    /// step_id, iteration, message, status, requested_at, expires_at,
+    /// decided_by, decided_at, reason, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<ApprovalRow> {
+        Ok(ApprovalRow {
+            id: r.int(0)?,
+            run_id: r.text(1)?,
+            step_id: r.text(2)?,
+            iteration: r.count(3)?,
+            message: r.text(4)?,
+            status: r.parsed(5)?,
+            requested_at: r.int(6)?,
+            expires_at: r.int(7)?,
+            decided_by: r.opt_text(8)?,
+            decided_at: r.opt_int(9)?,
+            reason: r.opt_text(10)?,
+        })
+    }
 }
 
 impl Store {

@@ -2,6 +2,7 @@
 //! 0 for a step that did not run), with its output, findings, logs and the
 //! metrics it recorded. Backend-neutral.
 
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use crate::runtime::record::{Finding, LogLine, Metric};
 use serde::Serialize;
@@ -96,6 +97,58 @@ impl AttemptEnd {
             peak_memory_bytes: None,
         }
     }
+}
+
+impl AttemptRow {
+    /// An attempt, without its metrics, from a row with the columns id,
+    /// run_id, step_id, iteration, attempt, plugin, plugin_digest, config,
+    /// input, status, outcome, error, output, findings, logs, duration_ms,
+    /// peak_memory_bytes, started_at, finished_at, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<AttemptRow> {
+        let list = |i: usize| -> StoreResult<Value> { Ok(r.opt_json(i)?.unwrap_or(Value::Array(Vec::new()))) };
+        Ok(AttemptRow {
+            id: r.int(0)?,
+            run_id: r.text(1)?,
+            step_id: r.text(2)?,
+            iteration: r.count(3)?,
+            attempt: r.count(4)?,
+            plugin: r.text(5)?,
+            plugin_digest: r.opt_text(6)?,
+            config: r.opt_json(7)?,
+            input: r.opt_json(8)?,
+            status: r.parsed(9)?,
+            outcome: r.opt_text(10)?,
+            error: r.opt_text(11)?,
+            output: r.opt_json(12)?,
+            findings: serde_json::from_value(list(13)?)?,
+            logs: serde_json::from_value(list(14)?)?,
+            metrics: Vec::new(),
+            duration_ms: r.opt_float(15)?,
+            peak_memory_bytes: r.opt_int(16)?,
+            started_at: r.int(17)?,
+            finished_at: r.opt_int(18)?,
+        })
+    }
+}
+
+/// Gives each metric of a run to the attempt that recorded it: the
+/// successful (last) attempt of its step in its iteration. `metrics` are
+/// rows with the columns step_id, iteration, name, value, labels (a JSON
+/// object), oldest first.
+pub(super) fn attach_metrics<R: Columns>(attempts: &mut [AttemptRow], metrics: &[R]) -> StoreResult<()> {
+    for m in metrics {
+        let (step, iteration) = (m.text(0)?, m.int(1)?);
+        if let Some(a) = attempts
+            .iter_mut()
+            .rev()
+            .find(|a| a.step_id == step && i64::from(a.iteration) == iteration && a.status == AttemptStatus::Succeeded)
+        {
+            let labels: Vec<(String, String)> =
+                serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.text(4)?)?.into_iter().collect();
+            a.metrics.push(Metric { name: m.text(2)?, value: m.float(3)?, labels });
+        }
+    }
+    Ok(())
 }
 
 impl Store {

@@ -5,6 +5,10 @@
 //! decision is a typed conflict), alert instances kept as one row,
 //! retention, plugin state and sessions. Nothing here knows a backend.
 //!
+//! The `concurrent_*` checks race several clones of the store: on a
+//! backend with a pool of connections (PostgreSQL) they race as separate
+//! database sessions would on several hosts.
+//!
 //! A backend's test module runs them all with [`conformance_tests!`],
 //! given an expression that opens a fresh store of that backend: adding a
 //! backend adds one such call.
@@ -41,7 +45,12 @@ macro_rules! conformance_tests {
             metric_series_span_runs,
             a_comparison_keeps_its_first_after,
             plugin_state_is_scoped_per_runbook,
-            a_session_is_found_by_its_hash_until_it_expires_or_is_closed
+            a_session_is_found_by_its_hash_until_it_expires_or_is_closed,
+            concurrent_claims_under_a_cap_take_only_the_free_slots,
+            concurrent_uses_of_one_idempotency_key_record_one_run,
+            concurrent_fires_of_one_fire_time_record_it_once,
+            concurrent_decisions_of_one_approval_decide_it_once,
+            concurrent_escalations_with_one_key_group_into_one
         );
     };
     (@each $open:expr; $($check:ident),+ $(,)?) => {
@@ -478,4 +487,120 @@ pub async fn an_alert_is_linked_to_a_run_once_and_shows_as_it_is_now(s: Store) {
     assert_eq!(linked.len(), 1);
     assert_eq!((linked[0].alertname.as_deref(), linked[0].status), (Some("DiskFull"), AlertStatus::Resolved));
     assert!(linked[0].resolved_at.is_some());
+}
+
+/// How many tasks each `concurrent_*` check races.
+const RACERS: usize = 8;
+
+/// Runs `f(i)` for `i` in `0..RACERS` at once, each on a clone of `s`, and
+/// returns their results in order. Each racer first pings the store (so a
+/// pool has a connection open for each) and then waits for all the others,
+/// so the calls overlap instead of running one after the other.
+async fn race<T, F>(s: &Store, f: impl Fn(Store, usize) -> F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let (s, start, call) = (s.clone(), start.clone(), f(s.clone(), i));
+            tokio::spawn(async move {
+                s.ping().await.unwrap();
+                start.wait().await;
+                call.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(RACERS);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+pub async fn concurrent_claims_under_a_cap_take_only_the_free_slots(s: Store) {
+    let mut ids = Vec::new();
+    for _ in 0..RACERS {
+        ids.push(s.create_run(&new_run("rb")).await.unwrap().id);
+    }
+    let ids = std::sync::Arc::new(ids);
+    let won = race(&s, |s, i| {
+        let ids = ids.clone();
+        async move { s.claim_run(&ids[i], &format!("{i}@h"), Some(2)).await.unwrap() }
+    })
+    .await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 2, "a cap of 2 lets two of {RACERS} claims win: {won:?}");
+    assert_eq!(s.active_runs().await.unwrap()["rb"], ActiveRuns { queued: RACERS as i64 - 2, running: 2 });
+}
+
+pub async fn concurrent_uses_of_one_idempotency_key_record_one_run(s: Store) {
+    let answers = race(&s, |s, _| async move { s.create_run_once(&new_run("rb"), "k").await.unwrap() }).await;
+    let created: Vec<_> = answers.iter().filter_map(|(_, new)| new.as_ref()).collect();
+    assert_eq!(created.len(), 1, "one of {RACERS} creates the run: {answers:?}");
+    assert!(answers.iter().all(|(id, _)| *id == created[0].id), "all get its id: {answers:?}");
+    assert_eq!(s.queued_runs().await.unwrap().len(), 1);
+}
+
+pub async fn concurrent_fires_of_one_fire_time_record_it_once(s: Store) {
+    let new = NewSchedule { key: "a".into(), runbook: "rb".into(), next_fire_at: 1_000 };
+    s.init_schedules(vec![new]).await.unwrap();
+    let fired = race(&s, |s, _| async move {
+        let fire = ScheduleFire {
+            key: "a".into(),
+            expected: 1_000,
+            next: 61_000,
+            runs: vec![(NewRun { trigger_kind: TriggerKind::Cron, ..new_run("rb") }, None)],
+        };
+        s.fire_schedules(vec![fire]).await.unwrap().remove(0).unwrap()
+    })
+    .await;
+    assert_eq!(fired.iter().filter(|f| f.is_some()).count(), 1, "one of {RACERS} fires wins: {fired:?}");
+    assert_eq!(s.queued_runs().await.unwrap().len(), 1);
+    assert_eq!(s.schedule_next("a").await.unwrap(), Some(61_000));
+}
+
+pub async fn concurrent_decisions_of_one_approval_decide_it_once(s: Store) {
+    let run = s.create_run(&new_run("rb")).await.unwrap().id;
+    let id = s.request_approval(&run, "restart", 0, "Restart?", now_ms() + 60_000).await.unwrap();
+    let run = std::sync::Arc::new(run);
+    let decisions = race(&s, |s, i| {
+        let run = run.clone();
+        async move {
+            let status = if i % 2 == 0 { ApprovalStatus::Approved } else { ApprovalStatus::Rejected };
+            s.decide_approval(&run, status, &format!("user{i}"), None).await
+        }
+    })
+    .await;
+    let won: Vec<_> = decisions.iter().filter_map(|d| d.as_ref().ok()).collect();
+    assert_eq!(won.len(), 1, "one of {RACERS} decisions wins: {decisions:?}");
+    assert!(
+        decisions.iter().filter_map(|d| d.as_ref().err()).all(|e| matches!(e, StoreError::Conflict(_))),
+        "the others are conflicts: {decisions:?}"
+    );
+    let kept = s.approval(id).await.unwrap().unwrap();
+    assert_eq!((kept.status, kept.decided_by.as_deref()), (won[0].status, won[0].decided_by.as_deref()));
+}
+
+pub async fn concurrent_escalations_with_one_key_group_into_one(s: Store) {
+    let run = std::sync::Arc::new(s.create_run(&new_run("rb")).await.unwrap().id);
+    let raised = race(&s, |s, _| {
+        let run = run.clone();
+        async move {
+            let e = NewEscalation {
+                run_id: &run,
+                runbook: "rb",
+                step_id: None,
+                iteration: 0,
+                severity: Severity::High,
+                message: "m",
+                dedup_key: "k",
+            };
+            s.raise_escalation(&e, Duration::from_secs(3600), now_ms()).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!(raised.iter().filter(|r| !r.grouped).count(), 1, "one of {RACERS} opens it: {raised:?}");
+    let list = s.list_escalations(None, Some(&run), 10).await.unwrap();
+    assert_eq!((list.len(), list[0].occurrences), (1, RACERS as i64));
 }

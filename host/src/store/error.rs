@@ -28,3 +28,10 @@ impl From<serde_json::Error> for StoreError {
         StoreError::Backend(e.into())
     }
 }
+
+/// A database error, as sqlx reports it (either backend).
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.into())
+    }
+}

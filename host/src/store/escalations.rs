@@ -3,6 +3,7 @@
 //! notification sent about them. Backend-neutral. Knows nothing of sinks
 //! or formats: the notifier decides what is sent and records it here.
 
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use crate::notify::Status;
 use crate::runtime::record::Severity;
@@ -86,6 +87,50 @@ pub struct Raised {
     /// True when an open escalation with the same dedup key inside the
     /// window took it in (no new notification is due).
     pub grouped: bool,
+}
+
+impl EscalationRow {
+    /// An escalation, without its notifications, from a row with the
+    /// columns id, run_id, runbook, step_id, iteration, severity, message,
+    /// dedup_key, status, occurrences, created_at, last_seen_at,
+    /// acknowledged_by, acknowledged_at, resolved_by, resolved_at,
+    /// resolution, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<EscalationRow> {
+        Ok(EscalationRow {
+            id: r.int(0)?,
+            run_id: r.text(1)?,
+            runbook: r.text(2)?,
+            step_id: r.opt_text(3)?,
+            iteration: r.count(4)?,
+            severity: serde_json::from_value(serde_json::Value::String(r.text(5)?))?,
+            message: r.text(6)?,
+            dedup_key: r.text(7)?,
+            status: r.parsed(8)?,
+            occurrences: r.int(9)?,
+            created_at: r.int(10)?,
+            last_seen_at: r.int(11)?,
+            acknowledged_by: r.opt_text(12)?,
+            acknowledged_at: r.opt_int(13)?,
+            resolved_by: r.opt_text(14)?,
+            resolved_at: r.opt_int(15)?,
+            resolution: r.opt_text(16)?,
+            notifications: Vec::new(),
+        })
+    }
+}
+
+impl NotificationRow {
+    /// A notification from a row with the columns escalation_id, sink,
+    /// sent_at, ok, error, event, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<NotificationRow> {
+        Ok(NotificationRow {
+            event: r.parsed(5)?,
+            sink: r.text(1)?,
+            sent_at: r.int(2)?,
+            ok: r.flag(3)?,
+            error: r.opt_text(4)?,
+        })
+    }
 }
 
 impl Store {

@@ -1,6 +1,7 @@
 //! Metrics steps returned, by runbook, step and name: series over time
 //! and the history earlier runs give a run's expressions. Backend-neutral.
 
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use crate::runtime::record::Metric;
 use serde::Serialize;
@@ -21,6 +22,21 @@ pub struct MetricPoint {
 /// Earlier values of each step's metrics: step id, then metric name, then
 /// one value per earlier run, oldest first ([`Store::metric_history`]).
 pub type MetricHistory = std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<f64>>>;
+
+impl MetricPoint {
+    /// A point from a row with the columns run_id, step_id, iteration,
+    /// value, labels, recorded_at, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<MetricPoint> {
+        Ok(MetricPoint {
+            run_id: r.text(0)?,
+            step_id: r.text(1)?,
+            iteration: r.count(2)?,
+            value: r.float(3)?,
+            labels: r.json(4)?,
+            recorded_at: r.int(5)?,
+        })
+    }
+}
 
 impl Store {
     /// Records the metrics a step returned.

@@ -5,11 +5,12 @@
 //! This module is the façade: [`Store`] and the backend-neutral types
 //! callers use, one file per concern (`runs.rs` for the queue and leases,
 //! `attempts.rs`, `escalations.rs`, ...). A [`Store`] dispatches every call
-//! to its backend; today the only one is SQLite (`sqlite/`, one file per
-//! concern, with the group-commit writer). All SQL lives under the
-//! backends' folders, so another backend follows by adding a folder beside
-//! `sqlite/` and a variant to [`Backend`]; `conformance.rs` holds the
-//! behaviour every backend must pass.
+//! to its backend: SQLite (`sqlite/`, one file per concern, with the
+//! group-commit writer) or PostgreSQL (`postgres/`, the same files, for
+//! several hosts sharing one database). All SQL lives under the backends'
+//! folders, so another backend follows by adding a folder beside them and
+//! a variant to [`Backend`]; `conformance.rs` holds the behaviour every
+//! backend must pass.
 //!
 //! Every write commits before it returns, so a status shown to a user is
 //! already durable. Migrations run when the store opens; an applied
@@ -76,6 +77,7 @@ macro_rules! dispatch {
     ($store:expr, $method:ident($($arg:expr),* $(,)?)) => {
         match &$store.backend {
             $crate::store::Backend::Sqlite(b) => b.$method($($arg),*).await,
+            $crate::store::Backend::Postgres(b) => b.$method($($arg),*).await,
         }
     };
 }
@@ -83,6 +85,7 @@ macro_rules! dispatch {
 mod alerts;
 mod approvals;
 mod attempts;
+mod columns;
 #[cfg(test)]
 mod conformance;
 mod error;
@@ -90,6 +93,7 @@ mod escalations;
 mod metrics;
 mod optimization;
 mod pages;
+mod postgres;
 mod reports;
 mod retention;
 mod run_alerts;
@@ -109,6 +113,7 @@ pub use optimization::{MeasuredBy, OptimizationResult};
 pub use pages::PendingApproval;
 pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
+use runs::new_run_id;
 pub use runs::{
     ActiveRuns, Lease, NewRun, Orphan, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
 };
@@ -128,6 +133,8 @@ pub struct Store {
 enum Backend {
     /// A SQLite file (WAL), written through one group-commit writer thread.
     Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database, which several tend processes may share.
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -136,12 +143,21 @@ impl Store {
     ///
     /// `path` is a file path or a URL: `sqlite:PATH`, `sqlite://PATH`
     /// (`sqlite:///var/lib/tend/tend.db` for an absolute path), and
-    /// `sqlite::memory:` for `:memory:`. Other schemes are refused. A
-    /// SQLite file is opened in WAL mode with `synchronous = FULL` (a
-    /// committed status survives a crash of the machine) and a 5-second
-    /// busy timeout, so several tend processes can share it.
+    /// `sqlite::memory:` for `:memory:`; or a PostgreSQL URL,
+    /// `postgres://user:password@host:port/db` (or `postgresql://`), whose
+    /// database must exist. Other schemes are refused. A SQLite file is
+    /// opened in WAL mode with `synchronous = FULL` (a committed status
+    /// survives a crash of the machine) and a 5-second busy timeout, so
+    /// several tend processes on one machine can share it; tend processes
+    /// on several machines share a PostgreSQL database. Errors about a
+    /// URL show it with its password hidden.
     pub async fn open(path: &str) -> anyhow::Result<Store> {
-        Ok(Store { backend: Backend::Sqlite(sqlite::SqliteStore::open(path).await?) })
+        let backend = if postgres::is_postgres_url(path) {
+            Backend::Postgres(postgres::PgStore::open(path).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(path).await?)
+        };
+        Ok(Store { backend })
     }
 
     /// Whether the database answers, for reads and for writes (a write

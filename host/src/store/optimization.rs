@@ -5,6 +5,7 @@
 //!
 //! Backend-neutral; knows nothing of how values are measured.
 
+use super::columns::Columns;
 use super::{Store, StoreResult};
 use serde::Serialize;
 
@@ -51,6 +52,16 @@ impl OptimizationResult {
         let change = after.map(|a| a - before);
         let change_percent = change.filter(|_| before != 0.0).map(|c| c / before.abs() * 100.0);
         OptimizationResult { step_id, iteration, metric, before, after, change, change_percent, measured_by }
+    }
+
+    /// A comparison from a row with the columns step_id, iteration,
+    /// metric, before, after, measured_by_step, measured_by_iteration, in
+    /// that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<OptimizationResult> {
+        let by_iteration = r.opt_int(6)?;
+        let measured_by =
+            r.opt_text(5)?.map(|step_id| MeasuredBy { step_id, iteration: by_iteration.unwrap_or(0) as u32 });
+        Ok(OptimizationResult::new(r.text(0)?, r.count(1)?, r.text(2)?, r.float(3)?, r.opt_float(4)?, measured_by))
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Backend-neutral; the alerts themselves are recorded by [`Store::record_alert`].
 
+use super::columns::Columns;
 use super::{AlertStatus, Store, StoreResult};
 use serde::Serialize;
 use serde_json::Value;
@@ -28,6 +29,25 @@ pub struct RunAlert {
     #[serde(serialize_with = "crate::units::rfc3339_field")]
     #[schema(value_type = String, format = DateTime)]
     pub received_at: i64,
+}
+
+impl RunAlert {
+    /// A run's alert from a row with the alert's columns fingerprint,
+    /// labels, status, starts_at, ends_at, resolved_at, first_seen_at, in
+    /// that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<RunAlert> {
+        let labels = r.json(1)?;
+        Ok(RunAlert {
+            alertname: labels.get("alertname").and_then(Value::as_str).map(str::to_string),
+            fingerprint: r.text(0)?,
+            labels,
+            status: r.parsed(2)?,
+            starts_at: r.text(3)?,
+            ends_at: r.opt_text(4)?,
+            resolved_at: r.opt_int(5)?,
+            received_at: r.int(6)?,
+        })
+    }
 }
 
 impl Store {

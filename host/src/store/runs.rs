@@ -4,6 +4,7 @@
 //! process that died. Backend-neutral: the types, and the [`Store`]
 //! methods that dispatch to the backend or combine its answers.
 
+use super::columns::Columns;
 use super::{ApprovalRow, AttemptRow, EscalationRow, OptimizationResult, RunAlert, Store, StoreResult};
 use crate::clock::now_ms;
 use serde::Serialize;
@@ -146,6 +147,27 @@ pub struct Lease {
     pub heartbeat_at: Option<i64>,
 }
 
+impl RunRow {
+    /// A run from a row with the columns id, runbook, runbook_hash,
+    /// trigger_kind, trigger_source, params, status, error, created_at,
+    /// started_at, finished_at, in that order.
+    pub(super) fn from_row(r: &impl Columns) -> StoreResult<RunRow> {
+        Ok(RunRow {
+            id: r.text(0)?,
+            runbook: r.text(1)?,
+            runbook_hash: r.text(2)?,
+            trigger_kind: r.parsed(3)?,
+            trigger_source: r.opt_text(4)?,
+            params: r.json(5)?,
+            status: r.parsed(6)?,
+            error: r.opt_text(7)?,
+            created_at: r.int(8)?,
+            started_at: r.opt_int(9)?,
+            finished_at: r.opt_int(10)?,
+        })
+    }
+}
+
 impl Store {
     /// Records a new run as queued and returns it.
     pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
@@ -180,7 +202,8 @@ impl Store {
 
     /// Moves a queued run to running for `owner` when fewer than `cap` runs
     /// of its runbook are running (no cap when `None`). Returns whether it
-    /// did; one statement, so two processes never both take the last slot.
+    /// did; atomic, so two processes (or hosts) sharing the database never
+    /// both take the last slot nor both claim one run.
     pub async fn claim_run(&self, id: &str, owner: &str, cap: Option<u32>) -> StoreResult<bool> {
         dispatch!(self, claim_run(id, owner, cap))
     }
@@ -295,4 +318,13 @@ impl Store {
         }
         Ok(reaped)
     }
+}
+
+/// A new run id: a ULID, monotonic within this process so ids sort in
+/// creation order even within one millisecond.
+pub(super) fn new_run_id() -> String {
+    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
+    let mut g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let generator = g.get_or_insert_with(ulid::Generator::new);
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }

@@ -1,10 +1,9 @@
 //! Alert instances in SQLite: the `alerts` table.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::store::{AlertRow, StoreResult};
 use rusqlite::params;
-use sqlx::Row;
 
 impl SqliteStore {
     pub async fn record_alert(&self, a: &AlertRow) -> StoreResult<()> {
@@ -46,18 +45,6 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AlertRow {
-                    fingerprint: r.get(0),
-                    starts_at: r.get(1),
-                    status: parsed(r, 2)?,
-                    labels: serde_json::from_str(&r.get::<String, _>(3))?,
-                    annotations: serde_json::from_str(&r.get::<String, _>(4))?,
-                    ends_at: r.get(5),
-                    group_key: r.get(6),
-                })
-            })
-            .collect()
+        rows.iter().map(AlertRow::from_row).collect()
     }
 }

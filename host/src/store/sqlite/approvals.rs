@@ -1,11 +1,10 @@
 //! Approvals in SQLite: the `approvals` table. A decision is one
 //! conditional UPDATE of the run's pending request, so it happens once.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::store::{ApprovalRow, ApprovalStatus, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
-use sqlx::Row;
 
 impl SqliteStore {
     pub async fn request_approval(
@@ -39,7 +38,7 @@ impl SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(approval_row).transpose()
+        row.as_ref().map(ApprovalRow::from_row).transpose()
     }
 
     pub async fn approvals(&self, run_id: &str) -> StoreResult<Vec<ApprovalRow>> {
@@ -50,7 +49,7 @@ impl SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(approval_row).collect()
+        rows.iter().map(ApprovalRow::from_row).collect()
     }
 
     pub async fn decide_approval(
@@ -91,20 +90,4 @@ impl SqliteStore {
             .await?;
         self.approval(id).await?.ok_or_else(|| StoreError::Backend(anyhow::anyhow!("approval vanished")))
     }
-}
-
-pub(super) fn approval_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<ApprovalRow> {
-    Ok(ApprovalRow {
-        id: r.get(0),
-        run_id: r.get(1),
-        step_id: r.get(2),
-        iteration: r.get::<i64, _>(3) as u32,
-        message: r.get(4),
-        status: parsed(r, 5)?,
-        requested_at: r.get(6),
-        expires_at: r.get(7),
-        decided_by: r.get(8),
-        decided_at: r.get(9),
-        reason: r.get(10),
-    })
 }

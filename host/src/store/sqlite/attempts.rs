@@ -1,13 +1,12 @@
 //! Step attempts in SQLite: the `step_attempts` table, read with the
 //! `metrics` each successful attempt recorded.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::runtime::record::Metric;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart, AttemptStatus, StoreResult};
+use crate::store::attempts::attach_metrics;
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
 use rusqlite::params;
 use serde_json::Value;
-use sqlx::Row;
 
 impl SqliteStore {
     pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
@@ -99,50 +98,8 @@ impl SqliteStore {
                 .bind(run_id)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out: Vec<AttemptRow> = rows.iter().map(attempt_row).collect::<StoreResult<_>>()?;
-        for m in metric_rows {
-            let (step, iteration): (String, i64) = (m.get(0), m.get(1));
-            // Metrics belong to the successful (last) attempt of the step in that iteration.
-            if let Some(a) = out.iter_mut().rev().find(|a| {
-                a.step_id == step && i64::from(a.iteration) == iteration && a.status == AttemptStatus::Succeeded
-            }) {
-                let labels: Vec<(String, String)> =
-                    serde_json::from_str::<std::collections::BTreeMap<String, String>>(&m.get::<String, _>(4))?
-                        .into_iter()
-                        .collect();
-                a.metrics.push(Metric { name: m.get(2), value: m.get(3), labels });
-            }
-        }
+        let mut out: Vec<AttemptRow> = rows.iter().map(AttemptRow::from_row).collect::<StoreResult<_>>()?;
+        attach_metrics(&mut out, &metric_rows)?;
         Ok(out)
     }
-}
-
-fn json_col(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<Option<Value>> {
-    r.get::<Option<String>, _>(i).map(|s| serde_json::from_str(&s)).transpose().map_err(Into::into)
-}
-
-fn attempt_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<AttemptRow> {
-    let list = |i: usize| -> StoreResult<Value> { Ok(json_col(r, i)?.unwrap_or(Value::Array(Vec::new()))) };
-    Ok(AttemptRow {
-        id: r.get(0),
-        run_id: r.get(1),
-        step_id: r.get(2),
-        iteration: r.get::<i64, _>(3) as u32,
-        attempt: r.get::<i64, _>(4) as u32,
-        plugin: r.get(5),
-        plugin_digest: r.get(6),
-        config: json_col(r, 7)?,
-        input: json_col(r, 8)?,
-        status: parsed(r, 9)?,
-        outcome: r.get(10),
-        error: r.get(11),
-        output: json_col(r, 12)?,
-        findings: serde_json::from_value(list(13)?)?,
-        logs: serde_json::from_value(list(14)?)?,
-        metrics: Vec::new(),
-        duration_ms: r.get(15),
-        peak_memory_bytes: r.get(16),
-        started_at: r.get(17),
-        finished_at: r.get(18),
-    })
 }

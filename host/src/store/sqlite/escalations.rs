@@ -1,11 +1,10 @@
 //! Escalations in SQLite: the `escalations` and `notifications` tables.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::clock::now_ms;
 use crate::notify::Status;
 use crate::store::{EscalationRow, EscalationStatus, NewEscalation, NotificationRow, Raised, StoreError, StoreResult};
 use rusqlite::{OptionalExtension as _, params};
-use serde_json::Value;
 use sqlx::Row;
 use std::time::Duration;
 
@@ -92,7 +91,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<EscalationRow> = rows.iter().map(escalation_row).collect::<StoreResult<_>>()?;
+        let mut out: Vec<EscalationRow> = rows.iter().map(EscalationRow::from_row).collect::<StoreResult<_>>()?;
         // The notifications of all of them in one query, selected by the same filter.
         if !out.is_empty() {
             let sent = sqlx::query(
@@ -111,7 +110,7 @@ impl SqliteStore {
             let index: std::collections::HashMap<i64, usize> = out.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
             for n in &sent {
                 if let Some(&i) = index.get(&n.get::<i64, _>(0)) {
-                    out[i].notifications.push(notification_row(n)?);
+                    out[i].notifications.push(NotificationRow::from_row(n)?);
                 }
             }
         }
@@ -128,14 +127,14 @@ impl SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut e = escalation_row(&row)?;
+        let mut e = EscalationRow::from_row(&row)?;
         let sent = sqlx::query(
             "SELECT escalation_id, sink, sent_at, ok, error, event FROM notifications WHERE escalation_id = ? ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        e.notifications = sent.iter().map(notification_row).collect::<StoreResult<_>>()?;
+        e.notifications = sent.iter().map(NotificationRow::from_row).collect::<StoreResult<_>>()?;
         Ok(Some(e))
     }
 
@@ -183,40 +182,5 @@ fn escalation_refusal(db: &rusqlite::Connection, id: i64, verb: &str) -> StoreRe
     Ok(match status {
         None => StoreError::NotFound(format!("escalation {id}")),
         Some(s) => StoreError::Conflict(format!("escalation {id} is {s} and cannot be {verb}")),
-    })
-}
-
-pub(super) fn escalation_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<EscalationRow> {
-    let severity: String = r.get(5);
-    Ok(EscalationRow {
-        id: r.get(0),
-        run_id: r.get(1),
-        runbook: r.get(2),
-        step_id: r.get(3),
-        iteration: r.get::<i64, _>(4) as u32,
-        severity: serde_json::from_value(Value::String(severity))?,
-        message: r.get(6),
-        dedup_key: r.get(7),
-        status: parsed(r, 8)?,
-        occurrences: r.get(9),
-        created_at: r.get(10),
-        last_seen_at: r.get(11),
-        acknowledged_by: r.get(12),
-        acknowledged_at: r.get(13),
-        resolved_by: r.get(14),
-        resolved_at: r.get(15),
-        resolution: r.get(16),
-        notifications: Vec::new(),
-    })
-}
-
-fn notification_row(n: &sqlx::sqlite::SqliteRow) -> StoreResult<NotificationRow> {
-    let event: String = n.get(5);
-    Ok(NotificationRow {
-        event: event.parse().map_err(anyhow::Error::msg)?,
-        sink: n.get(1),
-        sent_at: n.get(2),
-        ok: n.get(3),
-        error: n.get(4),
     })
 }

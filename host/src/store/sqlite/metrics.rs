@@ -64,18 +64,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MetricPoint {
-                    run_id: r.get(0),
-                    step_id: r.get(1),
-                    iteration: r.get::<i64, _>(2) as u32,
-                    value: r.get(3),
-                    labels: serde_json::from_str(&r.get::<String, _>(4))?,
-                    recorded_at: r.get(5),
-                })
-            })
-            .collect()
+        rows.iter().map(MetricPoint::from_row).collect()
     }
 
     pub async fn metric_history(&self, runbook: &str, except_run: &str, runs: u32) -> StoreResult<MetricHistory> {

@@ -21,9 +21,8 @@ mod sessions;
 mod state;
 mod writer;
 
-use crate::store::{StoreError, StoreResult};
-use sqlx::{Row as _, SqlitePool};
-use std::str::FromStr;
+use crate::store::StoreError;
+use sqlx::SqlitePool;
 
 /// A SQLite store. Cheap to clone (a pool, a channel to the writer).
 #[derive(Debug, Clone)]
@@ -39,19 +38,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(e.into())
     }
-}
-
-/// A SQLite error, as the driver reports it.
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.into())
-    }
-}
-
-/// Column `i` of a row, parsed from the text it is stored as (a status, a
-/// kind). A value no spelling matches is an error naming it.
-pub(super) fn parsed<T: FromStr<Err = String>>(r: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<T> {
-    Ok(r.try_get::<String, _>(i)?.parse().map_err(anyhow::Error::msg)?)
 }
 
 /// The store's conformance checks on SQLite, each on a fresh database file

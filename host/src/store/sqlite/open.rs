@@ -90,7 +90,7 @@ fn database_file(setting: &str) -> anyhow::Result<Option<std::path::PathBuf>> {
             if rest.starts_with("//") && !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
             anyhow::bail!(
-                "database {setting:?}: only SQLite is supported (a file path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\")"
+                "database {setting:?}: unsupported scheme; expected a file path, a sqlite: URL (e.g. \"sqlite:///var/lib/tend/tend.db\") or a postgres:// URL"
             )
         }
         _ => setting,
@@ -121,8 +121,8 @@ mod tests {
         assert_eq!(file(":memory:"), Ok(None));
         assert_eq!(file("sqlite::memory:"), Ok(None));
         assert_eq!(
-            file("postgres://tend@db/tend"),
-            Err("database \"postgres://tend@db/tend\": only SQLite is supported (a file path or a sqlite: URL, e.g. \"sqlite:///var/lib/tend/tend.db\")".into())
+            file("mysql://tend@db/tend"),
+            Err("database \"mysql://tend@db/tend\": unsupported scheme; expected a file path, a sqlite: URL (e.g. \"sqlite:///var/lib/tend/tend.db\") or a postgres:// URL".into())
         );
         assert_eq!(
             file("sqlite://"),

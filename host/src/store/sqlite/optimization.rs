@@ -2,9 +2,8 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{MeasuredBy, OptimizationResult, StoreResult};
+use crate::store::{OptimizationResult, StoreResult};
 use rusqlite::params;
-use sqlx::Row;
 
 impl SqliteStore {
     pub async fn record_before(
@@ -58,20 +57,6 @@ impl SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let by: Option<String> = r.get(5);
-                let by_iteration: Option<i64> = r.get(6);
-                OptimizationResult::new(
-                    r.get(0),
-                    r.get::<i64, _>(1) as u32,
-                    r.get(2),
-                    r.get(3),
-                    r.get(4),
-                    by.map(|step_id| MeasuredBy { step_id, iteration: by_iteration.unwrap_or(0) as u32 }),
-                )
-            })
-            .collect())
+        rows.iter().map(OptimizationResult::from_row).collect()
     }
 }

@@ -4,10 +4,9 @@
 //! using the index).
 
 use super::SqliteStore;
-use super::approvals::approval_row;
-use super::escalations::escalation_row;
-use super::runs::run_row;
-use crate::store::{EscalationRow, EscalationStatus, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult};
+use crate::store::{
+    ApprovalRow, EscalationRow, EscalationStatus, PendingApproval, RunFilter, RunRow, RunStatus, StoreResult,
+};
 use sqlx::Row;
 
 impl SqliteStore {
@@ -19,7 +18,7 @@ impl SqliteStore {
             q = q.bind(b);
         }
         let rows = q.bind(i64::from(filter.limit.unwrap_or(50))).fetch_all(&self.pool).await?;
-        rows.iter().map(run_row).collect()
+        rows.iter().map(RunRow::from_row).collect()
     }
 
     pub async fn count_runs(&self, status: RunStatus) -> StoreResult<i64> {
@@ -39,7 +38,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(PendingApproval { approval: approval_row(r)?, runbook: r.get(11) })).collect()
+        rows.iter().map(|r| Ok(PendingApproval { approval: ApprovalRow::from_row(r)?, runbook: r.get(11) })).collect()
     }
 
     pub async fn escalation_page(
@@ -58,7 +57,7 @@ impl SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(escalation_row).collect()
+        rows.iter().map(EscalationRow::from_row).collect()
     }
 
     pub async fn count_escalations(&self, status: EscalationStatus) -> StoreResult<i64> {
@@ -79,7 +78,7 @@ impl SqliteStore {
     }
 }
 
-/// The columns of [`run_row`].
+/// The columns of [`RunRow::from_row`].
 const RUN_COLUMNS: &str = "id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
                            created_at, started_at, finished_at";
 

@@ -1,9 +1,8 @@
 //! Alerts of runs in SQLite: the `run_alerts` table, joined to `alerts`.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::store::{RunAlert, StoreResult};
 use rusqlite::params;
-use serde_json::Value;
 use sqlx::Row;
 
 impl SqliteStore {
@@ -29,21 +28,7 @@ impl SqliteStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let labels: Value = serde_json::from_str(&r.get::<String, _>(1))?;
-                Ok(RunAlert {
-                    alertname: labels.get("alertname").and_then(Value::as_str).map(str::to_string),
-                    fingerprint: r.get(0),
-                    labels,
-                    status: parsed(r, 2)?,
-                    starts_at: r.get(3),
-                    ends_at: r.get(4),
-                    resolved_at: r.get(5),
-                    received_at: r.get(6),
-                })
-            })
-            .collect()
+        rows.iter().map(RunAlert::from_row).collect()
     }
 
     pub async fn alert_runs(&self, fingerprint: &str, starts_at: &str) -> StoreResult<Vec<String>> {

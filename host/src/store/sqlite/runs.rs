@@ -2,11 +2,10 @@
 //! `idempotency_keys` tables. A claim is one statement, so two processes
 //! sharing the file never both take a runbook's last slot.
 
-use super::{SqliteStore, parsed};
+use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult};
+use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult, new_run_id};
 use rusqlite::{OptionalExtension as _, params};
-use sqlx::Row;
 use std::collections::HashMap;
 
 impl SqliteStore {
@@ -50,7 +49,7 @@ impl SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_row).collect()
+        rows.iter().map(RunRow::from_row).collect()
     }
 
     pub async fn active_runs(&self) -> StoreResult<HashMap<String, ActiveRuns>> {
@@ -203,7 +202,7 @@ impl SqliteStore {
 
     pub async fn get_run(&self, id: &str) -> StoreResult<Option<RunRow>> {
         let row = sqlx::query(RUN_SELECT_BY_ID).bind(id).fetch_optional(&self.pool).await?;
-        row.map(|r| run_row(&r)).transpose()
+        row.map(|r| RunRow::from_row(&r)).transpose()
     }
 
     pub async fn interrupt(&self, id: &str, owner: &str, why: &str) -> StoreResult<bool> {
@@ -315,28 +314,3 @@ pub(super) fn insert_run(
 
 static RUN_SELECT_BY_ID: &str = "SELECT id, runbook, runbook_hash, trigger_kind, trigger_source, params, status, error,
         created_at, started_at, finished_at FROM runs WHERE id = ?";
-
-pub(super) fn run_row(r: &sqlx::sqlite::SqliteRow) -> StoreResult<RunRow> {
-    Ok(RunRow {
-        id: r.get(0),
-        runbook: r.get(1),
-        runbook_hash: r.get(2),
-        trigger_kind: parsed(r, 3)?,
-        trigger_source: r.get(4),
-        params: serde_json::from_str(&r.get::<String, _>(5))?,
-        status: parsed(r, 6)?,
-        error: r.get(7),
-        created_at: r.get(8),
-        started_at: r.get(9),
-        finished_at: r.get(10),
-    })
-}
-
-/// A new run id: a ULID, monotonic within this process so ids sort in
-/// creation order even within one millisecond.
-pub(super) fn new_run_id() -> String {
-    static GENERATOR: std::sync::Mutex<Option<ulid::Generator>> = std::sync::Mutex::new(None);
-    let mut g = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
-    let generator = g.get_or_insert_with(ulid::Generator::new);
-    generator.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
-}

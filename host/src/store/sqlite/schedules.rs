@@ -2,9 +2,9 @@
 //! records its runs in a savepoint of its own.
 
 use super::SqliteStore;
-use super::runs::{insert_run, new_run_id};
+use super::runs::insert_run;
 use crate::clock::now_ms;
-use crate::store::{NewSchedule, RunRow, ScheduleFire, StoreError, StoreResult};
+use crate::store::{NewSchedule, RunRow, ScheduleFire, StoreError, StoreResult, new_run_id};
 use rusqlite::params;
 use std::collections::HashMap;
 
