@@ -109,9 +109,18 @@ impl PgStore {
             let Some(runbook) = runbook else { return Ok(false) };
             lock_xact(&mut tx, LockSpace::RunbookClaims, &runbook).await?;
         }
+        // Another process claiming this run right now holds its row: skip
+        // it rather than wait (it will have it), as a queue consumer does.
+        let claimable: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM runs WHERE id = $1 AND status = 'queued' AND NOT cancel_requested FOR UPDATE SKIP LOCKED",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimable.is_none() {
+            return Ok(false);
+        }
         let now = now_ms();
-        // Two claims of one run: the second waits for the first's row lock
-        // and then finds the run no longer queued.
         let done = sqlx::query(
             "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1), owner = $2, heartbeat_at = $1
              WHERE id = $3 AND status = 'queued' AND NOT cancel_requested
