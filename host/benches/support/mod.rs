@@ -51,6 +51,41 @@ pub fn vm_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// utime + stime of `pid` and of its children now alive, plus the children
+/// it has reaped (cutime + cstime), in seconds: the CPU a server made of
+/// several processes (a PostgreSQL postmaster and its backends) has used.
+pub fn tree_cpu_seconds(pid: u32, tick: f64) -> f64 {
+    let fields = |p: &str| -> Vec<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return Vec::new() };
+        // f[0] is field 3 (state); ppid is field 4, utime 14 … cstime 17.
+        rest.split_whitespace().map(|s| s.parse::<f64>().unwrap_or(0.0)).collect()
+    };
+    let me = fields(&pid.to_string());
+    let get = |f: &[f64], i: usize| f.get(i).copied().unwrap_or(0.0);
+    let mut ticks = get(&me, 11) + get(&me, 12) + get(&me, 13) + get(&me, 14);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(p) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        let f = fields(p);
+        if get(&f, 1) as u32 == pid {
+            ticks += get(&f, 11) + get(&f, 12);
+        }
+    }
+    ticks / tick
+}
+
+/// Busy time of all CPUs of the machine so far (everything but idle and
+/// iowait in /proc/stat), in seconds.
+pub fn machine_busy_seconds(tick: f64) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let v: Vec<f64> = line.split_whitespace().skip(1).take(8).map(|s| s.parse().unwrap_or(0.0)).collect();
+    let total: f64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+    (total - idle) / tick
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), the unit of /proc CPU times.
 pub fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
@@ -92,11 +127,17 @@ impl Server {
     /// (which holds tend.toml and the runbooks), with `TEND_TOKEN` set to
     /// `token`, its log in `dir/server.log`; waits until it listens.
     pub async fn start(bin: &Path, dir: &Path, token: &str) -> Server {
+        Server::start_with_env(bin, dir, token, &[]).await
+    }
+
+    /// [`Server::start`] with extra environment variables (e.g. `TEND_DB`).
+    pub async fn start_with_env(bin: &Path, dir: &Path, token: &str, env: &[(&str, &str)]) -> Server {
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let mut cmd = tokio::process::Command::new(bin);
         cmd.args(["serve", "--config", "tend.toml", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .env("TEND_TOKEN", token)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
