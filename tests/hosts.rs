@@ -323,9 +323,9 @@ async fn the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale(d
     let stopped = Instant::now();
     let (body, took) = until(&hosts[1], &slow, stopped, TAKEOVER_BOUND, |r| r["run"]["status"] == "interrupted").await;
     eprintln!("slow interrupted {took:?} after its owner froze");
-    assert!(took >= Duration::from_secs(4), "not before the lease times out: {took:?}");
+    assert!(took >= Duration::from_secs(7), "not before the lease times out: {took:?}");
     let why = body["run"]["error"].as_str().unwrap();
-    assert!(why.contains("no sign of life from its owner") && why.contains("for over 5s"), "{why}");
+    assert!(why.contains("no sign of life from its owner") && why.contains("for over 8s"), "{why}");
     // The harness kills the frozen process (SIGKILL ends a stopped one).
 }
 

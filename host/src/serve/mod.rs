@@ -62,10 +62,12 @@ pub const PRUNE_BATCH: u32 = 500;
 pub const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
 /// An owner silent this long is taken for gone and its runs are taken
 /// over (a run's owner writes a heartbeat every second; an owner on this
-/// host whose process has exited is gone at once): by default 5 seconds.
-/// With [`TAKEOVER_EVERY`], the runs of a host that died are taken over
-/// within about 6 seconds.
-pub const LEASE_TIMEOUT: Duration = Duration::from_secs(5);
+/// host whose process has exited is gone at once): by default 8 seconds.
+/// Longer than SQLite's 5-second busy timeout, so a live process kept
+/// waiting for a shared file's write lock is not taken for gone. With
+/// [`TAKEOVER_EVERY`], the runs of a host that died are taken over within
+/// about 9 seconds.
+pub const LEASE_TIMEOUT: Duration = Duration::from_secs(8);
 /// A queued run no process of this database is executing (its host died
 /// between recording and starting it) is picked up by another once it is
 /// this old; until then the process that recorded it has it: by default 5
