@@ -62,6 +62,7 @@ on_each_backend!(
     no_accepted_trigger_is_lost_when_a_process_is_killed_mid_load,
     the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_seconds,
     the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale,
+    a_process_that_wakes_after_its_run_was_taken_over_records_nothing_more_of_it,
     three_schedulers_on_one_database_record_each_cron_fire_once,
 );
 
@@ -161,6 +162,15 @@ async fn until(
 
 fn step_running(body: &Value, step: &str) -> bool {
     body["steps"].as_array().unwrap().iter().any(|a| a["step_id"] == step && a["status"] == "running")
+}
+
+/// The attempts of a `resumable` run taken over in its `wait` step and
+/// resumed there: `first` is not run again.
+fn resumed_steps() -> Vec<(String, String)> {
+    [("first", "succeeded"), ("wait", "interrupted"), ("wait", "succeeded"), ("last", "succeeded")]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 fn steps(body: &Value) -> Vec<(String, String)> {
@@ -301,11 +311,7 @@ async fn the_runs_of_a_killed_process_are_taken_over_by_the_others_within_10_sec
 
     let body = hosts[2].wait_final(&resumable).await;
     assert_eq!(body["run"]["status"], "succeeded", "{body}");
-    let expected: Vec<(String, String)> =
-        [("first", "succeeded"), ("wait", "interrupted"), ("wait", "succeeded"), ("last", "succeeded")]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+    let expected = resumed_steps();
     assert_eq!(steps(&body), expected, "completed steps are not run again");
     assert_eq!(body["steps"][3]["output"], "one");
 }
@@ -327,6 +333,35 @@ async fn the_runs_of_a_hung_process_are_taken_over_once_its_heartbeat_is_stale(d
     let why = body["run"]["error"].as_str().unwrap();
     assert!(why.contains("no sign of life from its owner") && why.contains("for over 8s"), "{why}");
     // The harness kills the frozen process (SIGKILL ends a stopped one).
+}
+
+async fn a_process_that_wakes_after_its_run_was_taken_over_records_nothing_more_of_it(db: Db) {
+    let shared = tempfile::tempdir().unwrap();
+    let hosts = hosts(2, db, shared.path(), None);
+    let id = trigger(&hosts[0], "resumable").await;
+    until(&hosts[1], &id, Instant::now(), Duration::from_secs(20), |r| step_running(r, "wait")).await;
+    let pid = hosts[0].child.as_ref().unwrap().id().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    let stopped = Instant::now();
+    // Taken over and resumed by the other process...
+    until(&hosts[1], &id, stopped, Duration::from_secs(20), |r| {
+        steps(r).contains(&("wait".to_string(), "interrupted".to_string()))
+    })
+    .await;
+    // ...and then the frozen one wakes, its step's sleep long over.
+    signal("-CONT");
+    let body = hosts[1].wait_final(&id).await;
+    assert_eq!(body["run"]["status"], "succeeded", "{body}");
+    let expected = resumed_steps();
+    assert_eq!(steps(&body), expected, "nothing of the woken process is recorded");
+    // Give the woken process time to try, then look again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = run(&hosts[1], &id).await;
+    assert_eq!(steps(&again), expected, "{again}");
+    assert_eq!(again["run"]["status"], "succeeded");
+    let log = std::fs::read_to_string(hosts[0].path().join("serve.log")).unwrap();
+    assert!(log.contains("taken over by another process") || log.contains("another process took"), "{log}");
 }
 
 async fn three_schedulers_on_one_database_record_each_cron_fire_once(db: Db) {

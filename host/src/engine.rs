@@ -30,7 +30,8 @@ use crate::runtime::caps::secrets::SecretSource;
 use crate::runtime::record::{ErrorKind, Finding, LogLevel, LogLine, Metric, Outcome, Severity, StepRecord, TrapKind};
 use crate::runtime::{Runtime, StepCall, StepContext};
 use crate::store::{
-    ApprovalStatus, AttemptEnd, AttemptStart, AttemptStatus, NewEscalation, NewRun, RunStatus, Store, TriggerKind,
+    ApprovalStatus, AttemptEnd, AttemptStart, AttemptStatus, Heartbeat, NewEscalation, NewRun, RunStatus, Store,
+    TriggerKind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -185,6 +186,10 @@ pub enum ExecuteError {
     /// Someone else has the run (or it ended): nothing was done.
     #[error(transparent)]
     NotQueued(#[from] NotQueued),
+    /// Another process took the run over while this one was silent past
+    /// the lease: this one stopped it and recorded nothing more.
+    #[error("run {run_id} was taken over by another process; this one stopped it")]
+    Lost { run_id: String },
     /// The run could not be executed or recorded.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
@@ -337,9 +342,22 @@ impl Engine {
         cap: Option<u32>,
     ) -> Result<RunOutcome, ExecuteError> {
         let runbook_name = run.runbook.clone();
+        let run_id = run.id.clone();
         let (cancel_tx, mut cancel_rx) = watch::channel(false);
-        let heartbeat = self.spawn_heartbeat(&run.id, cancel_tx);
-        let result = self.execute_inner(rb, run, cap, &mut cancel_rx).await;
+        let (lost_tx, mut lost_rx) = watch::channel(false);
+        let heartbeat = self.spawn_heartbeat(&run.id, cancel_tx, lost_tx);
+        // A run another process took over (this one was silent past the
+        // lease) is dropped where it stands: its step stops, and nothing
+        // more is recorded (the store refuses this owner's writes anyway).
+        let lost = async {
+            if lost_rx.wait_for(|lost| *lost).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = self.execute_inner(rb, run, cap, &mut cancel_rx) => result,
+            () = lost => Err(ExecuteError::Lost { run_id }),
+        };
         heartbeat.abort();
         let outcome = result?;
         metrics::counter!("tend_runs_total", "runbook" => runbook_name, "status" => outcome.status.as_str())
@@ -352,18 +370,29 @@ impl Engine {
         Ok(outcome)
     }
 
-    fn spawn_heartbeat(&self, run_id: &str, cancel: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
+    fn spawn_heartbeat(
+        &self,
+        run_id: &str,
+        cancel: watch::Sender<bool>,
+        lost: watch::Sender<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let (store, run_id, every) = (self.store.clone(), run_id.to_string(), self.options.heartbeat);
+        let owner = self.owner.clone();
         tokio::spawn(async move {
             loop {
                 // The claim wrote the first sign of life; short runs never
                 // pay for a heartbeat.
                 tokio::time::sleep(every).await;
-                match store.heartbeat(&run_id).await {
-                    Ok(true) => {
+                match store.heartbeat(&run_id, &owner).await {
+                    Ok(Heartbeat::Alive) => {}
+                    Ok(Heartbeat::CancelRequested) => {
                         let _ = cancel.send(true);
                     }
-                    Ok(false) => {}
+                    Ok(Heartbeat::Lost) => {
+                        tracing::warn!(run_id, "another process took this run over; stopping it here");
+                        let _ = lost.send(true);
+                        return;
+                    }
                     Err(e) => tracing::warn!(run_id, "heartbeat failed: {e:#}"),
                 }
             }
@@ -383,11 +412,12 @@ impl Engine {
             async move {
                 // Only a run stopped from outside can leave an attempt open.
                 if matches!(status, RunStatus::Cancelled | RunStatus::TimedOut) {
-                    self.store.close_open_attempts(&run_id, status).await?;
+                    self.store.close_open_attempts(&run_id, status, Some(&self.owner)).await?;
                 }
                 let Some(kind) = report else {
                     // A run finished meanwhile from outside (cancelled, ...) keeps that status.
-                    let (status, error) = self.store.finish_run(&run_id, status, error.as_deref()).await?;
+                    let (status, error) =
+                        self.store.finish_run(&run_id, status, error.as_deref(), Some(&self.owner)).await?;
                     return anyhow::Ok(RunOutcome { run_id, status, error });
                 };
                 self.finish_with_report(&run_id, status, error, kind).await
@@ -509,8 +539,10 @@ impl Engine {
             String::new()
         });
         let report = (!markdown.is_empty()).then_some((kind.as_str(), markdown.as_str()));
-        let (status, error, stored) =
-            self.store.finish_run_reported(run_id, status, error.as_deref(), finished_at, report).await?;
+        let (status, error, stored) = self
+            .store
+            .finish_run_reported(run_id, status, error.as_deref(), finished_at, report, Some(&self.owner))
+            .await?;
         if !stored {
             self.write_report(run_id, kind).await;
         }
@@ -717,6 +749,7 @@ impl Engine {
         loop {
             let start = AttemptStart {
                 run_id: &st.run_id,
+                holder: Some(&self.owner),
                 step_id: &step.id,
                 iteration,
                 attempt,
@@ -838,6 +871,7 @@ impl Engine {
     ) -> Result<Option<String>, Stop> {
         let start = AttemptStart {
             run_id: &st.run_id,
+            holder: Some(&self.owner),
             step_id: &step.id,
             iteration: st.scope.iteration,
             attempt: 1,
@@ -883,7 +917,7 @@ impl Engine {
     ) -> anyhow::Result<Result<(), String>> {
         let expires = self.clock.now_ms() + approval.timeout.as_millis() as i64;
         let id = self.store.request_approval(&st.run_id, &step.id, st.scope.iteration, message, expires).await?;
-        self.store.set_run_status(&st.run_id, RunStatus::WaitingApproval).await?;
+        self.store.set_run_status(&st.run_id, RunStatus::WaitingApproval, Some(&self.owner)).await?;
         self.emit(Event::WaitingApproval {
             run_id: st.run_id.clone(),
             step: step.id.clone(),
@@ -910,7 +944,7 @@ impl Engine {
             }
             self.clock.sleep(self.options.poll).await;
         };
-        self.store.set_run_status(&st.run_id, RunStatus::Running).await?;
+        self.store.set_run_status(&st.run_id, RunStatus::Running, Some(&self.owner)).await?;
         self.emit(Event::ApprovalDecided {
             run_id: st.run_id.clone(),
             step: step.id.clone(),

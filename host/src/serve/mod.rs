@@ -529,6 +529,7 @@ impl Service {
         match self.engine.execute_capped(rb, run, cap).await {
             Ok(o) => tracing::info!(run_id = id, runbook = %runbook, status = %o.status, "run finished"),
             Err(crate::engine::ExecuteError::NotQueued(e)) => tracing::debug!(run_id = id, "{e}"),
+            Err(e @ crate::engine::ExecuteError::Lost { .. }) => tracing::warn!(run_id = id, "{e}"),
             Err(crate::engine::ExecuteError::Failed(e)) => tracing::error!(run_id = id, "run failed to execute: {e:#}"),
         }
     }

@@ -60,6 +60,10 @@ pub struct AttemptRow {
 #[derive(Debug, Clone)]
 pub struct AttemptStart<'a> {
     pub run_id: &'a str,
+    /// The process that must still hold the run for the attempt to be
+    /// recorded (the engine's owner); None records it regardless (tools,
+    /// tests). Refused with [`super::StoreError::Conflict`] otherwise.
+    pub holder: Option<&'a str>,
     pub step_id: &'a str,
     pub iteration: u32,
     pub attempt: u32,

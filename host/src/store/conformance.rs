@@ -32,6 +32,7 @@ macro_rules! conformance_tests {
             a_lease_is_kept_by_heartbeats_and_carries_a_cancellation_request,
             the_runs_of_a_dead_owner_are_interrupted,
             a_silent_owners_run_is_taken_over_and_requeued_keeping_its_completed_attempts,
+            a_process_whose_run_was_taken_over_records_nothing_more_of_it,
             an_idempotency_key_returns_the_first_run,
             runs_page_backwards_by_id,
             a_schedule_fires_once_per_fire_time,
@@ -77,7 +78,16 @@ fn new_run(runbook: &str) -> NewRun {
 /// The first attempt of a step of `echo`, outside loops, with no config or input.
 fn first_attempt<'a>(run_id: &'a str, step_id: &'a str) -> AttemptStart<'a> {
     static NONE: Value = Value::Null;
-    AttemptStart { run_id, step_id, iteration: 0, attempt: 1, plugin: "echo", config: &NONE, input: &NONE }
+    AttemptStart {
+        run_id,
+        holder: None,
+        step_id,
+        iteration: 0,
+        attempt: 1,
+        plugin: "echo",
+        config: &NONE,
+        input: &NONE,
+    }
 }
 
 pub async fn a_run_goes_from_queued_to_a_final_status_that_stays(s: Store) {
@@ -85,9 +95,9 @@ pub async fn a_run_goes_from_queued_to_a_final_status_that_stays(s: Store) {
     assert_eq!(s.get_run(&id).await.unwrap().unwrap().status, RunStatus::Queued);
     assert!(s.claim_run(&id, "1@h", None).await.unwrap());
     let failed = (RunStatus::Failed, Some("step x failed".to_string()));
-    assert_eq!(s.finish_run(&id, RunStatus::Failed, Some("step x failed")).await.unwrap(), failed);
+    assert_eq!(s.finish_run(&id, RunStatus::Failed, Some("step x failed"), None).await.unwrap(), failed);
     // A final status is never overwritten; finishing returns the one that stays.
-    assert_eq!(s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap(), failed);
+    assert_eq!(s.finish_run(&id, RunStatus::Succeeded, None, None).await.unwrap(), failed);
     let run = s.get_run(&id).await.unwrap().unwrap();
     assert_eq!((run.status, run.error.as_deref()), (RunStatus::Failed, Some("step x failed")));
     assert_eq!(run.params, serde_json::json!({"a": 1}));
@@ -111,7 +121,7 @@ pub async fn pruning_deletes_old_finished_runs_with_everything_they_own(s: Store
     };
     let raised = s.raise_escalation(&e, Duration::from_secs(60), now_ms()).await.unwrap();
     s.record_notification(raised.id, crate::notify::Status::Triggered, "log", &Ok(())).await.unwrap();
-    s.finish_run(&old, RunStatus::Succeeded, None).await.unwrap();
+    s.finish_run(&old, RunStatus::Succeeded, None, None).await.unwrap();
     assert_eq!(s.prune(now_ms() + 1, 1).await.unwrap(), 1, "the queued run stays");
     assert!(s.get_run(&old).await.unwrap().is_none());
     assert!(s.attempts(&old).await.unwrap().is_empty());
@@ -170,7 +180,7 @@ pub async fn a_runbooks_concurrency_cap_holds_across_claims(s: Store) {
     assert!(s.claim_run(&a, "1@h", Some(1)).await.unwrap());
     assert!(!s.claim_run(&b, "1@h", Some(1)).await.unwrap());
     assert!(s.claim_run(&other, "1@h", Some(1)).await.unwrap());
-    s.finish_run(&a, RunStatus::Succeeded, None).await.unwrap();
+    s.finish_run(&a, RunStatus::Succeeded, None, None).await.unwrap();
     assert!(s.claim_run(&b, "1@h", Some(1)).await.unwrap());
 }
 
@@ -252,7 +262,7 @@ pub async fn metric_history_keeps_each_earlier_runs_last_unlabelled_value_oldest
         s.insert_metrics(&run, "rb", "score", 2, &[m("health_score", last, &[]), m("up", 1.0, &[("url", "a")])])
             .await
             .unwrap();
-        s.finish_run(&run, RunStatus::Succeeded, None).await.unwrap();
+        s.finish_run(&run, RunStatus::Succeeded, None, None).await.unwrap();
         ids.push(run);
     }
     // Still running: not history yet. Another runbook: never.
@@ -260,7 +270,7 @@ pub async fn metric_history_keeps_each_earlier_runs_last_unlabelled_value_oldest
     s.insert_metrics(&running, "rb", "score", 1, &[m("health_score", 0.0, &[])]).await.unwrap();
     let other = s.create_run(&new_run("other")).await.unwrap().id;
     s.insert_metrics(&other, "other", "score", 1, &[m("health_score", 1.0, &[])]).await.unwrap();
-    s.finish_run(&other, RunStatus::Succeeded, None).await.unwrap();
+    s.finish_run(&other, RunStatus::Succeeded, None, None).await.unwrap();
 
     let h = s.metric_history("rb", &running, 10).await.unwrap();
     assert_eq!(serde_json::to_value(&h).unwrap(), serde_json::json!({"score": {"health_score": [3.0, 6.0, 9.0]}}));
@@ -360,14 +370,14 @@ pub async fn a_lease_is_kept_by_heartbeats_and_carries_a_cancellation_request(s:
     assert!(s.leases().await.unwrap().is_empty(), "a queued run has no owner");
     assert!(s.claim_run(&id, "7@h", None).await.unwrap());
     let before = now_ms();
-    assert!(!s.heartbeat(&id).await.unwrap(), "no cancellation requested yet");
+    assert_eq!(s.heartbeat(&id, "7@h").await.unwrap(), Heartbeat::Alive, "no cancellation requested yet");
     let leases = s.leases().await.unwrap();
     assert_eq!(leases.len(), 1);
     assert_eq!((leases[0].run_id.as_str(), leases[0].owner.as_str()), (id.as_str(), "7@h"));
     assert!(leases[0].heartbeat_at.is_some_and(|h| h >= before), "{leases:?}");
     assert_eq!(s.request_cancel(&id).await.unwrap(), RunStatus::Running);
-    assert!(s.heartbeat(&id).await.unwrap(), "the owner learns of the cancellation");
-    s.finish_run(&id, RunStatus::Cancelled, None).await.unwrap();
+    assert_eq!(s.heartbeat(&id, "7@h").await.unwrap(), Heartbeat::CancelRequested, "the owner learns of it");
+    s.finish_run(&id, RunStatus::Cancelled, None, None).await.unwrap();
     assert!(s.leases().await.unwrap().is_empty(), "a finished run holds no lease");
     let err = s.request_cancel(&id).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -418,6 +428,51 @@ pub async fn a_silent_owners_run_is_taken_over_and_requeued_keeping_its_complete
     assert_eq!(statuses, [AttemptStatus::Succeeded, AttemptStatus::Interrupted, AttemptStatus::Running]);
 }
 
+pub async fn a_process_whose_run_was_taken_over_records_nothing_more_of_it(s: Store) {
+    let id = s.create_run(&new_run("rb")).await.unwrap().id;
+    assert!(s.claim_run(&id, "1@a", None).await.unwrap());
+    let first = s.start_attempt(&AttemptStart { holder: Some("1@a"), ..first_attempt(&id, "probe") }).await.unwrap();
+    // 1@a froze past the lease: 2@b took the run over and runs it.
+    assert!(s.requeue(&id, "1@a").await.unwrap());
+    assert!(s.claim_run(&id, "2@b", None).await.unwrap());
+    let second = s
+        .start_attempt(&AttemptStart { holder: Some("2@b"), attempt: 2, ..first_attempt(&id, "probe") })
+        .await
+        .unwrap();
+
+    // 1@a wakes up: its heartbeat tells it, and none of its writes land.
+    assert_eq!(s.heartbeat(&id, "1@a").await.unwrap(), Heartbeat::Lost);
+    assert_eq!(s.heartbeat(&id, "2@b").await.unwrap(), Heartbeat::Alive);
+    s.finish_attempt(first, &AttemptEnd::new(AttemptStatus::Succeeded)).await.unwrap();
+    let refused = s.start_attempt(&AttemptStart { holder: Some("1@a"), ..first_attempt(&id, "next") }).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Conflict(m)) if m == &format!("run {id:?} is no longer held by 1@a: another process took it over")),
+        "{refused:?}"
+    );
+    s.set_run_status(&id, RunStatus::WaitingApproval, Some("1@a")).await.unwrap();
+    s.close_open_attempts(&id, RunStatus::Cancelled, Some("1@a")).await.unwrap();
+    assert_eq!(
+        s.finish_run(&id, RunStatus::Failed, Some("late"), Some("1@a")).await.unwrap(),
+        (RunStatus::Running, None)
+    );
+    let (status, _, stored) = s
+        .finish_run_reported(&id, RunStatus::Failed, None, 9, Some(("postmortem", "# late")), Some("1@a"))
+        .await
+        .unwrap();
+    assert_eq!((status, stored), (RunStatus::Running, false));
+    let attempts: Vec<_> = s.attempts(&id).await.unwrap().iter().map(|a| (a.attempt, a.status)).collect();
+    assert_eq!(
+        attempts,
+        [(1, AttemptStatus::Interrupted), (2, AttemptStatus::Running)],
+        "the takeover's record stands"
+    );
+
+    // The process that holds it records as usual.
+    s.finish_attempt(second, &AttemptEnd::new(AttemptStatus::Succeeded)).await.unwrap();
+    let done = s.finish_run(&id, RunStatus::Succeeded, None, Some("2@b")).await.unwrap();
+    assert_eq!(done, (RunStatus::Succeeded, None));
+}
+
 pub async fn a_schedule_fires_once_per_fire_time(s: Store) {
     let new = |key: &str, at| NewSchedule { key: key.into(), runbook: "rb".into(), next_fire_at: at };
     let stored = s.init_schedules(vec![new("a", 1_000), new("b", 2_000)]).await.unwrap();
@@ -455,9 +510,11 @@ pub async fn a_schedule_fires_once_per_fire_time(s: Store) {
 
 pub async fn a_run_ends_with_its_report_once(s: Store) {
     let id = s.create_run(&new_run("rb")).await.unwrap().id;
-    let ended = s.finish_run_reported(&id, RunStatus::Succeeded, None, 5_000, Some(("postmortem", "# one"))).await;
+    let ended =
+        s.finish_run_reported(&id, RunStatus::Succeeded, None, 5_000, Some(("postmortem", "# one")), None).await;
     assert_eq!(ended.unwrap(), (RunStatus::Succeeded, None, true));
-    let again = s.finish_run_reported(&id, RunStatus::Failed, Some("late"), 6_000, Some(("postmortem", "# two"))).await;
+    let again =
+        s.finish_run_reported(&id, RunStatus::Failed, Some("late"), 6_000, Some(("postmortem", "# two")), None).await;
     assert_eq!(again.unwrap(), (RunStatus::Succeeded, None, false), "a final run keeps its status and report");
     let report = s.report(&id).await.unwrap().unwrap();
     assert_eq!((report.kind.as_str(), report.markdown.as_str()), ("postmortem", "# one"));

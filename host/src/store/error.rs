@@ -35,3 +35,14 @@ impl From<sqlx::Error> for StoreError {
         StoreError::Backend(e.into())
     }
 }
+
+impl StoreError {
+    /// A write refused because `holder` no longer holds the run: another
+    /// process took it over while `holder` was silent past the lease.
+    pub(crate) fn lost(run_id: &str, holder: Option<&str>) -> StoreError {
+        StoreError::Conflict(format!(
+            "run {run_id:?} is no longer held by {}: another process took it over",
+            holder.unwrap_or("this process")
+        ))
+    }
+}

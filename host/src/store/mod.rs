@@ -115,7 +115,8 @@ pub use reports::StoredReport;
 pub use run_alerts::RunAlert;
 use runs::new_run_id;
 pub use runs::{
-    ActiveRuns, Lease, NewRun, Orphan, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus, TriggerKind,
+    ActiveRuns, Heartbeat, Lease, NewRun, Orphan, RUN_RECORD_MAX_ESCALATIONS, RunFilter, RunRecord, RunRow, RunStatus,
+    TriggerKind,
 };
 pub use schedules::{NewSchedule, ScheduleFire};
 pub use sessions::SessionRow;

@@ -24,8 +24,10 @@ impl Store {
 
     /// Ends a run with a final status at `finished_at` and stores its
     /// report (kind, Markdown) in the same transaction. A run already
-    /// final keeps its status and gets no report from here. Returns the
-    /// run's status and error, and whether the report was stored.
+    /// final (or, with a `holder`, held by another process: see
+    /// [`Store::finish_run`]) keeps its status and gets no report from
+    /// here. Returns the run's status and error, and whether the report was
+    /// stored.
     pub async fn finish_run_reported(
         &self,
         id: &str,
@@ -33,8 +35,9 @@ impl Store {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>, bool)> {
-        dispatch!(self, finish_run_reported(id, status, error, finished_at, report))
+        dispatch!(self, finish_run_reported(id, status, error, finished_at, report, holder))
     }
 
     /// The report of a run, if one was written.

@@ -127,6 +127,19 @@ pub struct RunFilter {
     pub limit: Option<u32>,
 }
 
+/// What a run's owner learns from its heartbeat ([`Store::heartbeat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The run is the owner's (or still queued): go on.
+    Alive,
+    /// Someone asked to cancel the run.
+    CancelRequested,
+    /// Another process holds the run now (it took the run over while this
+    /// owner was silent past the lease), or the run is gone: stop, and
+    /// record nothing more.
+    Lost,
+}
+
 /// A run whose owner is gone (see [`Store::orphaned_runs`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
@@ -208,32 +221,39 @@ impl Store {
         dispatch!(self, claim_run(id, owner, cap))
     }
 
-    /// Sets a run's status (not a final one: see [`Store::finish_run`]).
-    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
-        dispatch!(self, set_run_status(id, status))
+    /// Sets a run's status (not a final one: see [`Store::finish_run`]),
+    /// if `holder` still holds it (see [`Store::finish_run`]).
+    pub async fn set_run_status(&self, id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
+        dispatch!(self, set_run_status(id, status, holder))
     }
 
-    /// Records the owner's sign of life and returns whether cancellation
-    /// was requested.
-    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
-        dispatch!(self, heartbeat(id))
+    /// Records `owner`'s sign of life on a run it holds (or waits to claim)
+    /// and says whether to go on.
+    pub async fn heartbeat(&self, id: &str, owner: &str) -> StoreResult<Heartbeat> {
+        dispatch!(self, heartbeat(id, owner))
     }
 
     /// Ends a run with a final status. A run already final keeps its status.
+    /// With a `holder` (the engine's owner), only while that process still
+    /// holds the run, or the run never started: a process that another
+    /// took the run over from (it was silent past the lease) changes
+    /// nothing. Returns the run's status and error as they stand.
     pub async fn finish_run(
         &self,
         id: &str,
         status: RunStatus,
         error: Option<&str>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>)> {
-        dispatch!(self, finish_run(id, status, error))
+        dispatch!(self, finish_run(id, status, error, holder))
     }
 
     /// Closes what a run left open when it stopped early: attempts still
     /// running become `cancelled` (or `timed_out`), pending approvals are
-    /// withdrawn. Nothing happens for a run that ended normally.
-    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
-        dispatch!(self, close_open_attempts(run_id, status))
+    /// withdrawn. Nothing happens for a run that ended normally, nor (with a
+    /// `holder`) for a run another process holds now.
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
+        dispatch!(self, close_open_attempts(run_id, status, holder))
     }
 
     /// Asks the process running a run to cancel it. Returns the run's

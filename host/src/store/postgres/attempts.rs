@@ -2,14 +2,19 @@
 //! `metrics` each successful attempt recorded.
 
 use super::PgStore;
+use super::runs::holds;
 use crate::clock::now_ms;
 use crate::store::attempts::attach_metrics;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreError, StoreResult};
 use serde_json::Value;
 
 impl PgStore {
     pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
+        let mut tx = self.pool.begin().await?;
+        if !holds(&mut tx, a.run_id, a.holder).await? {
+            return Err(StoreError::lost(a.run_id, a.holder));
+        }
+        let id = sqlx::query_scalar(
             "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status, started_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8) RETURNING id",
         )
@@ -21,15 +26,17 @@ impl PgStore {
         .bind(a.config.to_string())
         .bind(a.input.to_string())
         .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     pub async fn finish_attempt(&self, id: i64, end: &AttemptEnd) -> StoreResult<()> {
         sqlx::query(
             "UPDATE step_attempts SET status = $1, outcome = $2, error = $3, plugin_digest = $4, output = $5,
                     findings = $6, logs = $7, duration_ms = $8, peak_memory_bytes = $9, finished_at = $10
-             WHERE id = $11",
+             WHERE id = $11 AND status = 'running'",
         )
         .bind(end.status.as_str())
         .bind(&end.outcome)

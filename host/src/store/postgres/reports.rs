@@ -20,10 +20,11 @@ impl PgStore {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>, bool)> {
         debug_assert!(status.is_final());
         let mut tx = self.pool.begin().await?;
-        let ended = end_run(&mut tx, id, status, error, finished_at).await?;
+        let ended = end_run(&mut tx, id, status, error, finished_at, holder).await?;
         let stored = ended && report.is_some();
         if let (true, Some((kind, markdown))) = (stored, report) {
             save(&mut tx, id, kind, markdown).await?;

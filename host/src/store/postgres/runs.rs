@@ -6,7 +6,9 @@
 
 use super::{LockSpace, PgStore, lock_xact};
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult, new_run_id};
+use crate::store::{
+    ActiveRuns, AttemptStatus, Heartbeat, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult, new_run_id,
+};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
@@ -139,24 +141,35 @@ impl PgStore {
         Ok(done == 1)
     }
 
-    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
-        sqlx::query("UPDATE runs SET status = $1, heartbeat_at = $2 WHERE id = $3")
-            .bind(status.as_str())
-            .bind(now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    pub async fn set_run_status(&self, id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE runs SET status = $1, heartbeat_at = $2
+             WHERE id = $3 AND ($4::text IS NULL OR owner = $4 OR (owner IS NULL AND started_at IS NULL))",
+        )
+        .bind(status.as_str())
+        .bind(now_ms())
+        .bind(id)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
-    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
-        let cancel: Option<bool> =
-            sqlx::query_scalar("UPDATE runs SET heartbeat_at = $1 WHERE id = $2 RETURNING cancel_requested")
-                .bind(now_ms())
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(cancel.unwrap_or(false))
+    pub async fn heartbeat(&self, id: &str, owner: &str) -> StoreResult<Heartbeat> {
+        let cancel: Option<bool> = sqlx::query_scalar(
+            "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND (owner IS NULL OR owner = $3)
+             RETURNING cancel_requested",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match cancel {
+            None => Heartbeat::Lost,
+            Some(false) => Heartbeat::Alive,
+            Some(true) => Heartbeat::CancelRequested,
+        })
     }
 
     pub async fn finish_run(
@@ -164,16 +177,17 @@ impl PgStore {
         id: &str,
         status: RunStatus,
         error: Option<&str>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>)> {
         debug_assert!(status.is_final());
         let mut tx = self.pool.begin().await?;
-        end_run(&mut tx, id, status, error, now_ms()).await?;
+        end_run(&mut tx, id, status, error, now_ms(), holder).await?;
         let ended = status_of(&mut tx, id).await?;
         tx.commit().await?;
         Ok(ended)
     }
 
-    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
         let (attempt_status, why) = match status {
             RunStatus::TimedOut => (AttemptStatus::TimedOut, "the run passed its timeout during this attempt"),
             RunStatus::Cancelled => (AttemptStatus::Cancelled, "the run was cancelled during this attempt"),
@@ -181,6 +195,9 @@ impl PgStore {
         };
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        if !holds(&mut tx, run_id, holder).await? {
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE step_attempts SET status = $1, outcome = $1, error = $2, finished_at = $3
              WHERE run_id = $4 AND status = 'running'",
@@ -311,19 +328,39 @@ pub(super) async fn end_run(
     status: RunStatus,
     error: Option<&str>,
     finished_at: i64,
+    holder: Option<&str>,
 ) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE runs SET status = $1, error = $2, finished_at = $3
-         WHERE id = $4 AND status IN ('queued', 'running', 'waiting_approval')",
+         WHERE id = $4 AND status IN ('queued', 'running', 'waiting_approval')
+           AND ($5::text IS NULL OR owner = $5 OR (owner IS NULL AND started_at IS NULL))",
     )
     .bind(status.as_str())
     .bind(error)
     .bind(finished_at)
     .bind(id)
+    .bind(holder)
     .execute(db)
     .await?
     .rows_affected();
     Ok(done == 1)
+}
+
+/// Whether `holder` (None: anyone) still holds run `id`, locking its row
+/// for the rest of the transaction: it is the owner, or the run never
+/// started. A run taken over from a silent owner has another owner, or
+/// none but a start time.
+pub(super) async fn holds(db: &mut PgConnection, id: &str, holder: Option<&str>) -> StoreResult<bool> {
+    let held: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM runs
+         WHERE id = $1 AND ($2::text IS NULL OR owner = $2 OR (owner IS NULL AND started_at IS NULL))
+         FOR UPDATE",
+    )
+    .bind(id)
+    .bind(holder)
+    .fetch_optional(db)
+    .await?;
+    Ok(held.is_some())
 }
 
 /// A run's status and error; an error naming it when there is no such run.

@@ -2,9 +2,11 @@
 //! `metrics` each successful attempt recorded.
 
 use super::SqliteStore;
+use super::runs::HOLDS;
 use crate::clock::now_ms;
 use crate::store::attempts::attach_metrics;
-use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreResult};
+use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreError, StoreResult};
+use rusqlite::OptionalExtension as _;
 use rusqlite::params;
 use serde_json::Value;
 
@@ -12,9 +14,16 @@ impl SqliteStore {
     pub async fn start_attempt(&self, a: &AttemptStart<'_>) -> StoreResult<i64> {
         let (run_id, step_id, plugin) = (a.run_id.to_string(), a.step_id.to_string(), a.plugin.to_string());
         let (iteration, attempt) = (i64::from(a.iteration), i64::from(a.attempt));
-        let (config, input) = (a.config.to_string(), a.input.to_string());
+        let (config, input, holder) = (a.config.to_string(), a.input.to_string(), a.holder.map(str::to_string));
         self.writer
             .write(move |db| {
+                let held = db
+                    .prepare_cached(&format!("SELECT 1 FROM runs WHERE id = ?3 AND {HOLDS}"))?
+                    .query_row(params![None::<String>, None::<String>, run_id, holder], |_| Ok(()))
+                    .optional()?;
+                if held.is_none() {
+                    return Err(StoreError::lost(&run_id, holder.as_deref()));
+                }
                 Ok(db
                     .prepare_cached(
                         "INSERT INTO step_attempts (run_id, step_id, iteration, attempt, plugin, config, input, status,
@@ -40,7 +49,7 @@ impl SqliteStore {
                 db.prepare_cached(
                     "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, plugin_digest = ?, output = ?,
                             findings = ?, logs = ?, duration_ms = ?, peak_memory_bytes = ?, finished_at = ?
-                     WHERE id = ?",
+                     WHERE id = ? AND status = 'running'",
                 )?
                 .execute(params![
                     status,

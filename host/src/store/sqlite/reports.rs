@@ -2,6 +2,7 @@
 //! report in one transaction.
 
 use super::SqliteStore;
+use super::runs::HOLDS;
 use crate::clock::now_ms;
 use crate::store::{RunStatus, StoreError, StoreResult, StoredReport};
 use rusqlite::{OptionalExtension as _, params};
@@ -20,18 +21,19 @@ impl SqliteStore {
         error: Option<&str>,
         finished_at: i64,
         report: Option<(&str, &str)>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>, bool)> {
         debug_assert!(status.is_final());
-        let (id, error) = (id.to_string(), error.map(str::to_string));
+        let (id, error, holder) = (id.to_string(), error.map(str::to_string), holder.map(str::to_string));
         let report = report.map(|(k, m)| (k.to_string(), m.to_string()));
         self.writer
             .write(move |db| {
                 let ended = db
-                    .prepare_cached(
-                        "UPDATE runs SET status = ?, error = ?, finished_at = ?
-                         WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
-                    )?
-                    .execute(params![status.as_str(), error, finished_at, id])?;
+                    .prepare_cached(&format!(
+                        "UPDATE runs SET status = ?1, error = ?2, finished_at = ?5
+                         WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND {HOLDS}"
+                    ))?
+                    .execute(params![status.as_str(), error, id, holder, finished_at])?;
                 let stored = ended == 1 && report.is_some();
                 if let (true, Some((kind, markdown))) = (stored, &report) {
                     save(db, &id, kind, markdown)?;

@@ -67,7 +67,7 @@ mod tests {
         };
         for _ in 0..200 {
             let id = s.create_run(&big).await.unwrap().id;
-            s.finish_run(&id, RunStatus::Succeeded, None).await.unwrap();
+            s.finish_run(&id, RunStatus::Succeeded, None, None).await.unwrap();
         }
         let pages = || async { sqlx::query_scalar::<_, i64>("PRAGMA page_count").fetch_one(&s.pool).await.unwrap() };
         let before = pages().await;

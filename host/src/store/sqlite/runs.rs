@@ -4,9 +4,18 @@
 
 use super::SqliteStore;
 use crate::clock::now_ms;
-use crate::store::{ActiveRuns, AttemptStatus, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult, new_run_id};
+use crate::store::{
+    ActiveRuns, AttemptStatus, Heartbeat, Lease, NewRun, RunRow, RunStatus, StoreError, StoreResult, new_run_id,
+};
 use rusqlite::{OptionalExtension as _, params};
 use std::collections::HashMap;
+
+/// The condition that the process `?4` (None: anyone) still holds the run
+/// of the row: it is the owner, or the run never started (a queued run
+/// cancelled before any claim). A run taken over from a silent owner has
+/// another owner, or none but a start time, so the late owner's writes
+/// change nothing.
+pub(super) const HOLDS: &str = "(?4 IS NULL OR owner = ?4 OR (owner IS NULL AND started_at IS NULL))";
 
 impl SqliteStore {
     pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
@@ -98,29 +107,35 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn set_run_status(&self, id: &str, status: RunStatus) -> StoreResult<()> {
-        let id = id.to_string();
+    pub async fn set_run_status(&self, id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
+        let (id, holder) = (id.to_string(), holder.map(str::to_string));
         self.writer
             .write(move |db| {
-                db.prepare_cached("UPDATE runs SET status = ?, heartbeat_at = ? WHERE id = ?")?.execute(params![
-                    status.as_str(),
-                    now_ms(),
-                    id
-                ])?;
+                db.prepare_cached(&format!(
+                    "UPDATE runs SET status = ?1, heartbeat_at = ?2 WHERE id = ?3 AND {HOLDS}"
+                ))?
+                .execute(params![status.as_str(), now_ms(), id, holder])?;
                 Ok(())
             })
             .await
     }
 
-    pub async fn heartbeat(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_string();
+    pub async fn heartbeat(&self, id: &str, owner: &str) -> StoreResult<Heartbeat> {
+        let (id, owner) = (id.to_string(), owner.to_string());
         self.writer
             .write(move |db| {
                 let cancel: Option<i64> = db
-                    .prepare_cached("UPDATE runs SET heartbeat_at = ? WHERE id = ? RETURNING cancel_requested")?
-                    .query_row(params![now_ms(), id], |r| r.get(0))
+                    .prepare_cached(
+                        "UPDATE runs SET heartbeat_at = ?1 WHERE id = ?2 AND (owner IS NULL OR owner = ?3)
+                         RETURNING cancel_requested",
+                    )?
+                    .query_row(params![now_ms(), id, owner], |r| r.get(0))
                     .optional()?;
-                Ok(cancel.is_some_and(|c| c != 0))
+                Ok(match cancel {
+                    None => Heartbeat::Lost,
+                    Some(0) => Heartbeat::Alive,
+                    Some(_) => Heartbeat::CancelRequested,
+                })
             })
             .await
     }
@@ -130,16 +145,17 @@ impl SqliteStore {
         id: &str,
         status: RunStatus,
         error: Option<&str>,
+        holder: Option<&str>,
     ) -> StoreResult<(RunStatus, Option<String>)> {
         debug_assert!(status.is_final());
-        let (id, error) = (id.to_string(), error.map(str::to_string));
+        let (id, error, holder) = (id.to_string(), error.map(str::to_string), holder.map(str::to_string));
         self.writer
             .write(move |db| {
-                db.prepare_cached(
-                    "UPDATE runs SET status = ?, error = ?, finished_at = ?
-                     WHERE id = ? AND status IN ('queued', 'running', 'waiting_approval')",
-                )?
-                .execute(params![status.as_str(), error, now_ms(), id])?;
+                db.prepare_cached(&format!(
+                    "UPDATE runs SET status = ?1, error = ?2, finished_at = ?5
+                     WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND {HOLDS}"
+                ))?
+                .execute(params![status.as_str(), error, id, holder, now_ms()])?;
                 let (status, error): (String, Option<String>) = db
                     .prepare_cached("SELECT status, error FROM runs WHERE id = ?")?
                     .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -150,15 +166,22 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus) -> StoreResult<()> {
+    pub async fn close_open_attempts(&self, run_id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
         let (attempt_status, why) = match status {
             RunStatus::TimedOut => (AttemptStatus::TimedOut, "the run passed its timeout during this attempt"),
             RunStatus::Cancelled => (AttemptStatus::Cancelled, "the run was cancelled during this attempt"),
             _ => (AttemptStatus::Interrupted, "the run stopped during this attempt"),
         };
-        let run_id = run_id.to_string();
+        let (run_id, holder) = (run_id.to_string(), holder.map(str::to_string));
         self.writer
             .write(move |db| {
+                let held = db
+                    .prepare_cached(&format!("SELECT 1 FROM runs WHERE id = ?3 AND {HOLDS}"))?
+                    .query_row(params![None::<String>, None::<String>, run_id, holder], |_| Ok(()))
+                    .optional()?;
+                if held.is_none() {
+                    return Ok(());
+                }
                 let now = now_ms();
                 db.prepare_cached(
                     "UPDATE step_attempts SET status = ?, outcome = ?, error = ?, finished_at = ?
