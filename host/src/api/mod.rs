@@ -389,7 +389,7 @@ async fn list_runs(
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
     let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose().map_err(ApiError::BadRequest)?;
-    let limit = q.limit.unwrap_or(50);
+    let limit = q.limit.unwrap_or(RunFilter::DEFAULT_LIMIT);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit {limit} is out of range; expected 1 to 500")));
     }

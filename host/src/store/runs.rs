@@ -123,8 +123,36 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only runs older than this run id (ids sort by creation time), for paging.
     pub before: Option<String>,
-    /// Most rows; by default 50.
+    /// Most rows; by default [`RunFilter::DEFAULT_LIMIT`].
     pub limit: Option<u32>,
+}
+
+impl RunFilter {
+    /// Most runs a page holds unless `limit` says otherwise: 50.
+    pub const DEFAULT_LIMIT: u32 = 50;
+
+    /// The page size: `limit`, by default [`RunFilter::DEFAULT_LIMIT`].
+    pub fn page_size(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(Self::DEFAULT_LIMIT))
+    }
+
+    /// The filters given, each as (column and operator, value) in a fixed
+    /// order: what a backend's WHERE clause names, and only that, so its
+    /// planner picks the index that matches (`?1 IS NULL OR ...` would
+    /// keep SQLite from using one).
+    pub(crate) fn conditions(&self) -> Vec<(&'static str, String)> {
+        let mut conditions = Vec::new();
+        if let Some(r) = &self.runbook {
+            conditions.push(("runbook =", r.clone()));
+        }
+        if let Some(s) = self.status {
+            conditions.push(("status =", s.as_str().to_string()));
+        }
+        if let Some(b) = &self.before {
+            conditions.push(("id <", b.clone()));
+        }
+        conditions
+    }
 }
 
 /// What a run's owner learns from its heartbeat ([`Store::heartbeat`]).

@@ -16,7 +16,7 @@ impl PgStore {
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.bind(i64::from(filter.limit.unwrap_or(50))).fetch_all(&self.pool).await?;
+        let rows = q.bind(filter.page_size()).fetch_all(&self.pool).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -75,7 +75,7 @@ impl PgStore {
         for b in &binds {
             q = q.bind(b);
         }
-        Ok(q.bind(50i64).fetch_all(&self.pool).await?)
+        Ok(q.bind(filter.page_size()).fetch_all(&self.pool).await?)
     }
 }
 
@@ -86,21 +86,12 @@ const RUN_COLUMNS: &str = "id, runbook, runbook_hash, trigger_kind, trigger_sour
 /// The query of [`PgStore::list_runs`] (its last parameter is the limit)
 /// and the values of its other parameters, in order.
 fn list_runs_sql(filter: &RunFilter) -> (String, Vec<String>) {
-    let mut clauses = Vec::new();
-    let mut binds = Vec::new();
-    let mut filter_on = |column: &str, value: String| {
-        binds.push(value);
-        clauses.push(format!("{column} ${}", binds.len()));
-    };
-    if let Some(r) = &filter.runbook {
-        filter_on("runbook =", r.clone());
-    }
-    if let Some(s) = filter.status {
-        filter_on("status =", s.as_str().to_string());
-    }
-    if let Some(b) = &filter.before {
-        filter_on("id <", b.clone());
-    }
+    let (clauses, binds): (Vec<String>, Vec<String>) = filter
+        .conditions()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (condition, value))| (format!("{condition} ${}", i + 1), value))
+        .unzip();
     let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     let limit = binds.len() + 1;
     (format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ${limit}"), binds)

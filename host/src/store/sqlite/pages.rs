@@ -17,7 +17,7 @@ impl SqliteStore {
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.bind(i64::from(filter.limit.unwrap_or(50))).fetch_all(&self.pool).await?;
+        let rows = q.bind(filter.page_size()).fetch_all(&self.pool).await?;
         rows.iter().map(RunRow::from_row).collect()
     }
 
@@ -74,7 +74,7 @@ impl SqliteStore {
         for b in &binds {
             q = q.bind(b);
         }
-        Ok(q.bind(50i64).fetch_all(&self.pool).await?.into_iter().map(|r| r.3).collect())
+        Ok(q.bind(filter.page_size()).fetch_all(&self.pool).await?.into_iter().map(|r| r.3).collect())
     }
 }
 
@@ -85,20 +85,8 @@ const RUN_COLUMNS: &str = "id, runbook, runbook_hash, trigger_kind, trigger_sour
 /// The query of [`Store::list_runs`] (its last `?` is the limit) and the
 /// values of its other parameters, in order.
 fn list_runs_sql(filter: &RunFilter) -> (String, Vec<String>) {
-    let mut clauses = Vec::new();
-    let mut binds = Vec::new();
-    if let Some(r) = &filter.runbook {
-        clauses.push("runbook = ?");
-        binds.push(r.clone());
-    }
-    if let Some(s) = filter.status {
-        clauses.push("status = ?");
-        binds.push(s.as_str().to_string());
-    }
-    if let Some(b) = &filter.before {
-        clauses.push("id < ?");
-        binds.push(b.clone());
-    }
+    let (clauses, binds): (Vec<String>, Vec<String>) =
+        filter.conditions().into_iter().map(|(condition, value)| (format!("{condition} ?"), value)).unzip();
     let filter_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     (format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ?"), binds)
 }
