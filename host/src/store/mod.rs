@@ -82,6 +82,18 @@ macro_rules! dispatch {
     };
 }
 
+/// The SQL condition that the process in parameter `$p` (NULL: anyone)
+/// still holds the run of the row: it is the owner, or the run never
+/// started (a queued run cancelled before any claim). A run taken over
+/// from a silent owner has another owner, or none but a start time, so the
+/// late owner's writes change nothing. One text for every backend, as a
+/// literal: `holds!("?4")` (SQLite), `holds!("$4::text")` (PostgreSQL).
+macro_rules! holds {
+    ($p:literal) => {
+        concat!("(", $p, " IS NULL OR owner = ", $p, " OR (owner IS NULL AND started_at IS NULL))")
+    };
+}
+
 mod alerts;
 mod approvals;
 mod attempts;

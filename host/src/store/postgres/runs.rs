@@ -142,10 +142,11 @@ impl PgStore {
     }
 
     pub async fn set_run_status(&self, id: &str, status: RunStatus, holder: Option<&str>) -> StoreResult<()> {
-        sqlx::query(
+        sqlx::query(concat!(
             "UPDATE runs SET status = $1, heartbeat_at = $2
-             WHERE id = $3 AND ($4::text IS NULL OR owner = $4 OR (owner IS NULL AND started_at IS NULL))",
-        )
+             WHERE id = $3 AND ",
+            holds!("$4::text")
+        ))
         .bind(status.as_str())
         .bind(now_ms())
         .bind(id)
@@ -330,11 +331,12 @@ pub(super) async fn end_run(
     finished_at: i64,
     holder: Option<&str>,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query(concat!(
         "UPDATE runs SET status = $1, error = $2, finished_at = $3
          WHERE id = $4 AND status IN ('queued', 'running', 'waiting_approval')
-           AND ($5::text IS NULL OR owner = $5 OR (owner IS NULL AND started_at IS NULL))",
-    )
+           AND ",
+        holds!("$5::text")
+    ))
     .bind(status.as_str())
     .bind(error)
     .bind(finished_at)
@@ -351,11 +353,13 @@ pub(super) async fn end_run(
 /// started. A run taken over from a silent owner has another owner, or
 /// none but a start time.
 pub(super) async fn holds(db: &mut PgConnection, id: &str, holder: Option<&str>) -> StoreResult<bool> {
-    let held: Option<i32> = sqlx::query_scalar(
+    let held: Option<i32> = sqlx::query_scalar(concat!(
         "SELECT 1 FROM runs
-         WHERE id = $1 AND ($2::text IS NULL OR owner = $2 OR (owner IS NULL AND started_at IS NULL))
-         FOR UPDATE",
-    )
+         WHERE id = $1 AND ",
+        holds!("$2::text"),
+        "
+         FOR UPDATE"
+    ))
     .bind(id)
     .bind(holder)
     .fetch_optional(db)

@@ -2,7 +2,6 @@
 //! `metrics` each successful attempt recorded.
 
 use super::SqliteStore;
-use super::runs::HOLDS;
 use crate::clock::now_ms;
 use crate::store::attempts::attach_metrics;
 use crate::store::{AttemptEnd, AttemptRow, AttemptStart, StoreError, StoreResult};
@@ -18,7 +17,7 @@ impl SqliteStore {
         self.writer
             .write(move |db| {
                 let held = db
-                    .prepare_cached(&format!("SELECT 1 FROM runs WHERE id = ?3 AND {HOLDS}"))?
+                    .prepare_cached(concat!("SELECT 1 FROM runs WHERE id = ?3 AND ", holds!("?4")))?
                     .query_row(params![None::<String>, None::<String>, run_id, holder], |_| Ok(()))
                     .optional()?;
                 if held.is_none() {

@@ -2,7 +2,6 @@
 //! report in one transaction.
 
 use super::SqliteStore;
-use super::runs::HOLDS;
 use crate::clock::now_ms;
 use crate::store::{RunStatus, StoreError, StoreResult, StoredReport};
 use rusqlite::{OptionalExtension as _, params};
@@ -29,9 +28,10 @@ impl SqliteStore {
         self.writer
             .write(move |db| {
                 let ended = db
-                    .prepare_cached(&format!(
+                    .prepare_cached(concat!(
                         "UPDATE runs SET status = ?1, error = ?2, finished_at = ?5
-                         WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND {HOLDS}"
+                         WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND ",
+                        holds!("?4")
                     ))?
                     .execute(params![status.as_str(), error, id, holder, finished_at])?;
                 let stored = ended == 1 && report.is_some();

@@ -10,13 +10,6 @@ use crate::store::{
 use rusqlite::{OptionalExtension as _, params};
 use std::collections::HashMap;
 
-/// The condition that the process `?4` (None: anyone) still holds the run
-/// of the row: it is the owner, or the run never started (a queued run
-/// cancelled before any claim). A run taken over from a silent owner has
-/// another owner, or none but a start time, so the late owner's writes
-/// change nothing.
-pub(super) const HOLDS: &str = "(?4 IS NULL OR owner = ?4 OR (owner IS NULL AND started_at IS NULL))";
-
 impl SqliteStore {
     pub async fn create_run(&self, run: &NewRun) -> StoreResult<RunRow> {
         let run = run.clone();
@@ -111,8 +104,9 @@ impl SqliteStore {
         let (id, holder) = (id.to_string(), holder.map(str::to_string));
         self.writer
             .write(move |db| {
-                db.prepare_cached(&format!(
-                    "UPDATE runs SET status = ?1, heartbeat_at = ?2 WHERE id = ?3 AND {HOLDS}"
+                db.prepare_cached(concat!(
+                    "UPDATE runs SET status = ?1, heartbeat_at = ?2 WHERE id = ?3 AND ",
+                    holds!("?4")
                 ))?
                 .execute(params![status.as_str(), now_ms(), id, holder])?;
                 Ok(())
@@ -151,9 +145,10 @@ impl SqliteStore {
         let (id, error, holder) = (id.to_string(), error.map(str::to_string), holder.map(str::to_string));
         self.writer
             .write(move |db| {
-                db.prepare_cached(&format!(
+                db.prepare_cached(concat!(
                     "UPDATE runs SET status = ?1, error = ?2, finished_at = ?5
-                     WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND {HOLDS}"
+                     WHERE id = ?3 AND status IN ('queued', 'running', 'waiting_approval') AND ",
+                    holds!("?4")
                 ))?
                 .execute(params![status.as_str(), error, id, holder, now_ms()])?;
                 let (status, error): (String, Option<String>) = db
@@ -176,7 +171,7 @@ impl SqliteStore {
         self.writer
             .write(move |db| {
                 let held = db
-                    .prepare_cached(&format!("SELECT 1 FROM runs WHERE id = ?3 AND {HOLDS}"))?
+                    .prepare_cached(concat!("SELECT 1 FROM runs WHERE id = ?3 AND ", holds!("?4")))?
                     .query_row(params![None::<String>, None::<String>, run_id, holder], |_| Ok(()))
                     .optional()?;
                 if held.is_none() {
